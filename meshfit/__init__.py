@@ -1,0 +1,57 @@
+"""meshfit: differentiable mesh fitting in JAX."""
+
+from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
+from meshfit.io import (
+    CameraSet,
+    MeshIOError,
+    load_cameras,
+    load_mesh,
+    read_image,
+    save_cameras,
+    save_mesh,
+    write_image,
+)
+from meshfit.mesh import (
+    Mesh,
+    MeshError,
+    MeshWarning,
+    SurfaceSample,
+    face_areas,
+    face_normals,
+    sample_surface,
+    triangulate,
+    vertex_normals,
+)
+from meshfit.topology import LaplacianOp, Topology, cotangent_laplacian, uniform_laplacian
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Camera",
+    "CameraError",
+    "CameraSet",
+    "LaplacianOp",
+    "Mesh",
+    "MeshError",
+    "MeshIOError",
+    "MeshWarning",
+    "SurfaceSample",
+    "Topology",
+    "cotangent_laplacian",
+    "face_areas",
+    "face_normals",
+    "load_cameras",
+    "load_mesh",
+    "look_at",
+    "orbit_rig",
+    "read_image",
+    "sample_surface",
+    "save_cameras",
+    "save_mesh",
+    "sphere_rig",
+    "triangulate",
+    "triangulate_points",
+    "uniform_laplacian",
+    "vertex_normals",
+    "write_image",
+]

@@ -1,0 +1,439 @@
+"""The Camera pytree: pinhole intrinsics + world->camera pose, in the OpenCV convention.
+
+**The one convention** (everything in meshfit uses it; converters exist for the others):
+
+- Camera space: x right, y down, z forward (the camera looks along +z). A point X_world maps
+  to X_cam = R @ X_world + t (``world_to_camera`` = [[R, t], [0, 0, 0, 1]]).
+- Pixels: u = fx * x / z + cx, v = fy * y / z + cy, with u along image columns (left to right)
+  and v along rows (top to bottom). The *centre* of the top-left pixel is (0, 0): pixel (i, j)
+  (column i, row j, i.e. ``image[j, i]``) samples the scene at u = i, v = j, and covers
+  [i - 0.5, i + 0.5] x [j - 0.5, j + 0.5]. COLMAP, nerfstudio and OpenGL put that centre at
+  (0.5, 0.5); their loaders/converters subtract the half pixel.
+- Depth: camera-space z (not the distance along the ray).
+
+Batched cameras (a rig of N views, or [frames, views]) carry leading batch dimensions on every
+array field; width and height are static and shared by the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meshfit._pytree import is_concrete, pytree_dataclass, static_field
+
+__all__ = [
+    "Camera",
+    "CameraError",
+    "look_at",
+    "orbit_rig",
+    "sphere_rig",
+    "triangulate_points",
+]
+
+# OpenCV camera axes -> OpenGL camera axes (x right, y up, z backward).
+_CV_TO_GL = np.diag([1.0, -1.0, -1.0])
+
+
+class CameraError(ValueError):
+    """Invalid camera parameters or camera files."""
+
+
+@pytree_dataclass
+class Camera:
+    """Pinhole camera(s), OpenCV convention (see the module docstring).
+
+    Fields (batch shape B... = ``fx.shape``, () for a single camera):
+        fx, fy: [B...] float, focal lengths in pixels.
+        cx, cy: [B...] float, principal point in pixels (centre of the top-left pixel = 0, 0).
+        R: [B..., 3, 3] float, world->camera rotation (proper: R^T R = I, det R = +1).
+        t: [B..., 3] float, world->camera translation (X_cam = R X_world + t).
+        width, height: image size in pixels (static ints, shared by the batch).
+
+    Intrinsics given as Python scalars are broadcast to the batch shape of ``R``.
+    """
+
+    fx: jax.Array
+    fy: jax.Array
+    cx: jax.Array
+    cy: jax.Array
+    R: jax.Array
+    t: jax.Array
+    width: int = static_field()
+    height: int = static_field()
+
+    def __post_init__(self):
+        if not (isinstance(self.width, (int, np.integer)) and isinstance(self.height, (int, np.integer))):
+            raise CameraError(f"width and height must be ints; got {self.width!r}, {self.height!r}")
+        if self.width <= 0 or self.height <= 0:
+            raise CameraError(f"image size must be positive; got {self.width}x{self.height}")
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+        R = jnp.asarray(self.R)
+        if R.ndim < 2 or R.shape[-2:] != (3, 3):
+            raise CameraError(f"R must be [..., 3, 3]; got {tuple(R.shape)}")
+        batch = R.shape[:-2]
+        t = jnp.asarray(self.t, dtype=R.dtype)
+        if t.shape != batch + (3,):
+            raise CameraError(f"t must be {batch + (3,)} to match R {tuple(R.shape)}; got {tuple(t.shape)}")
+        object.__setattr__(self, "R", R)
+        object.__setattr__(self, "t", t)
+        for name in ("fx", "fy", "cx", "cy"):
+            x = jnp.asarray(getattr(self, name), dtype=R.dtype)
+            if x.shape != batch:
+                if x.ndim == 0:
+                    x = jnp.broadcast_to(x, batch)
+                else:
+                    raise CameraError(f"{name} must have the batch shape {batch}; got {tuple(x.shape)}")
+            object.__setattr__(self, name, x)
+        if all(is_concrete(getattr(self, n)) for n in ("fx", "fy", "cx", "cy", "R", "t")):
+            self._check_values()
+
+    def _check_values(self) -> None:
+        for name in ("fx", "fy", "cx", "cy", "R", "t"):
+            if not np.isfinite(np.asarray(getattr(self, name))).all():
+                raise CameraError(f"camera {name} contains non-finite values")
+        if (np.asarray(self.fx) <= 0).any() or (np.asarray(self.fy) <= 0).any():
+            raise CameraError("focal lengths fx, fy must be positive")
+        R = np.asarray(self.R, dtype=np.float64)
+        err = np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max(initial=0.0)
+        det = np.linalg.det(R) if R.size else np.ones(())
+        if err > 1e-3 or (np.asarray(det) < 0).any():
+            raise CameraError(
+                f"R must be a proper rotation (orthonormal, det +1); max |R^T R - I| = {err:.2g}, "
+                f"min det = {np.min(det):.3g}"
+            )
+
+    # ---- batch handling -------------------------------------------------------------------
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.R.shape[:-2])
+
+    def __len__(self) -> int:
+        if not self.batch_shape:
+            raise TypeError("a single camera has no len(); it has batch_shape ()")
+        return self.batch_shape[0]
+
+    def __getitem__(self, index) -> Camera:
+        """Index the batch dimensions, like an array: ``rig[0]``, ``rig[2:5]``."""
+        if not self.batch_shape:
+            raise TypeError("cannot index a single camera")
+        return jax.tree.map(lambda x: x[index], self)
+
+    # ---- matrices ---------------------------------------------------------------------------
+    @property
+    def K(self) -> jax.Array:
+        """[B..., 3, 3] intrinsic matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]."""
+        z = jnp.zeros_like(self.fx)
+        o = jnp.ones_like(self.fx)
+        rows = [
+            jnp.stack([self.fx, z, self.cx], -1),
+            jnp.stack([z, self.fy, self.cy], -1),
+            jnp.stack([z, z, o], -1),
+        ]
+        return jnp.stack(rows, -2)
+
+    @property
+    def world_to_camera(self) -> jax.Array:
+        """[B..., 4, 4] rigid transform [[R, t], [0, 0, 0, 1]]."""
+        top = jnp.concatenate([self.R, self.t[..., None]], -1)
+        bottom = jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 1.0], self.R.dtype), top.shape[:-2] + (1, 4))
+        return jnp.concatenate([top, bottom], -2)
+
+    @property
+    def center(self) -> jax.Array:
+        """[B..., 3] camera centre in world space (-R^T t)."""
+        return -jnp.einsum("...ji,...j->...i", self.R, self.t)
+
+    @classmethod
+    def from_matrices(cls, K, world_to_camera, width: int, height: int) -> Camera:
+        """Camera from K [B..., 3, 3] and world_to_camera [B..., 4, 4] (OpenCV convention)."""
+        K = jnp.asarray(K)
+        w2c = jnp.asarray(world_to_camera)
+        if K.shape[-2:] != (3, 3) or w2c.shape[-2:] != (4, 4) or K.shape[:-2] != w2c.shape[:-2]:
+            raise CameraError(
+                f"K must be [..., 3, 3] and world_to_camera [..., 4, 4] with the same batch; "
+                f"got {tuple(K.shape)} and {tuple(w2c.shape)}"
+            )
+        if is_concrete(K) and is_concrete(w2c):
+            k = np.asarray(K)
+            if np.abs(k[..., [0, 1, 2, 2], [1, 0, 0, 1]]).max(initial=0) > 1e-9 or not np.allclose(
+                k[..., 2, 2], 1
+            ):
+                raise CameraError(
+                    f"K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (no skew); got {k.tolist()}"
+                )
+            if not np.allclose(np.asarray(w2c)[..., 3, :], [0, 0, 0, 1]):
+                raise CameraError("world_to_camera must have last row [0, 0, 0, 1]")
+        return cls(
+            fx=K[..., 0, 0], fy=K[..., 1, 1], cx=K[..., 0, 2], cy=K[..., 1, 2],
+            R=w2c[..., :3, :3], t=w2c[..., :3, 3], width=width, height=height,
+        )  # fmt: skip
+
+    # ---- projection -------------------------------------------------------------------------
+    def to_camera(self, points: jax.Array) -> jax.Array:
+        """World points [..., P, 3] -> camera-space points [B..., P, 3] (broadcast over the batch)."""
+        return jnp.einsum("...ij,...pj->...pi", self.R, points) + self.t[..., None, :]
+
+    def project(self, points: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Project world points [..., P, 3] into every camera.
+
+        Returns:
+            uv: [B..., P, 2] pixel coordinates (OpenCV convention, see module docstring).
+            depth: [B..., P] camera-space z. Points with depth <= 0 are behind the camera and
+                their uv is meaningless; mask them with ``depth > 0``.
+        """
+        pc = self.to_camera(points)
+        z = pc[..., 2]
+        # Keep z = 0 from producing inf/NaN (and NaN gradients); callers mask on depth anyway.
+        zs = jnp.where(jnp.abs(z) > 1e-12, z, 1e-12)
+        u = self.fx[..., None] * pc[..., 0] / zs + self.cx[..., None]
+        v = self.fy[..., None] * pc[..., 1] / zs + self.cy[..., None]
+        return jnp.stack([u, v], -1), z
+
+    def unproject(self, uv: jax.Array, depth: jax.Array) -> jax.Array:
+        """Pixels [B..., P, 2] at camera-space depths [B..., P] -> world points [B..., P, 3]."""
+        x = (uv[..., 0] - self.cx[..., None]) / self.fx[..., None] * depth
+        y = (uv[..., 1] - self.cy[..., None]) / self.fy[..., None] * depth
+        pc = jnp.stack([x, y, depth], -1) - self.t[..., None, :]
+        return jnp.einsum("...ji,...pj->...pi", self.R, pc)
+
+    def pixel_rays(self) -> tuple[jax.Array, jax.Array]:
+        """Ray through every pixel centre: origins [B..., 3] and unit directions [B..., H, W, 3] (world)."""
+        u, v = jnp.meshgrid(jnp.arange(self.width), jnp.arange(self.height), indexing="xy")
+        uv = jnp.stack([u, v], -1).reshape(-1, 2).astype(self.R.dtype)
+        uv = jnp.broadcast_to(uv, self.batch_shape + uv.shape)
+        far = self.unproject(uv, jnp.ones(uv.shape[:-1], self.R.dtype))
+        d = far - self.center[..., None, :]
+        d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
+        return self.center, d.reshape(self.batch_shape + (self.height, self.width, 3))
+
+    # ---- clip space and OpenGL --------------------------------------------------------------
+    def projection_matrix(self, near: float, far: float) -> jax.Array:
+        """[B..., 4, 4] camera (OpenCV) -> clip space, OpenGL-style depth range.
+
+        clip = P @ [x, y, z, 1] with w_clip = z (> 0 in front of the camera) and, after the
+        perspective divide, NDC x = -1 / +1 at the left / right image *edges* (u = -0.5 and
+        W - 0.5), NDC y = -1 / +1 at the top / bottom edges (so image row 0 is y = -1; no flip
+        between NDC and the stored image), and NDC z = -1 at ``near``, +1 at ``far``.
+        """
+        if not 0 < near < far:
+            raise CameraError(f"need 0 < near < far; got near={near}, far={far}")
+        W, H = self.width, self.height
+        z = jnp.zeros_like(self.fx)
+        o = jnp.ones_like(self.fx)
+        rows = [
+            jnp.stack([2 * self.fx / W, z, (2 * self.cx + 1) / W - 1, z], -1),
+            jnp.stack([z, 2 * self.fy / H, (2 * self.cy + 1) / H - 1, z], -1),
+            jnp.stack([z, z, o * (far + near) / (far - near), o * (-2 * far * near / (far - near))], -1),
+            jnp.stack([z, z, o, z], -1),
+        ]
+        return jnp.stack(rows, -2)
+
+    def clip_matrix(self, near: float, far: float) -> jax.Array:
+        """[B..., 4, 4] world -> clip space: ``projection_matrix(near, far) @ world_to_camera``."""
+        return self.projection_matrix(near, far) @ self.world_to_camera
+
+    def to_opengl(self, near: float, far: float) -> tuple[np.ndarray, np.ndarray]:
+        """OpenGL (and pyrender) matrices for this camera (single or batched, concrete).
+
+        Returns:
+            projection: [B..., 4, 4] OpenGL projection (camera y up, looking along -z, window
+                origin bottom-left, pixel centres at +0.5), equal to pyrender's
+                ``IntrinsicsCamera(fx, fy, cx + 0.5, cy + 0.5, near, far)``.
+            camera_to_world: [B..., 4, 4] OpenGL camera pose (pyrender's ``pose``).
+        """
+        fx, fy = np.asarray(self.fx, np.float64), np.asarray(self.fy, np.float64)
+        cx, cy = np.asarray(self.cx, np.float64) + 0.5, np.asarray(self.cy, np.float64) + 0.5
+        W, H = self.width, self.height
+        P = np.zeros(fx.shape + (4, 4))
+        P[..., 0, 0] = 2 * fx / W
+        P[..., 0, 2] = 1 - 2 * cx / W
+        P[..., 1, 1] = 2 * fy / H
+        P[..., 1, 2] = 2 * cy / H - 1
+        P[..., 2, 2] = (far + near) / (near - far)
+        P[..., 2, 3] = 2 * far * near / (near - far)
+        P[..., 3, 2] = -1
+        w2c = np.asarray(self.world_to_camera, np.float64)
+        w2c_gl = np.eye(4)
+        w2c_gl[:3, :3] = _CV_TO_GL
+        pose = np.linalg.inv(w2c_gl @ w2c)
+        return P, pose
+
+    @classmethod
+    def from_opengl(cls, projection, camera_to_world, width: int, height: int) -> Camera:
+        """Inverse of ``to_opengl``: OpenGL projection [B..., 4, 4] + camera pose [B..., 4, 4]."""
+        P = np.asarray(projection, np.float64)
+        pose = np.asarray(camera_to_world, np.float64)
+        if P.shape[-2:] != (4, 4) or pose.shape[-2:] != (4, 4):
+            raise CameraError(f"expected [..., 4, 4] matrices; got {P.shape} and {pose.shape}")
+        if np.abs(P[..., 0, 1]).max(initial=0) > 1e-9 or not np.allclose(P[..., 3, :], [0, 0, -1, 0]):
+            raise CameraError("projection must be a perspective OpenGL matrix without skew")
+        cx = (1 - P[..., 0, 2]) * width / 2 - 0.5
+        cy = (P[..., 1, 2] + 1) * height / 2 - 0.5
+        w2c = np.linalg.inv(pose)
+        w2c[..., :3, :] = _CV_TO_GL @ w2c[..., :3, :]
+        return cls(
+            fx=P[..., 0, 0] * width / 2, fy=P[..., 1, 1] * height / 2, cx=cx, cy=cy,
+            R=w2c[..., :3, :3], t=w2c[..., :3, 3], width=width, height=height,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Camera(batch_shape={self.batch_shape}, size={self.width}x{self.height})"
+
+
+def focal_from_fov(fov_deg: float, size: int) -> float:
+    """Focal length in pixels for a field of view (degrees) across ``size`` pixels."""
+    if not 0 < fov_deg < 180:
+        raise CameraError(f"fov must be in (0, 180) degrees; got {fov_deg}")
+    return 0.5 * size / math.tan(math.radians(fov_deg) / 2)
+
+
+def _look_at_rotation(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    fwd = target - eye
+    fwd = fwd / np.linalg.norm(fwd, axis=-1, keepdims=True)
+    up = np.broadcast_to(up, fwd.shape)
+    right = np.cross(fwd, up)
+    # Looking along `up` leaves `right` undefined: fall back to another world axis.
+    bad = np.linalg.norm(right, axis=-1) < 1e-6
+    if bad.any():
+        alt = np.where(np.abs(up[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 0.0, 1.0])
+        right = np.where(bad[..., None], np.cross(fwd, np.broadcast_to(alt, fwd.shape)), right)
+    right = right / np.linalg.norm(right, axis=-1, keepdims=True)
+    down = np.cross(fwd, right)
+    return np.stack([right, down, fwd], axis=-2)  # rows: camera axes in world coords
+
+
+def look_at(
+    eye,
+    *,
+    target=(0.0, 0.0, 0.0),
+    up=(0.0, 1.0, 0.0),
+    width: int,
+    height: int,
+    fov: float = 60.0,
+) -> Camera:
+    """Cameras at ``eye`` ([B..., 3] world) looking at ``target`` with ``up`` pointing up in the image.
+
+    ``fov`` is the horizontal field of view in degrees; pixels are square and the principal
+    point is the image centre ((W - 1) / 2, (H - 1) / 2).
+    """
+    eye = np.asarray(eye, np.float64)
+    target = np.asarray(target, np.float64)
+    if eye.shape[-1:] != (3,):
+        raise CameraError(f"eye must be [..., 3]; got {eye.shape}")
+    if (np.linalg.norm(eye - target, axis=-1) < 1e-12).any():
+        raise CameraError("eye and target coincide; the viewing direction is undefined")
+    R = _look_at_rotation(eye, target, np.asarray(up, np.float64))
+    t = -np.einsum("...ij,...j->...i", R, eye)
+    f = focal_from_fov(fov, width)
+    batch = eye.shape[:-1]
+    full = lambda x: np.full(batch, x, np.float32)  # noqa: E731
+    return Camera(
+        fx=full(f), fy=full(f), cx=full((width - 1) / 2), cy=full((height - 1) / 2),
+        R=R.astype(np.float32), t=t.astype(np.float32), width=width, height=height,
+    )  # fmt: skip
+
+
+def orbit_rig(
+    num_views: int,
+    *,
+    radius: float,
+    width: int,
+    height: int,
+    fov: float = 60.0,
+    target=(0.0, 0.0, 0.0),
+    up=(0.0, 1.0, 0.0),
+    elevation: float = 0.0,
+    start_azimuth: float = 0.0,
+) -> Camera:
+    """``num_views`` cameras evenly spaced on a ring around ``up`` through ``target``.
+
+    ``elevation`` (degrees) lifts the ring above the plane orthogonal to ``up``; azimuths start
+    at ``start_azimuth`` degrees and step by 360 / num_views.
+    """
+    if num_views < 1:
+        raise CameraError(f"num_views must be >= 1; got {num_views}")
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+    a = np.cross(up, [1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.cross(up, [0.0, 0.0, 1.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(a, up)
+    az = np.radians(start_azimuth) + 2 * np.pi * np.arange(num_views) / num_views
+    el = np.radians(elevation)
+    d = np.cos(el) * (np.cos(az)[:, None] * b + np.sin(az)[:, None] * a) + np.sin(el) * up
+    eye = np.asarray(target, np.float64) + radius * d
+    return look_at(eye, target=target, up=up, width=width, height=height, fov=fov)
+
+
+def sphere_rig(
+    num_views: int,
+    *,
+    radius: float,
+    width: int,
+    height: int,
+    fov: float = 60.0,
+    target=(0.0, 0.0, 0.0),
+    up=(0.0, 1.0, 0.0),
+    seed: int | None = None,
+) -> Camera:
+    """``num_views`` cameras spread evenly over a sphere (Fibonacci lattice), looking at ``target``.
+
+    With a ``seed`` the lattice is turned by a random rotation about ``target`` (reproducible),
+    so different seeds give different, equally even rigs.
+    """
+    if num_views < 1:
+        raise CameraError(f"num_views must be >= 1; got {num_views}")
+    k = np.arange(num_views) + 0.5
+    y = 1 - 2 * k / num_views
+    r = np.sqrt(np.maximum(0.0, 1 - y * y))
+    phi = np.pi * (3 - np.sqrt(5)) * k
+    d = np.stack([r * np.cos(phi), y, r * np.sin(phi)], -1)
+    if seed is not None:
+        q = np.random.default_rng(seed).normal(size=4)
+        q /= np.linalg.norm(q)
+        w, x, yq, z = q
+        rot = np.array([
+            [1 - 2 * (yq * yq + z * z), 2 * (x * yq - z * w), 2 * (x * z + yq * w)],
+            [2 * (x * yq + z * w), 1 - 2 * (x * x + z * z), 2 * (yq * z - x * w)],
+            [2 * (x * z - yq * w), 2 * (yq * z + x * w), 1 - 2 * (x * x + yq * yq)],
+        ])  # fmt: skip
+        d = d @ rot.T
+    eye = np.asarray(target, np.float64) + radius * d
+    return look_at(eye, target=target, up=up, width=width, height=height, fov=fov)
+
+
+def triangulate_points(cameras: Camera, uv: jax.Array, *, weights: jax.Array | None = None) -> jax.Array:
+    """DLT triangulation of points seen by N cameras.
+
+    Solves the homogeneous least-squares system of the direct linear transform in normalised
+    camera coordinates (K^-1 applied first, for conditioning) with an SVD per point.
+
+    Args:
+        cameras: a batch of N cameras (batch shape (N,)).
+        uv: [N, P, 2] pixel observations of P points in each camera.
+        weights: optional [N, P] float confidences; 0 drops a view for that point. Each point
+            needs at least two views with non-zero weight.
+    Returns:
+        [P, 3] world points.
+    """
+    if len(cameras.batch_shape) != 1:
+        raise CameraError(f"need a batch of N cameras; got batch shape {cameras.batch_shape}")
+    n = cameras.batch_shape[0]
+    uv = jnp.asarray(uv)
+    if uv.ndim != 3 or uv.shape[0] != n or uv.shape[2] != 2:
+        raise CameraError(f"uv must be [N={n}, P, 2]; got {tuple(uv.shape)}")
+    if weights is None:
+        weights = jnp.ones(uv.shape[:2], uv.dtype)
+    x = (uv[..., 0] - cameras.cx[:, None]) / cameras.fx[:, None]  # [N, P]
+    y = (uv[..., 1] - cameras.cy[:, None]) / cameras.fy[:, None]
+    Rt = jnp.concatenate([cameras.R, cameras.t[..., None]], -1)  # [N, 3, 4]
+    rows_x = x[..., None] * Rt[:, None, 2, :] - Rt[:, None, 0, :]  # [N, P, 4]
+    rows_y = y[..., None] * Rt[:, None, 2, :] - Rt[:, None, 1, :]
+    A = jnp.concatenate([rows_x, rows_y], 0) * jnp.concatenate([weights, weights], 0)[..., None]
+    A = jnp.swapaxes(A, 0, 1)  # [P, 2N, 4]
+    _, _, vt = jnp.linalg.svd(A, full_matrices=False)
+    X = vt[:, -1, :]
+    return X[:, :3] / X[:, 3:4]

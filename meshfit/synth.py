@@ -1,0 +1,311 @@
+"""Reference multi-view data rendered with pyrender (OpenGL), independent of meshfit's rasterizer.
+
+``pyrender_views`` renders a Mesh from a batch of Cameras; ``synthesize`` places a rig around a
+mesh and writes a dataset folder (the layout ``meshfit synth`` documents)::
+
+    DIR/cameras.json      cameras (OpenCV convention, meshfit's format; near/far as extra keys)
+    DIR/rgb/NNN.png       shaded (Lambert-like, fixed world light) or textured colour, 8-bit sRGB
+    DIR/mask/NNN.png      coverage, 0 or 255
+    DIR/depth/NNN.npy     camera-space z, float32 [H, W], 0 where empty
+    DIR/mesh.obj          the ground-truth mesh, in its own frame, units and vertex order
+    DIR/scene.json        how it was made (seed, light, rig, source mesh)
+
+pyrender needs an OpenGL context: headless by EGL (Mesa's software rasteriser on a machine
+without a GPU) unless ``PYOPENGL_PLATFORM`` says otherwise (``osmesa``). Multisampling is off,
+so each pixel samples the scene exactly at its centre (the pixel convention in
+``meshfit.camera``) and colour, mask and depth agree pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from meshfit.camera import Camera, sphere_rig
+from meshfit.io import load_mesh, save_cameras, save_mesh, write_image
+from meshfit.mesh import Mesh
+
+__all__ = ["PyrenderViews", "pyrender_views", "synthesize"]
+
+# A fixed world-space light, so shading is the same function of the normal in every view.
+DEFAULT_LIGHT_DIRECTION = (-0.3, -0.8, -0.5)  # direction the light travels (world)
+DEFAULT_LIGHT_INTENSITY = 3.0
+DEFAULT_AMBIENT = 0.3
+DEFAULT_BASE_COLOR = (0.75, 0.75, 0.75)
+
+
+class PyrenderViews(NamedTuple):
+    """pyrender renders of N views.
+
+    rgb: [N, H, W, 3] uint8. mask: [N, H, W] bool coverage. depth: [N, H, W] float32
+    camera-space z, 0 where empty. face_id: [N, H, W] int32 index of the visible face, -1 where
+    empty (only when asked for, else None).
+    """
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    depth: np.ndarray
+    face_id: np.ndarray | None = None
+
+
+def _pyrender():
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    import pyrender
+
+    return pyrender
+
+
+@contextlib.contextmanager
+def _single_sample():
+    """Render without multisampling, so every pixel samples the scene exactly at its centre.
+
+    pyrender enables 4x MSAA for every pass but its SEG pass, and EGL honours it while OSMesa
+    does not; with it, edge pixels blend colours (and face ids) and the output would depend on
+    the platform. pyrender exposes no switch, so its ``glEnable`` is wrapped for the duration.
+    """
+    import pyrender.renderer as pr
+    from OpenGL.GL import GL_MULTISAMPLE
+
+    original = pr.glEnable
+    pr.glEnable = lambda cap: pr.glDisable(cap) if cap == GL_MULTISAMPLE else original(cap)
+    try:
+        yield
+    finally:
+        pr.glEnable = original
+
+
+def _to_trimesh(mesh: Mesh, textured: bool):
+    import trimesh
+    from PIL import Image
+
+    v = np.asarray(mesh.vertices, np.float64)
+    f = np.asarray(mesh.faces)
+    if textured:
+        if mesh.texture is None:
+            raise ValueError("textured rendering needs a mesh with a texture (and uvs)")
+        # OpenGL wants one UV per vertex: split vertices along UV seams for rendering only.
+        corners_v = f.reshape(-1)
+        corners_t = np.asarray(mesh.uv_faces).reshape(-1)
+        pairs, inverse = np.unique(np.stack([corners_v, corners_t], 1), axis=0, return_inverse=True)
+        tex = np.asarray(mesh.texture)
+        image = Image.fromarray(np.clip(np.rint(tex * 255), 0, 255).astype(np.uint8).squeeze())
+        material = trimesh.visual.material.SimpleMaterial(image=image)
+        visual = trimesh.visual.TextureVisuals(uv=np.asarray(mesh.uvs)[pairs[:, 1]], material=material)
+        return trimesh.Trimesh(v[pairs[:, 0]], inverse.reshape(-1, 3), visual=visual, process=False)
+    tm = trimesh.Trimesh(v, f, process=False, maintain_order=True)
+    if mesh.colors is not None:
+        tm.visual = trimesh.visual.ColorVisuals(tm, vertex_colors=np.asarray(mesh.colors))
+    return tm
+
+
+def _face_id_mesh(mesh: Mesh, pyrender):
+    """Unlit mesh whose faces carry their index + 1 as a 24-bit RGB colour (0 = background)."""
+    import trimesh
+
+    v = np.asarray(mesh.vertices, np.float64)
+    f = np.asarray(mesh.faces)
+    num_faces = len(f)
+    if num_faces >= 2**24 - 1:
+        raise ValueError(f"face ids need 24 bits; {num_faces} faces is too many")
+    ids = np.arange(1, num_faces + 1)
+    rgba = np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255, np.full(num_faces, 255)], 1)
+    tm = trimesh.Trimesh(v[f].reshape(-1, 3), np.arange(3 * num_faces).reshape(-1, 3), process=False)
+    tm.visual = trimesh.visual.ColorVisuals(tm, vertex_colors=np.repeat(rgba.astype(np.uint8), 3, axis=0))
+    return pyrender.Mesh.from_trimesh(tm, smooth=False)
+
+
+def pyrender_views(
+    mesh: Mesh,
+    cameras: Camera,
+    *,
+    near: float,
+    far: float,
+    textured: bool = False,
+    face_ids: bool = False,
+    light_direction=DEFAULT_LIGHT_DIRECTION,
+    light_intensity: float = DEFAULT_LIGHT_INTENSITY,
+    ambient: float = DEFAULT_AMBIENT,
+) -> PyrenderViews:
+    """Render ``mesh`` from each camera of a [N] batch with pyrender (OpenGL, offscreen).
+
+    Faces are drawn two-sided (no culling), as meshfit's rasterizer does.
+
+    Args:
+        mesh: the mesh; vertex colours are used when present, else a light grey.
+        cameras: batch shape (N,), OpenCV convention.
+        near, far: clip planes in camera-space z; keep them tight for depth precision (24-bit).
+        textured: use the mesh's texture (requires uvs + texture).
+        face_ids: also render the index of the visible face per pixel (an unlit pass with
+            each face's index encoded in its colour).
+        light_direction: direction the directional light travels, in world space.
+        light_intensity, ambient: light strengths.
+    """
+    if len(cameras.batch_shape) != 1:
+        raise ValueError(f"cameras must be a [N] batch; got batch shape {cameras.batch_shape}")
+    pyrender = _pyrender()
+    tm = _to_trimesh(mesh, textured)
+    material = None
+    if not textured and mesh.colors is None:
+        material = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=(*DEFAULT_BASE_COLOR, 1.0),
+            metallicFactor=0.0,
+            roughnessFactor=1.0,
+            doubleSided=True,
+        )
+    pmesh = pyrender.Mesh.from_trimesh(tm, material=material, smooth=True)
+    for prim in pmesh.primitives:
+        if prim.material is not None:
+            prim.material.doubleSided = True
+            if hasattr(prim.material, "metallicFactor"):
+                prim.material.metallicFactor = 0.0
+                prim.material.roughnessFactor = 1.0
+    scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(ambient, ambient, ambient))
+    scene.add(pmesh)
+    d = -np.asarray(light_direction, np.float64)
+    d /= np.linalg.norm(d)
+    # pyrender's directional light shines along its node's -z axis.
+    z = d
+    x = np.cross([0.0, 1.0, 0.0], z) if abs(z[1]) < 0.99 else np.cross([1.0, 0.0, 0.0], z)
+    x /= np.linalg.norm(x)
+    light_pose = np.eye(4)
+    light_pose[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity), pose=light_pose)
+    id_scene = None
+    if face_ids:
+        id_scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(1.0, 1.0, 1.0))
+        id_scene.add(_face_id_mesh(mesh, pyrender))
+
+    _, poses = cameras.to_opengl(near, far)
+    W, H = cameras.width, cameras.height
+    flags = pyrender.RenderFlags.SKIP_CULL_FACES
+    renderer = pyrender.OffscreenRenderer(W, H)
+    rgb, depth, fids = [], [], []
+    try:
+        with _single_sample():
+            for i in range(cameras.batch_shape[0]):
+                # pyrender (OpenGL) puts pixel centres at +0.5; meshfit at 0.
+                fx, fy = float(cameras.fx[i]), float(cameras.fy[i])
+                cx, cy = float(cameras.cx[i]) + 0.5, float(cameras.cy[i]) + 0.5
+                cam = pyrender.IntrinsicsCamera(fx, fy, cx, cy, znear=near, zfar=far)
+                cam_node = scene.add(cam, pose=poses[i])
+                color, z_img = renderer.render(scene, flags=flags)
+                scene.remove_node(cam_node)
+                rgb.append(np.array(color[..., :3]))
+                depth.append(np.asarray(z_img, np.float32))
+                if id_scene is not None:
+                    cam_node = id_scene.add(cam, pose=poses[i])
+                    c, _ = renderer.render(id_scene, flags=flags | pyrender.RenderFlags.FLAT)
+                    id_scene.remove_node(cam_node)
+                    c = c.astype(np.int32)
+                    fids.append((c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)) - 1)
+    finally:
+        renderer.delete()
+    depth = np.stack(depth)
+    mask = depth > 0
+    face_id = np.where(mask, np.stack(fids), -1).astype(np.int32) if face_ids else None
+    return PyrenderViews(np.stack(rgb), mask, depth, face_id)
+
+
+def synthesize(
+    mesh: str | os.PathLike | Mesh,
+    out: str | os.PathLike,
+    *,
+    views: int = 16,
+    size: tuple[int, int] = (256, 256),
+    seed: int = 0,
+    textured: bool = False,
+    texture: str | os.PathLike | None = None,
+    distance: float | None = None,
+    fov: float = 45.0,
+    overwrite: bool = False,
+) -> Path:
+    """Render a mesh from ``views`` cameras spread on a sphere around it and write a dataset.
+
+    The mesh keeps its own frame, units and vertex order; the rig is centred on its bounding-box
+    centre, with ``distance`` (default: the bounding sphere just fits, 5% margin, in the narrower
+    field of view) and the horizontal ``fov`` in degrees. ``seed`` turns the rig, so a seed
+    always gives the same cameras and images. The folder appears complete or not at all.
+
+    Args:
+        mesh: a mesh file or a Mesh.
+        out: dataset folder to create (must not exist or be empty, unless ``overwrite``).
+        size: (W, H) in pixels.
+        textured: render the mesh's texture (``texture`` may name an image file to bind).
+    Returns:
+        The dataset folder.
+    """
+    src = str(mesh) if not isinstance(mesh, Mesh) else "<Mesh>"
+    if not isinstance(mesh, Mesh):
+        mesh = load_mesh(mesh, texture=texture)
+    elif texture is not None:
+        raise ValueError("texture= binds an image file when loading; pass a Mesh with its texture instead")
+    if textured and mesh.texture is None:
+        raise ValueError(f"{src} has no texture; pass texture=IMAGE (CLI: --texture IMAGE) to bind one")
+    if views < 1:
+        raise ValueError(f"views must be >= 1; got {views}")
+    W, H = size
+    if W < 1 or H < 1:
+        raise ValueError(f"size must be positive; got {W}x{H}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{out} is not empty; choose another folder or pass overwrite=True (--overwrite)"
+        )
+
+    v = np.asarray(mesh.vertices, np.float64)
+    lo, hi = v.min(0), v.max(0)
+    center = (lo + hi) / 2
+    radius = float(np.linalg.norm(v - center, axis=1).max())
+    if radius <= 0:
+        raise ValueError("mesh has zero extent")
+    # fov is horizontal; the vertical one is narrower for landscape images.
+    half = np.radians(fov) / 2
+    half_min = min(half, np.arctan(np.tan(half) * H / W))
+    if distance is None:
+        distance = 1.05 * radius / np.sin(half_min)
+    if distance <= radius:
+        raise ValueError(
+            f"distance {distance} puts cameras inside the mesh's bounding sphere (radius {radius:.4g})"
+        )
+    near = max(distance - 1.05 * radius, 1e-3 * distance)
+    far = distance + 1.05 * radius
+    cams = sphere_rig(views, radius=distance, target=center, width=W, height=H, fov=fov, seed=seed)
+    r = pyrender_views(mesh, cams, near=near, far=far, textured=textured)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for sub in ("rgb", "mask", "depth"):
+            (tmp / sub).mkdir()
+        names = [f"{i:03d}" for i in range(views)]
+        for i, name in enumerate(names):
+            write_image(tmp / "rgb" / f"{name}.png", r.rgb[i])
+            write_image(tmp / "mask" / f"{name}.png", r.mask[i].astype(np.uint8) * 255)
+            np.save(tmp / "depth" / f"{name}.npy", r.depth[i])
+        save_cameras(tmp / "cameras.json", cams, names=names, near=near, far=far)
+        save_mesh(tmp / "mesh.obj", mesh)
+        info = {
+            "source": src, "views": views, "size": [W, H], "seed": seed, "fov": fov,
+            "distance": distance, "target": center.tolist(), "bounding_radius": radius,
+            "near": near, "far": far, "textured": textured,
+            "light": {"direction": list(DEFAULT_LIGHT_DIRECTION), "intensity": DEFAULT_LIGHT_INTENSITY,
+                      "ambient": DEFAULT_AMBIENT},
+            "renderer": "pyrender (OpenGL)",
+        }  # fmt: skip
+        (tmp / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out

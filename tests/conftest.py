@@ -1,0 +1,68 @@
+"""Shared test set-up: strict numerics, small meshes, the shared real meshes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MESHFIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+SHARED_MESHES = {
+    "spot": "spot/spot_triangulated.obj",
+    "bob": "bob/bob_tri.obj",
+    "blub": "blub/fish.obj",
+    "hammer": "hammer/hammer.obj",
+    "controller": "controller_generic/left.glb",
+    "ict_neutral": "ict_face/face_region/neutral.obj",
+}
+
+
+def shared(name: str) -> Path:
+    """Path of a shared real mesh; skips the test where ../shared/data is absent (not in CI)."""
+    p = SHARED_DATA / SHARED_MESHES.get(name, name)
+    if not p.exists():
+        if os.environ.get("CI"):
+            raise FileNotFoundError(f"shared test data missing in CI: {p}")
+        pytest.skip(f"shared data not found: {p}")
+    return p
+
+
+@pytest.fixture
+def icosphere():
+    """A closed genus-0 mesh: (vertices [42, 3] float32, faces [80, 3] int32)."""
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=1)
+    return np.asarray(s.vertices, np.float32), np.asarray(s.faces, np.int32)
+
+
+@pytest.fixture
+def grid():
+    """A flat open n x n vertex grid in the z = 0 plane, slightly jittered: (vertices, faces)."""
+    n = 5
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64), indexing="xy")
+    v = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], 1)
+    interior = (v[:, 0] > 0) & (v[:, 0] < n - 1) & (v[:, 1] > 0) & (v[:, 1] < n - 1)
+    v[interior, :2] += rng.uniform(-0.2, 0.2, (interior.sum(), 2))
+    f = []
+    for j in range(n - 1):
+        for i in range(n - 1):
+            a, b, c, d = j * n + i, j * n + i + 1, (j + 1) * n + i + 1, (j + 1) * n + i
+            f += [(a, b, c), (a, c, d)]
+    return v.astype(np.float32), np.asarray(f, np.int32)
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (finite-difference gradient checks)."""
+    with jax.enable_x64(True):
+        yield

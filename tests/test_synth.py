@@ -1,0 +1,146 @@
+"""`meshfit synth`: the documented files, agreement with meshfit's cameras, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import meshfit
+from meshfit.cli import main
+from tests.conftest import shared
+
+
+@pytest.fixture(scope="module")
+def spot_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "spot"
+    tex = shared("spot").with_name("spot_texture.png")
+    argv = ["synth", str(shared("spot")), "--views", "3", "--size", "96x72", "--out", str(out), "--seed", "5"]
+    assert main([*argv, "--texture", str(tex)]) == 0
+    return out
+
+
+def test_synth_writes_the_documented_files(spot_dataset):
+    names = ["000", "001", "002"]
+    for sub, ext in (("rgb", "png"), ("mask", "png"), ("depth", "npy")):
+        assert sorted(p.name for p in (spot_dataset / sub).iterdir()) == [f"{n}.{ext}" for n in names]
+    cs = meshfit.load_cameras(spot_dataset / "cameras.json")
+    assert cs.names == names and (cs.cameras.width, cs.cameras.height) == (96, 72)
+    rgb = meshfit.read_image(spot_dataset / "rgb" / "000.png")
+    assert rgb.shape == (72, 96, 3)
+    depth = np.load(spot_dataset / "depth" / "000.npy")
+    assert depth.shape == (72, 96) and depth.dtype == np.float32
+    info = json.loads((spot_dataset / "scene.json").read_text())
+    assert info["seed"] == 5 and info["textured"] is True
+    # the ground truth keeps the source's vertex order and frame
+    gt = meshfit.load_mesh(spot_dataset / "mesh.obj")
+    src = meshfit.load_mesh(shared("spot"))
+    np.testing.assert_allclose(gt.vertices, src.vertices, atol=1e-6)
+    np.testing.assert_array_equal(gt.faces, src.faces)
+    assert gt.texture is not None
+
+
+def test_masks_and_depth_agree_with_meshfit_projection(spot_dataset):
+    cs = meshfit.load_cameras(spot_dataset)
+    m = meshfit.load_mesh(spot_dataset / "mesh.obj")
+    uv, z = cs.cameras.project(m.vertices)
+    uv, z = np.asarray(uv), np.asarray(z)
+    for i, name in enumerate(cs.names):
+        mask = meshfit.read_image(spot_dataset / "mask" / f"{name}.png")[..., 0] > 0.5
+        depth = np.load(spot_dataset / "depth" / f"{name}.npy")
+        assert ((depth > 0) == mask).all()
+        assert 0.05 < mask.mean() < 0.9
+        # every vertex lands on the silhouette or inside it (its pixel or a neighbour is covered)
+        ij = np.rint(uv[i]).astype(int)
+        pad = np.pad(mask, 1)
+        near = np.zeros(len(ij), bool)
+        for dy in range(3):
+            for dx in range(3):
+                near |= pad[ij[:, 1] + dy, ij[:, 0] + dx]
+        assert near.all()
+        # depth: no covered pixel is nearer than the nearest vertex or farther than the farthest
+        assert depth[mask].min() >= z[i].min() * (1 - 1e-4) and depth[mask].max() <= z[i].max() * (1 + 1e-4)
+        # vertices in front (the minimum depth over their pixel neighbourhood) match to 1%, all views
+        x0 = np.clip(ij, 1, [94, 70])
+        patch = np.stack([depth[x0[:, 1] + dy, x0[:, 0] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
+        front = (patch > 0).all(1) & (np.abs(patch.min(1) - z[i]) < 0.05 * z[i])
+        assert front.sum() > 100
+        rel = np.abs(np.median(patch[front], 1) - z[i][front]) / z[i][front]
+        assert np.median(rel) < 5e-3
+
+
+def test_synth_is_deterministic_for_a_seed(tmp_path, spot_dataset):
+    out = tmp_path / "again"
+    tex = shared("spot").with_name("spot_texture.png")
+    argv = ["synth", str(shared("spot")), "--views", "3", "--size", "96x72", "--out", str(out), "--seed", "5"]
+    assert main([*argv, "--texture", str(tex)]) == 0
+    a = json.loads((spot_dataset / "cameras.json").read_text())
+    b = json.loads((out / "cameras.json").read_text())
+    assert a == b
+    for sub in ("rgb", "mask"):
+        np.testing.assert_array_equal(
+            meshfit.read_image(out / sub / "001.png"), meshfit.read_image(spot_dataset / sub / "001.png")
+        )
+    np.testing.assert_array_equal(
+        np.load(out / "depth" / "002.npy"), np.load(spot_dataset / "depth" / "002.npy")
+    )
+
+
+def test_other_seed_other_rig_and_untextured(tmp_path):
+    out = tmp_path / "s"
+    assert (
+        main(["synth", str(shared("spot")), "--views", "2", "--size", "32", "--out", str(out), "--seed", "6"])
+        == 0
+    )
+    cams = meshfit.load_cameras(out).cameras
+    other = meshfit.sphere_rig(2, radius=1.0, width=32, height=32, seed=5)
+    dirs = np.asarray(cams.R)[:, 2]
+    assert np.abs(dirs - np.asarray(other.R)[:, 2]).max() > 0.1
+    rgb = meshfit.read_image(out / "rgb" / "000.png")
+    mask = meshfit.read_image(out / "mask" / "000.png")[..., 0] > 0.5
+    assert (rgb[~mask] == 0).all() and rgb[mask].mean() > 0.1
+    assert meshfit.load_mesh(out / "mesh.obj").texture is None
+
+
+def test_synth_glb_controller(tmp_path):
+    out = tmp_path / "c"
+    assert (
+        main(
+            [
+                "synth",
+                str(shared("controller")),
+                "--views",
+                "2",
+                "--size",
+                "48",
+                "--out",
+                str(out),
+                "--texture",
+            ]
+        )
+        == 0
+    )
+    assert (out / "mask" / "001.png").exists()
+
+
+def test_synth_refuses_a_non_empty_folder_and_leaves_nothing_on_error(tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    assert main(["synth", str(shared("spot")), "--views", "1", "--out", str(tmp_path / "full")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["keep.txt"]
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nv 1 0 0\nv nan 1 0\nf 1 2 3\n")
+    assert main(["synth", str(bad), "--views", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "non-finite" in capsys.readouterr().err
+    assert (
+        main(["synth", str(shared("blub")), "--views", "1", "--out", str(tmp_path / "o"), "--texture"]) == 2
+    )
+    assert "has no texture" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.obj", "full"]
+
+
+def test_cli_rejects_bad_size():
+    with pytest.raises(SystemExit):
+        main(["synth", "x.obj", "--out", "o", "--size", "0x5"])
