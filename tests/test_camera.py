@@ -13,7 +13,7 @@ import pytest
 import meshfit
 from meshfit import Camera, CameraError
 from meshfit.synth import pyrender_views
-from tests.conftest import shared
+from tests.helpers import shared
 
 DATA = Path(__file__).parent / "data"
 

@@ -7,7 +7,7 @@ import pytest
 
 import meshfit
 from meshfit import MeshError, MeshIOError
-from tests.conftest import shared
+from tests.helpers import shared
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from jax.test_util import check_grads
 
 import meshfit
 from meshfit import Mesh, MeshError, MeshWarning
-from tests.conftest import shared
+from tests.helpers import shared
 
 TRI_V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
 TRI_F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32)

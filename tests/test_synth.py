@@ -9,7 +9,7 @@ import pytest
 
 import meshfit
 from meshfit.cli import main
-from tests.conftest import shared
+from tests.helpers import shared
 
 
 @pytest.fixture(scope="module")

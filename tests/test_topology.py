@@ -10,7 +10,7 @@ from jax.test_util import check_grads
 
 import meshfit
 from meshfit import Topology
-from tests.conftest import shared
+from tests.helpers import shared
 
 
 def test_closed_mesh_counts(icosphere):
