@@ -237,6 +237,12 @@ class Camera:
         """[B..., 4, 4] world -> clip space: ``projection_matrix(near, far) @ world_to_camera``."""
         return self.projection_matrix(near, far) @ self.world_to_camera
 
+    def to_clip(self, points: jax.Array, near: float, far: float) -> jax.Array:
+        """World points [..., P, 3] -> clip-space positions [B..., P, 4] (``clip_matrix``'s space),
+        the input ``meshfit.render.rasterize`` takes."""
+        M = self.clip_matrix(near, far)
+        return jnp.einsum("...ij,...pj->...pi", M[..., :, :3], points) + M[..., None, :, 3]
+
     def to_opengl(self, near: float, far: float) -> tuple[np.ndarray, np.ndarray]:
         """OpenGL (and pyrender) matrices for this camera (single or batched, concrete).
 
