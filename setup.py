@@ -23,7 +23,8 @@ setup(
     ext_modules=[
         Extension(
             "meshfit.render._rasterize_native",
-            sources=["kernels/rasterize.cc"],
+            sources=["kernels/rasterize.cc", "kernels/interpolate.cc", "kernels/antialias.cc"],
+            depends=["kernels/common.h"],
             include_dirs=[_xla_ffi_include()],
             language="c++",
             # -ffp-contract=off: no FMA contraction, so the kernel's float32 arithmetic matches

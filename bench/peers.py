@@ -11,8 +11,8 @@ of rendering *all* views; the figures are medians in milliseconds for all views 
 peer that is not installed (or cannot start) gives ``None`` and prints the reason.
 
 ``bench/render.py`` imports this module for its side-by-side table. As a script it runs every
-peer in a fresh subprocess (an OpenGL platform is fixed per process, and Mitsuba's LLVM should
-not share a process with Mesa's) and prints a table::
+peer in a fresh subprocess (the OpenGL platform is fixed per process, and each peer gets the
+machine's threads and memory to itself) and prints a table::
 
     python bench/peers.py                       # all peers, 5 timed runs each
     python bench/peers.py --peer mitsuba --runs 7 --json
@@ -105,14 +105,17 @@ def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
 
 
-def _time(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
-    """Call ``fn`` ``runs`` times; the median and every duration, in milliseconds."""
-    durations = []
+def _time(fn: Callable[[], object], runs: int) -> tuple[float, list[float], float]:
+    """Call ``fn`` ``runs`` times, in milliseconds: the median wall time, every wall time, and the
+    median CPU time of this process (all its threads; unlike wall time, it hardly changes when
+    other jobs compete for the cores)."""
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        durations.append(time.perf_counter() - t0)
-    return _ms(statistics.median(durations)), [_ms(d) for d in durations]
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return _ms(statistics.median(wall)), [_ms(d) for d in wall], _ms(statistics.median(cpu))
 
 
 # ---- Mitsuba 3 ------------------------------------------------------------------------------------
@@ -237,9 +240,11 @@ def time_mitsuba(
         variant: Mitsuba variant (``llvm_ad_rgb`` on CPU, ``cuda_ad_rgb`` on an NVIDIA GPU).
     Returns:
         None if Mitsuba (or the variant) is unavailable, else a dict with forward_ms,
-        forward_backward_ms (medians over ``runs``, all views), the individual runs, setup_ms
-        (scene construction + target render), compile_ms for each (first call minus the median),
-        the number of vertices with a non-zero gradient, and a note.
+        forward_backward_ms (medians over ``runs``, all views), the individual runs, the median
+        CPU times (forward_cpu_ms, forward_backward_cpu_ms: all threads), setup_ms
+        (scene construction), target_render_ms, compile_ms for each (first call minus the median),
+        sanity figures (vertices with a non-zero gradient; cosine between the summed descent
+        direction and the target shift, near 1 when the gradient is right) and a note.
     """
     mi = _import_mitsuba(variant)
     if mi is None:
@@ -250,6 +255,8 @@ def time_mitsuba(
     t0 = time.perf_counter()
     integrator = {"type": "prb_projective", "max_depth": max_depth, "sppi": sppi}
     scn = _mitsuba_scene(mi, vertices, faces, cameras, spp=spp, integrator=integrator)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
     params = mi.traverse(scn)
     key = "mesh.vertex_positions"
     rest = mi.Float(params[key])
@@ -260,7 +267,7 @@ def time_mitsuba(
     params[key] = rest
     params.update()
     dr.eval(targets)
-    setup = time.perf_counter() - t0
+    target_time = time.perf_counter() - t0
 
     def forward() -> list[np.ndarray]:
         return [np.array(mi.render(scn, sensor=i, spp=spp, seed=i)) for i in range(n)]
@@ -279,18 +286,21 @@ def time_mitsuba(
     t0 = time.perf_counter()
     images = forward()
     first_forward = time.perf_counter() - t0
-    forward_ms, forward_runs = _time(forward, runs)
+    forward_ms, forward_runs, forward_cpu = _time(forward, runs)
     t0 = time.perf_counter()
     grad = forward_backward()
     first_fb = time.perf_counter() - t0
-    fb_ms, fb_runs = _time(forward_backward, runs)
+    fb_ms, fb_runs, fb_cpu = _time(forward_backward, runs)
 
     mean_inside = float(np.mean([img[img.shape[0] // 2, img.shape[1] // 2] for img in images]))
+    # Sanity: descending the gradient should move the sphere towards the target (cosine near 1).
+    descent, shift = -grad.sum(0), np.asarray(TARGET_SHIFT)
+    cosine = float(descent @ shift / (np.linalg.norm(descent) * np.linalg.norm(shift) + 1e-30))
     return {
         "peer": "mitsuba",
         "version": mi.__version__,
-        "backend": f"{variant} (LLVM {'.'.join(map(str, dr.detail.llvm_version()))}), prb_projective, "
-        f"max_depth={max_depth}, spp={spp}, sppi={sppi}",
+        "backend": f"{variant} (LLVM {'.'.join(map(str, dr.detail.llvm_version()))}), "
+        f"prb_projective, sppi={sppi}, {dr.thread_count()} threads",
         "views": n,
         "size": [cameras.width, cameras.height],
         "spp": spp,
@@ -300,16 +310,21 @@ def time_mitsuba(
         "forward_backward_ms": fb_ms,
         "forward_runs_ms": forward_runs,
         "forward_backward_runs_ms": fb_runs,
+        "forward_cpu_ms": forward_cpu,
+        "forward_backward_cpu_ms": fb_cpu,
         "setup_ms": _ms(setup),
+        "target_render_ms": _ms(target_time),
         "compile_ms": {
             "forward": _extra_ms(first_forward, forward_ms),
             "forward_backward": _extra_ms(first_fb, fb_ms),
         },
         "grad_nonzero_vertices": int(np.count_nonzero(np.abs(grad).sum(1))),
+        "grad_descent_cosine": round(cosine, 3),
         "centre_pixel_mean": round(mean_inside, 3),
         "machine": _machine(),
-        "note": "ray tracing (Embree BVH built in setup), per-view mi.render; Dr.Jit kernels are "
-        "cached on disk (~/.drjit), so compile_ms is small after the first process ever",
+        "note": "ray tracing, per-view mi.render; forward+backward includes the scene update "
+        "(acceleration structure rebuild) after enabling gradients; Dr.Jit caches compiled kernels "
+        "on disk (~/.drjit), so compile_ms is small after the first process ever",
     }
 
 
@@ -375,7 +390,7 @@ def time_pyrender(
     Returns:
         None if pyrender or the platform is unavailable, else a dict with forward_ms (the ``flat``
         median over ``runs``, all views), modes ({setting: {forward_ms, forward_runs_ms,
-        compile_ms}}), setup_ms (GL context + scene), compile_ms (first render of all views
+        forward_cpu_ms, compile_ms}}), setup_ms (GL context + scene), compile_ms (first render of all views
         in each setting, shader compilation and mesh upload, minus its median) and a note.
     """
     platform = platform or os.environ.get("PYOPENGL_PLATFORM") or "egl"
@@ -432,10 +447,11 @@ def time_pyrender(
                 t0 = time.perf_counter()
                 images = forward(mode)
                 first = time.perf_counter() - t0
-                median, all_runs = _time(lambda mode=mode: forward(mode), runs)
+                median, all_runs, cpu = _time(lambda mode=mode: forward(mode), runs)
                 modes[mode] = {
                     "forward_ms": median,
                     "forward_runs_ms": all_runs,
+                    "forward_cpu_ms": cpu,
                     "compile_ms": _extra_ms(first, median),
                 }
                 if mode == "depth":
@@ -527,8 +543,8 @@ def _run_here(peer: str, runs: int) -> dict[str, Any] | None:
 def measure(peer: str, runs: int = 5, *, timeout: float = 1800.0) -> dict[str, Any] | None:
     """Time one peer (one of ``PEERS``) in a fresh Python subprocess; its dict, or None.
 
-    A subprocess gives each OpenGL platform its own process and keeps Mitsuba's LLVM apart from
-    Mesa's. The subprocess's messages (why a peer is missing) pass through to stderr.
+    A subprocess gives each OpenGL platform its own process and keeps the peers' thread pools,
+    JIT state and memory apart. Its messages (why a peer is missing) pass through to stderr.
     """
     if peer not in PEERS:
         raise ValueError(f"unknown peer {peer!r}; expected one of {PEERS}")
@@ -541,29 +557,48 @@ def measure(peer: str, runs: int = 5, *, timeout: float = 1800.0) -> dict[str, A
 
 
 def _table(results: dict[str, dict[str, Any] | None]) -> str:
-    """One row per peer and setting: medians for all views, setup, first-call extra (compile)."""
+    """One row per peer and setting: medians for all views, setup, first-call extra (compile), and
+    the 1-minute load average / CPUs when the peer finished (above 1 per CPU, others were running)."""
 
     def cell(x: float | None) -> str:
         return "-" if x is None else f"{x:,.1f}"
 
-    header = ("peer", "setting", "forward ms", "fwd+bwd ms", "setup ms", "compile ms", "backend")
+    def both(wall: float, cpu: float) -> str:
+        return f"{wall:,.0f} ({cpu:,.0f})"
+
+    def load_of(r: dict[str, Any]) -> str:
+        return f"{r['machine']['load_avg_1min']:.1f}/{r['machine']['cpus']}"
+
+    header = (
+        "peer",
+        "setting",
+        "fwd ms (cpu)",
+        "fwd+bwd ms (cpu)",
+        "setup ms",
+        "compile ms",
+        "load",
+        "backend",
+    )
     rows = [header]
     for peer, r in results.items():
         if r is None:
-            rows.append((peer, "", "n/a", "n/a", "", "", "not available (see stderr)"))
-        elif "modes" in r:  # pyrender: one row per setting
+            rows.append((peer, "", "n/a", "n/a", "", "", "", "not available (see stderr)"))
+        elif "modes" in r:  # pyrender: one row per setting; setup, load and backend on the first
             for k, (mode, m) in enumerate(r["modes"].items()):
-                setup = cell(r["setup_ms"]) if k == 0 else ""
-                backend = r["backend"] if k == 0 else ""
-                rows.append((peer, mode, cell(m["forward_ms"]), "-", setup, cell(m["compile_ms"]), backend))
+                shared = (cell(r["setup_ms"]), load_of(r), r["backend"]) if k == 0 else ("", "", "")
+                fwd = both(m["forward_ms"], m["forward_cpu_ms"])
+                rows.append((peer, mode, fwd, "-", shared[0], cell(m["compile_ms"]), *shared[1:]))
         else:
             setting = f"spp {r['spp']}, max_depth {r['max_depth']}"
+            fwd = both(r["forward_ms"], r["forward_cpu_ms"])
+            fwd_bwd = both(r["forward_backward_ms"], r["forward_backward_cpu_ms"])
             compile_ms = " / ".join(cell(v) for v in r["compile_ms"].values())
             rows.append(
-                (peer, setting, cell(r["forward_ms"]), cell(r["forward_backward_ms"]), cell(r["setup_ms"]),
-                 compile_ms, r["backend"])
-            )  # fmt: skip
-    rows.append(("jaxrenderer", "", "n/a", "n/a", "", "", "cannot share meshfit's env (jax<0.5, numpy<2)"))
+                (peer, setting, fwd, fwd_bwd, cell(r["setup_ms"]), compile_ms, load_of(r), r["backend"])
+            )
+    rows.append(
+        ("jaxrenderer", "", "n/a", "n/a", "", "", "", "cannot share meshfit's env (jax<0.5, numpy<2)")
+    )
     widths = [max(len(row[k]) for row in rows) for k in range(len(header) - 1)]
     lines = []
     for row in rows:

@@ -16,17 +16,17 @@
 // Ties in depth go to the lower face index (faces are visited in increasing order).
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <thread>
 #include <vector>
 
+#include "common.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
+
+using meshfit::ParallelFor;
 
 constexpr int kTile = 32;
 constexpr int kCoeffs = 15;
@@ -102,32 +102,6 @@ void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists,
     for (int x = px0; x <= px1; ++x) out[int64_t(y) * width + x] = best_f[(y - py0) * kTile + (x - px0)];
 }
 
-int NumThreads() {
-  if (const char* env = std::getenv("MESHFIT_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
-  }
-  const unsigned n = std::thread::hardware_concurrency();
-  return n ? int(n) : 1;
-}
-
-template <typename Fn>
-void ParallelFor(int64_t n, Fn fn) {
-  const int threads = int(std::min<int64_t>(NumThreads(), n));
-  if (threads <= 1) {
-    for (int64_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
-      for (int64_t i = next++; i < n; i = next++) fn(i);
-    });
-  for (auto& th : pool) th.join();
-}
-
 ffi::Error Visibility(ffi::Buffer<ffi::F32> coeffs, ffi::Buffer<ffi::S32> bbox, int32_t height, int32_t width,
                       ffi::ResultBuffer<ffi::S32> face_id) {
   const auto cdims = coeffs.dimensions();
@@ -145,9 +119,7 @@ ffi::Error Visibility(ffi::Buffer<ffi::F32> coeffs, ffi::Buffer<ffi::S32> bbox, 
     return ffi::Error::InvalidArgument("face_id must be [..., H, W]");
   (void)odims;
 
-  std::vector<float> xs(width), ys(height);
-  for (int i = 0; i < width; ++i) xs[i] = (2.0f * float(i) + 1.0f) / float(width) - 1.0f;
-  for (int j = 0; j < height; ++j) ys[j] = (2.0f * float(j) + 1.0f) / float(height) - 1.0f;
+  const std::vector<float> xs = meshfit::PixelNdc(width), ys = meshfit::PixelNdc(height);
   const int tiles_x = (width + kTile - 1) / kTile, tiles_y = (height + kTile - 1) / kTile;
   const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
 

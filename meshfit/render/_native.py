@@ -1,4 +1,10 @@
-"""Loads the native CPU visibility kernel (kernels/rasterize.cc) and calls it through XLA's FFI."""
+"""The native CPU kernels (kernels/*.cc), called through XLA's FFI.
+
+Each op has a pure-JAX twin in the same package; these run the same arithmetic in C++ with
+hand-written backward passes (custom VJPs), because per-pixel gathers and scatters are where
+XLA's CPU backend is slowest. Used automatically for float32 data on the CPU when the
+extension is built (``pip install`` builds it); everything works without it.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +16,113 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_TARGET = "meshfit_rasterize_visibility"
+_TARGETS = {
+    "meshfit_rasterize_visibility": "MeshfitRasterizeVisibility",
+    "meshfit_bary_fwd": "MeshfitBaryFwd",
+    "meshfit_bary_bwd": "MeshfitBaryBwd",
+    "meshfit_antialias_fwd": "MeshfitAntialiasFwd",
+    "meshfit_antialias_bwd": "MeshfitAntialiasBwd",
+}
 
 
 @functools.cache
 def _load() -> str | None:
-    """Register the FFI target once; returns None on success or the reason it is unavailable."""
+    """Register the FFI targets once; returns None on success or the reason they are unavailable."""
     spec = importlib.util.find_spec("meshfit.render._rasterize_native")
     if spec is None or spec.origin is None:
-        return "the native kernel was not built (reinstall meshfit with a C++ compiler)"
+        return "the native kernels were not built (reinstall meshfit with a C++ compiler)"
     try:
         lib = ctypes.CDLL(spec.origin)
-        jax.ffi.register_ffi_target(
-            _TARGET, jax.ffi.pycapsule(lib.MeshfitRasterizeVisibility), platform="cpu"
-        )
+        for target, symbol in _TARGETS.items():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     except (OSError, AttributeError) as e:
         return f"cannot load {spec.origin}: {e}"
     return None
 
 
 def available() -> bool:
-    """True when the native kernel is built and registered."""
+    """True when the native kernels are built and registered."""
     return _load() is None
+
+
+def usable(*arrays) -> bool:
+    """Native kernels apply: built, float32 data, running on the CPU."""
+    if not available():
+        return False
+    for x in arrays:
+        if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != jnp.float32:
+            return False
+        if isinstance(x, jax.core.Tracer):
+            if jax.default_backend() != "cpu":
+                return False
+        elif not all(d.platform == "cpu" for d in x.devices()):
+            return False
+    return True
+
+
+def _require() -> None:
+    reason = _load()
+    if reason is not None:
+        raise RuntimeError(f"backend='native' unavailable: {reason}")
 
 
 def visibility(coeffs: jax.Array, bbox: jax.Array, *, height: int, width: int) -> jax.Array:
     """Face id per pixel [B, H, W] int32 from triangle setup [B, F, 15] / [B, F, 4] (CPU only)."""
-    reason = _load()
-    if reason is not None:
-        raise RuntimeError(f"backend='native' unavailable: {reason}")
+    _require()
     out = jax.ShapeDtypeStruct(coeffs.shape[:-2] + (height, width), jnp.int32)
-    call = jax.ffi.ffi_call(_TARGET, out, vmap_method="broadcast_all")
+    call = jax.ffi.ffi_call("meshfit_rasterize_visibility", out, vmap_method="broadcast_all")
     return call(
         coeffs.astype(jnp.float32), bbox.astype(jnp.int32), height=np.int32(height), width=np.int32(width)
     )
+
+
+# ---- barycentrics -------------------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def barycentrics(clip: jax.Array, faces: jax.Array, face_id: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Native twin of rasterize.barycentrics: clip [B, V, 4] f32, faces [F, 3], face_id [B, H, W]."""
+    _require()
+    shape = face_id.shape
+    outs = (jax.ShapeDtypeStruct(shape + (3,), jnp.float32), jax.ShapeDtypeStruct(shape, jnp.float32))
+    return tuple(jax.ffi.ffi_call("meshfit_bary_fwd", outs)(clip, faces, face_id))
+
+
+def _bary_fwd(clip, faces, face_id):
+    return barycentrics(clip, faces, face_id), (clip, faces, face_id)
+
+
+def _bary_bwd(res, g):
+    clip, faces, face_id = res
+    g_bary, g_depth = g
+    out = jax.ShapeDtypeStruct(clip.shape, jnp.float32)
+    g_clip = jax.ffi.ffi_call("meshfit_bary_bwd", out)(clip, faces, face_id, g_bary, g_depth)
+    return g_clip, None, None
+
+
+barycentrics.defvjp(_bary_fwd, _bary_bwd)
+
+
+# ---- antialias ------------------------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def antialias(color, face_id, depth, clip, faces):
+    """Native twin of antialias.antialias on flat [B, H, W, C] / [B, V, 4] float32 arrays."""
+    _require()
+    out = jax.ShapeDtypeStruct(color.shape, jnp.float32)
+    return jax.ffi.ffi_call("meshfit_antialias_fwd", out)(color, face_id, depth, clip, faces)
+
+
+def _aa_fwd(color, face_id, depth, clip, faces):
+    return antialias(color, face_id, depth, clip, faces), (color, face_id, depth, clip, faces)
+
+
+def _aa_bwd(res, g):
+    color, face_id, depth, clip, faces = res
+    outs = (jax.ShapeDtypeStruct(color.shape, jnp.float32), jax.ShapeDtypeStruct(clip.shape, jnp.float32))
+    g_color, g_clip = jax.ffi.ffi_call("meshfit_antialias_bwd", outs)(color, face_id, depth, clip, faces, g)
+    return g_color, None, None, g_clip, None
+
+
+antialias.defvjp(_aa_fwd, _aa_bwd)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from meshfit.render.rasterize import Fragments, pixel_ndc
+from meshfit.render import _native
+from meshfit.render.rasterize import Fragments, _use_native, pixel_ndc
 
 __all__ = ["antialias", "soft_silhouette"]
 
@@ -74,7 +75,9 @@ def _pair_deltas(color_p, color_q, fid_p, fid_q, depth_p, depth_q, clip, faces, 
     return d_p, d_q
 
 
-def antialias(color: jax.Array, fragments: Fragments, clip: jax.Array, faces: jax.Array) -> jax.Array:
+def antialias(
+    color: jax.Array, fragments: Fragments, clip: jax.Array, faces: jax.Array, *, backend: str = "auto"
+) -> jax.Array:
     """Antialias ``color`` along visibility edges, with gradients to the edge vertices.
 
     Args:
@@ -82,6 +85,7 @@ def antialias(color: jax.Array, fragments: Fragments, clip: jax.Array, faces: ja
         fragments: the rasterizer output the colour was made from.
         clip: [B..., V, 4] the clip positions given to ``rasterize``.
         faces: [F, 3] int32, as given to ``rasterize``.
+        backend: "auto" (native CPU kernel for float32 data on the CPU), "native" or "jax".
     Returns:
         [B..., H, W, C] antialiased colour.
     """
@@ -97,6 +101,9 @@ def antialias(color: jax.Array, fragments: Fragments, clip: jax.Array, faces: ja
     fid = fragments.face_id.reshape((-1, H, W))
     dep = jax.lax.stop_gradient(fragments.depth).reshape((-1, H, W))
     cl = clip.reshape((-1,) + clip.shape[-2:])
+    if _use_native(backend, col, cl):
+        out = _native.antialias(col, fid, dep, cl, faces.astype(jnp.int32))
+        return out.reshape(color.shape)
     nb = col.shape[0]
     xs, ys = pixel_ndc(H, W, cl.dtype)
     gx = jnp.broadcast_to(xs[None, None, :], (nb, H, W))

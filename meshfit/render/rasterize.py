@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from meshfit.render import _native
+
 __all__ = ["Fragments", "rasterize"]
 
 # Per-triangle setup, one row of NUM_COEFFS float32 per (view, face):
@@ -279,12 +281,7 @@ def visibility(
     tile_capacity: int | None = None,
 ) -> jax.Array:
     """Face id per pixel [B, H, W] int32 from ``triangle_setup``'s output (no gradient)."""
-    from meshfit.render import _native
-
-    if backend not in ("auto", "native", "jax"):
-        raise ValueError(f"backend must be 'auto', 'native' or 'jax'; got {backend!r}")
-    use_native = backend == "native" or (backend == "auto" and _native.available() and _on_cpu(coeffs))
-    if use_native:
+    if _use_native(backend, coeffs):
         return _native.visibility(coeffs, bbox, height=height, width=width)
     tx, ty = -(-width // tile), -(-height // tile)
     if tile_capacity is None and not _is_traced(bbox):
@@ -308,13 +305,11 @@ def visibility(
     return ids
 
 
-def _on_cpu(x) -> bool:
-    if isinstance(x, jax.core.Tracer):
-        return jax.default_backend() == "cpu"
-    try:
-        return all(d.platform == "cpu" for d in x.devices())
-    except AttributeError:
-        return jax.default_backend() == "cpu"
+def _use_native(backend: str, *arrays) -> bool:
+    """Whether an op runs its native kernel: forced by backend, or 'auto' and usable here."""
+    if backend not in ("auto", "native", "jax"):
+        raise ValueError(f"backend must be 'auto', 'native' or 'jax'; got {backend!r}")
+    return backend == "native" or (backend == "auto" and _native.usable(*arrays))
 
 
 def barycentrics(clip: jax.Array, faces: jax.Array, face_id: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -356,8 +351,8 @@ def rasterize(
         clip: [B..., V, 4] float clip-space positions (``Camera.to_clip``), one set per view.
         faces: [F, 3] int32 vertex indices, shared by all views.
         height, width: image size in pixels.
-        backend: "auto" (native CPU kernel when built and the data is on the CPU, else pure
-            JAX), "native" or "jax".
+        backend: "auto" (native CPU kernels when built and the data is float32 on the CPU,
+            else pure JAX), "native" or "jax".
         tile_capacity: pure-JAX path only: most triangles per 16 x 16 tile. By default sized
             exactly from the data when called outside ``jit``; under ``jit`` 256, and a tile over
             capacity falls back to an exact slow pass with a warning (never truncates).
@@ -389,6 +384,9 @@ def rasterize(
         coeffs, bbox, height=height, width=width, backend=backend, tile_capacity=tile_capacity
     )
     face_id = jax.lax.stop_gradient(face_id)
-    bary, depth = barycentrics(flat, faces, face_id)
+    if _use_native(backend, flat):
+        bary, depth = _native.barycentrics(flat, faces, face_id)
+    else:
+        bary, depth = barycentrics(flat, faces, face_id)
     shape = batch + (height, width)
     return Fragments(face_id.reshape(shape), bary.reshape(shape + (3,)), depth.reshape(shape))

@@ -1,0 +1,257 @@
+// meshfit native antialiasing: forward and backward of render/antialias.py on the CPU.
+//
+// For each horizontally or vertically adjacent pixel pair seeing different faces, the front
+// face's edge that the segment between the two pixel centres crosses is found from homogeneous
+// edge functions u = a x b (a_i = x_i - px w_i, b_i = y_i - py w_i); the crossing t (0 at the
+// front pixel, 1 at the other) blends the colours: t > 1/2 moves (t - 1/2) of the front colour
+// into the other pixel, t < 1/2 moves (1/2 - t) of the other colour into the front pixel.
+// Skipped: edges shared with the face seen in the other pixel (the surface continues), and
+// edges cut more squarely by the other pair direction (steep edges by horizontal pairs, flat
+// ones by vertical pairs), so each edge is blended once. Mirrors antialias.py:_pair_deltas.
+//
+// Each work item owns one image row and recomputes the pairs that touch it, so colour outputs
+// need no synchronisation; vertex gradients go to per-thread buffers, each pair counted once
+// (by the row of its first pixel).
+//
+// Buffers: color [B, H, W, C] f32; face_id [B, H, W] s32; depth [B, H, W] f32; clip [B, V, 4]
+// f32; faces [F, 3] s32. Outputs: out [B, H, W, C]; backward: g_color [B, H, W, C], g_clip [B, V, 4].
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+struct Image {
+  int64_t views, height, width, channels, verts;
+  const float* color;
+  const int32_t* fid;
+  const float* depth;
+  const float* clip;
+  const int32_t* faces;
+  std::vector<float> xs, ys;
+};
+
+// One pair's blend, everything the forward and backward passes need.
+struct Pair {
+  bool active = false;
+  int64_t front, other;  // pixel indices
+  float t;               // crossing position from the front pixel
+  int64_t vj, vm;        // clip offsets of the crossed edge's corners
+  float sign;            // orientation of the front face
+  float fx, fy, ox, oy;  // NDC of front / other pixel centres
+};
+
+inline void EdgeValues(const float* c[3], float px, float py, float u[3]) {
+  float a[3], b[3];
+  for (int i = 0; i < 3; ++i) {
+    a[i] = c[i][0] - px * c[i][3];
+    b[i] = c[i][1] - py * c[i][3];
+  }
+  u[0] = a[1] * b[2] - a[2] * b[1];
+  u[1] = a[2] * b[0] - a[0] * b[2];
+  u[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+Pair Evaluate(const Image& im, int64_t b, int64_t p, int64_t q, bool horizontal) {
+  Pair r;
+  const int32_t fp = im.fid[p], fq = im.fid[q];
+  if (fp == fq || (fp < 0 && fq < 0)) return r;
+  const bool front_p = fp >= 0 && (fq < 0 || im.depth[p] <= im.depth[q]);
+  const int32_t front = front_p ? fp : fq, other = front_p ? fq : fp;
+  r.front = front_p ? p : q;
+  r.other = front_p ? q : p;
+  const int64_t pw = im.width;
+  const int64_t fpix = r.front % (im.height * pw), opix = r.other % (im.height * pw);
+  r.fx = im.xs[fpix % pw];
+  r.fy = im.ys[fpix / pw];
+  r.ox = im.xs[opix % pw];
+  r.oy = im.ys[opix / pw];
+  const int32_t* tri = im.faces + 3 * int64_t(front);
+  const float* c[3];
+  for (int i = 0; i < 3; ++i) c[i] = im.clip + (b * im.verts + tri[i]) * 4;
+  float uf[3], uo[3];
+  EdgeValues(c, r.fx, r.fy, uf);
+  EdgeValues(c, r.ox, r.oy, uo);
+  const float s = uf[0] + uf[1] + uf[2];
+  r.sign = s > 0 ? 1.0f : (s < 0 ? -1.0f : 0.0f);
+  int k = -1;
+  float best = 2.0f;
+  for (int i = 0; i < 3; ++i) {
+    const float f = uf[i] * r.sign, o = uo[i] * r.sign;
+    if (o < 0 && f >= 0) {
+      const float t = f / (f - o);
+      if (t < best) best = t, k = i;
+    }
+  }
+  if (k < 0 || best > 1.0f) return r;
+  const int32_t ea = tri[(k + 1) % 3], eb = tri[(k + 2) % 3];
+  if (other >= 0) {
+    const int32_t* ot = im.faces + 3 * int64_t(other);
+    const bool has_a = ot[0] == ea || ot[1] == ea || ot[2] == ea;
+    const bool has_b = ot[0] == eb || ot[1] == eb || ot[2] == eb;
+    if (has_a && has_b) return r;
+  }
+  const float* cj = c[(k + 1) % 3];
+  const float* cm = c[(k + 2) % 3];
+  const float nx = std::fabs(cm[3] * cj[1] - cj[3] * cm[1]) / float(im.width);
+  const float ny = std::fabs(cj[3] * cm[0] - cm[3] * cj[0]) / float(im.height);
+  if ((nx >= ny) != horizontal) return r;
+  r.active = true;
+  r.t = best;
+  r.vj = cj - im.clip;
+  r.vm = cm - im.clip;
+  return r;
+}
+
+// Calls fn(pair, is_owner) for every pair touching row `row` (of all views flattened).
+template <typename Fn>
+void PairsOfRow(const Image& im, int64_t row, Fn fn) {
+  const int64_t b = row / im.height, y = row % im.height;
+  const int64_t base = row * im.width;
+  for (int64_t x = 0; x + 1 < im.width; ++x) fn(Evaluate(im, b, base + x, base + x + 1, true), true);
+  if (y + 1 < im.height)
+    for (int64_t x = 0; x < im.width; ++x) fn(Evaluate(im, b, base + x, base + im.width + x, false), true);
+  if (y > 0)
+    for (int64_t x = 0; x < im.width; ++x) fn(Evaluate(im, b, base - im.width + x, base + x, false), false);
+}
+
+ffi::Error Setup(const ffi::Buffer<ffi::F32>& color, const ffi::Buffer<ffi::S32>& fid,
+                 const ffi::Buffer<ffi::F32>& depth, const ffi::Buffer<ffi::F32>& clip,
+                 const ffi::Buffer<ffi::S32>& faces, Image* im) {
+  const auto cd = color.dimensions();
+  const auto fd = fid.dimensions();
+  const auto kd = clip.dimensions();
+  if (cd.size() != 4) return ffi::Error::InvalidArgument("color must be [B, H, W, C]");
+  if (fd.size() != 3 || fd[0] != cd[0] || fd[1] != cd[1] || fd[2] != cd[2])
+    return ffi::Error::InvalidArgument("face_id must be [B, H, W] matching color");
+  if (depth.element_count() != fid.element_count()) return ffi::Error::InvalidArgument("depth must be [B, H, W]");
+  if (kd.size() != 3 || kd[0] != cd[0] || kd[2] != 4) return ffi::Error::InvalidArgument("clip must be [B, V, 4]");
+  *im = Image{cd[0], cd[1], cd[2], cd[3], kd[1], color.typed_data(), fid.typed_data(), depth.typed_data(),
+              clip.typed_data(), faces.typed_data(), meshfit::PixelNdc(int(cd[2])), meshfit::PixelNdc(int(cd[1]))};
+  return ffi::Error::Success();
+}
+
+ffi::Error AntialiasFwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, ffi::Buffer<ffi::F32> depth,
+                        ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::ResultBuffer<ffi::F32> out) {
+  Image im;
+  if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
+  float* o = out->typed_data();
+  const int64_t C = im.channels;
+  meshfit::ParallelFor(im.views * im.height, [&](int64_t row) {
+    const int64_t lo = row * im.width, hi = lo + im.width;
+    for (int64_t i = lo * C; i < hi * C; ++i) o[i] = im.color[i];
+    PairsOfRow(im, row, [&](const Pair& r, bool) {
+      if (!r.active) return;
+      const float* cf = im.color + r.front * C;
+      const float* co = im.color + r.other * C;
+      if (r.t > 0.5f && r.other >= lo && r.other < hi)
+        for (int64_t c = 0; c < C; ++c) o[r.other * C + c] += (r.t - 0.5f) * (cf[c] - co[c]);
+      if (r.t < 0.5f && r.front >= lo && r.front < hi)
+        for (int64_t c = 0; c < C; ++c) o[r.front * C + c] += (0.5f - r.t) * (co[c] - cf[c]);
+    });
+  });
+  return ffi::Error::Success();
+}
+
+// d(u_k)/d(corner j, corner m) for u_k = a_j b_m - a_m b_j at pixel (px, py), times g.
+inline void EdgeGrad(const float* cj, const float* cm, float px, float py, float g, float* gj, float* gm) {
+  const float aj = cj[0] - px * cj[3], bj = cj[1] - py * cj[3];
+  const float am = cm[0] - px * cm[3], bm = cm[1] - py * cm[3];
+  // dL/da_j = g b_m, dL/db_m = g a_j, dL/da_m = -g b_j, dL/db_j = -g a_m
+  const float gaj = g * bm, gbm = g * aj, gam = -g * bj, gbj = -g * am;
+  gj[0] += gaj;
+  gj[1] += gbj;
+  gj[3] += -px * gaj - py * gbj;
+  gm[0] += gam;
+  gm[1] += gbm;
+  gm[3] += -px * gam - py * gbm;
+}
+
+ffi::Error AntialiasBwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, ffi::Buffer<ffi::F32> depth,
+                        ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::F32> g_out,
+                        ffi::ResultBuffer<ffi::F32> g_color, ffi::ResultBuffer<ffi::F32> g_clip) {
+  Image im;
+  if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
+  const float* go = g_out.typed_data();
+  float* gc = g_color->typed_data();
+  const int64_t C = im.channels;
+  const int64_t rows = im.views * im.height;
+  const int64_t n = im.views * im.verts * 4;
+  const int chunks = int(std::min<int64_t>(meshfit::NumThreads(), rows));
+  std::vector<std::vector<float>> acc(chunks);
+  meshfit::ParallelFor(chunks, [&](int64_t chunk) {
+    std::vector<float>& gv = acc[chunk];
+    gv.assign(n, 0.0f);
+    for (int64_t row = rows * chunk / chunks; row < rows * (chunk + 1) / chunks; ++row) {
+      const int64_t lo = row * im.width, hi = lo + im.width;
+      for (int64_t i = lo * C; i < hi * C; ++i) gc[i] = go[i];
+      PairsOfRow(im, row, [&](const Pair& r, bool owner) {
+        if (!r.active) return;
+        const float* cf = im.color + r.front * C;
+        const float* co = im.color + r.other * C;
+        float gt = 0.0f;
+        if (r.t > 0.5f) {  // other += (t - 1/2) (cf - co)
+          const float* g = go + r.other * C;
+          for (int64_t c = 0; c < C; ++c) gt += g[c] * (cf[c] - co[c]);
+          if (r.front >= lo && r.front < hi)
+            for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] += (r.t - 0.5f) * g[c];
+          if (r.other >= lo && r.other < hi)
+            for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] -= (r.t - 0.5f) * g[c];
+        } else if (r.t < 0.5f) {  // front += (1/2 - t) (co - cf)
+          const float* g = go + r.front * C;
+          for (int64_t c = 0; c < C; ++c) gt -= g[c] * (co[c] - cf[c]);
+          if (r.other >= lo && r.other < hi)
+            for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] += (0.5f - r.t) * g[c];
+          if (r.front >= lo && r.front < hi)
+            for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] -= (0.5f - r.t) * g[c];
+        }
+        if (!owner || gt == 0.0f) return;
+        // t = f / (f - o) with f, o the sign-normalised edge values at the front/other pixel.
+        const float* cj = im.clip + r.vj;
+        const float* cm = im.clip + r.vm;
+        const float fj = cj[0] - r.fx * cj[3], fbj = cj[1] - r.fy * cj[3];
+        const float fm = cm[0] - r.fx * cm[3], fbm = cm[1] - r.fy * cm[3];
+        const float oj = cj[0] - r.ox * cj[3], obj = cj[1] - r.oy * cj[3];
+        const float om = cm[0] - r.ox * cm[3], obm = cm[1] - r.oy * cm[3];
+        const float f = r.sign * (fj * fbm - fm * fbj), o = r.sign * (oj * obm - om * obj);
+        const float den = (f - o) * (f - o);
+        const float gf = gt * (-o / den) * r.sign, gob = gt * (f / den) * r.sign;
+        EdgeGrad(cj, cm, r.fx, r.fy, gf, gv.data() + r.vj, gv.data() + r.vm);
+        EdgeGrad(cj, cm, r.ox, r.oy, gob, gv.data() + r.vj, gv.data() + r.vm);
+      });
+    }
+  });
+  float* out = g_clip->typed_data();
+  std::fill(out, out + n, 0.0f);
+  for (const auto& g : acc)
+    for (int64_t i = 0; i < n; ++i) out[i] += g[i];
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitAntialiasFwd, AntialiasFwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitAntialiasBwd, AntialiasBwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());

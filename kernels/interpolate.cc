@@ -1,0 +1,166 @@
+// meshfit native barycentrics: forward and backward of rasterize.py:barycentrics on the CPU.
+//
+// For pixel centre (px, py) in NDC and the clip corners (x_i, y_i, w_i) of its face,
+//   a_i = x_i - px w_i,  b_i = y_i - py w_i,  u = a x b,  bary = u / sum(u),  depth = bary . w.
+// The backward pass applies the chain rule of exactly these expressions and scatter-adds into
+// per-thread vertex-gradient buffers (no atomics), summed at the end.
+//
+// Buffers: clip [B, V, 4] f32; faces [F, 3] s32; face_id [B, H, W] s32 (-1 background);
+//          bary [B, H, W, 3] f32; depth [B, H, W] f32; gradients have the same shapes.
+
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+struct Dims {
+  int64_t views, verts, height, width;
+};
+
+ffi::Error CheckDims(const ffi::Buffer<ffi::F32>& clip, const ffi::Buffer<ffi::S32>& faces,
+                     const ffi::Buffer<ffi::S32>& face_id, Dims* d) {
+  const auto c = clip.dimensions();
+  const auto f = faces.dimensions();
+  const auto p = face_id.dimensions();
+  if (c.size() != 3 || c[2] != 4) return ffi::Error::InvalidArgument("clip must be [B, V, 4]");
+  if (f.size() != 2 || f[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
+  if (p.size() != 3 || p[0] != c[0]) return ffi::Error::InvalidArgument("face_id must be [B, H, W]");
+  *d = Dims{c[0], c[1], p[1], p[2]};
+  return ffi::Error::Success();
+}
+
+ffi::Error BaryFwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> face_id,
+                   ffi::ResultBuffer<ffi::F32> bary, ffi::ResultBuffer<ffi::F32> depth) {
+  Dims d;
+  if (auto e = CheckDims(clip, faces, face_id, &d); e.failure()) return e;
+  const std::vector<float> xs = meshfit::PixelNdc(int(d.width)), ys = meshfit::PixelNdc(int(d.height));
+  const float* cl = clip.typed_data();
+  const int32_t* fc = faces.typed_data();
+  const int32_t* id = face_id.typed_data();
+  float* ob = bary->typed_data();
+  float* od = depth->typed_data();
+  meshfit::ParallelFor(d.views * d.height, [&](int64_t row) {
+    const int64_t b = row / d.height, y = row % d.height;
+    const float py = ys[y];
+    for (int64_t x = 0; x < d.width; ++x) {
+      const int64_t pix = row * d.width + x;
+      const int32_t f = id[pix];
+      float* bo = ob + 3 * pix;
+      if (f < 0) {
+        bo[0] = bo[1] = bo[2] = 0.0f;
+        od[pix] = 0.0f;
+        continue;
+      }
+      const float px = xs[x];
+      float a[3], bb[3], w[3];
+      for (int i = 0; i < 3; ++i) {
+        const float* v = cl + (b * d.verts + fc[3 * f + i]) * 4;
+        w[i] = v[3];
+        a[i] = v[0] - px * v[3];
+        bb[i] = v[1] - py * v[3];
+      }
+      const float u0 = a[1] * bb[2] - a[2] * bb[1], u1 = a[2] * bb[0] - a[0] * bb[2], u2 = a[0] * bb[1] - a[1] * bb[0];
+      const float s = u0 + u1 + u2;
+      if (s == 0.0f) {
+        bo[0] = bo[1] = bo[2] = 0.0f;
+        od[pix] = 0.0f;
+        continue;
+      }
+      bo[0] = u0 / s;
+      bo[1] = u1 / s;
+      bo[2] = u2 / s;
+      od[pix] = bo[0] * w[0] + bo[1] * w[1] + bo[2] * w[2];
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error BaryBwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> face_id,
+                   ffi::Buffer<ffi::F32> g_bary, ffi::Buffer<ffi::F32> g_depth, ffi::ResultBuffer<ffi::F32> g_clip) {
+  Dims d;
+  if (auto e = CheckDims(clip, faces, face_id, &d); e.failure()) return e;
+  const std::vector<float> xs = meshfit::PixelNdc(int(d.width)), ys = meshfit::PixelNdc(int(d.height));
+  const float* cl = clip.typed_data();
+  const int32_t* fc = faces.typed_data();
+  const int32_t* id = face_id.typed_data();
+  const float* gb = g_bary.typed_data();
+  const float* gd = g_depth.typed_data();
+  const int64_t n = d.views * d.verts * 4;
+  const int64_t rows = d.views * d.height;
+  const int chunks = int(std::min<int64_t>(meshfit::NumThreads(), rows));
+  std::vector<std::vector<float>> acc(chunks);
+  meshfit::ParallelFor(chunks, [&](int64_t c) {
+    std::vector<float>& g = acc[c];
+    g.assign(n, 0.0f);
+    for (int64_t row = rows * c / chunks; row < rows * (c + 1) / chunks; ++row) {
+      const int64_t b = row / d.height, y = row % d.height;
+      const float py = ys[y];
+      for (int64_t x = 0; x < d.width; ++x) {
+        const int64_t pix = row * d.width + x;
+        const int32_t f = id[pix];
+        if (f < 0) continue;
+        const float px = xs[x];
+        int64_t vi[3];
+        float a[3], bb[3], w[3];
+        for (int i = 0; i < 3; ++i) {
+          vi[i] = (b * d.verts + fc[3 * f + i]) * 4;
+          const float* v = cl + vi[i];
+          w[i] = v[3];
+          a[i] = v[0] - px * v[3];
+          bb[i] = v[1] - py * v[3];
+        }
+        const float u[3] = {a[1] * bb[2] - a[2] * bb[1], a[2] * bb[0] - a[0] * bb[2], a[0] * bb[1] - a[1] * bb[0]};
+        const float s = u[0] + u[1] + u[2];
+        if (s == 0.0f) continue;
+        const float br[3] = {u[0] / s, u[1] / s, u[2] / s};
+        // depth = bary . w: its gradient reaches bary and w directly.
+        float gbr[3], gw[3];
+        for (int i = 0; i < 3; ++i) {
+          gbr[i] = gb[3 * pix + i] + gd[pix] * w[i];
+          gw[i] = gd[pix] * br[i];
+        }
+        const float dot = gbr[0] * br[0] + gbr[1] * br[1] + gbr[2] * br[2];
+        float gu[3];
+        for (int i = 0; i < 3; ++i) gu[i] = (gbr[i] - dot) / s;
+        // u = a x b:  dL/da = b x gu,  dL/db = gu x a.
+        const float ga[3] = {bb[1] * gu[2] - bb[2] * gu[1], bb[2] * gu[0] - bb[0] * gu[2], bb[0] * gu[1] - bb[1] * gu[0]};
+        const float gbv[3] = {gu[1] * a[2] - gu[2] * a[1], gu[2] * a[0] - gu[0] * a[2], gu[0] * a[1] - gu[1] * a[0]};
+        for (int i = 0; i < 3; ++i) {
+          float* o = g.data() + vi[i];
+          o[0] += ga[i];
+          o[1] += gbv[i];
+          o[3] += gw[i] - px * ga[i] - py * gbv[i];
+        }
+      }
+    }
+  });
+  float* out = g_clip->typed_data();
+  std::fill(out, out + n, 0.0f);
+  for (const auto& g : acc)
+    for (int64_t i = 0; i < n; ++i) out[i] += g[i];
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitBaryFwd, BaryFwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitBaryBwd, BaryBwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
