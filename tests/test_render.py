@@ -66,7 +66,7 @@ def test_native_and_jax_and_brute_force_identical(case, icosphere):
     np.testing.assert_array_equal(a.face_id, b.face_id)
     coeffs, bbox = triangle_setup(clip, jnp.asarray(f), 45, 67)
     np.testing.assert_array_equal(_visibility_brute_force(coeffs, bbox, height=45, width=67), a.face_id)
-    np.testing.assert_allclose(a.bary, b.bary, atol=1e-4)
+    np.testing.assert_allclose(a.bary, b.bary, atol=5e-4)  # float32, evaluated in a different order
     assert a.mask.any()
 
 
