@@ -26,7 +26,6 @@ variants) and ``pyrender-maintained`` (a meshfit dependency; EGL or OSMesa). See
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -629,8 +628,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"fov {FOV:g}, median of {args.runs} runs (all views per run)"
         )
         print(_table(results))
-        jr = "installed" if importlib.util.find_spec("renderer") else "not installed"
-        print(f"jaxrenderer ({jr}): {JAXRENDERER_NOTE}")
+        installed = _version("jaxrenderer")
+        print(
+            f"jaxrenderer ({'installed ' + installed if installed else 'not installed'}): {JAXRENDERER_NOTE}"
+        )
     return 0
 
 

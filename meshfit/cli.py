@@ -30,6 +30,19 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote {args.views} views of {args.mesh} to {out}")
 
 
+def _cmd_render(args: argparse.Namespace) -> None:
+    from meshfit.io import atomic_dir, load_cameras, load_mesh, save_cameras, write_views
+    from meshfit.render import render_views
+
+    mesh = load_mesh(args.mesh, texture=args.texture if isinstance(args.texture, str) else None)
+    cams, names = load_cameras(args.cameras)
+    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+        views = render_views(mesh, cams, near=args.near, far=args.far, textured=args.texture is not None)
+        write_views(tmp, names, rgb=views.rgb, mask=views.mask, depth=views.depth, normal=views.normal)
+        save_cameras(tmp / "cameras.json", cams, names=names)
+    print(f"wrote {len(names)} views of {args.mesh} rendered by meshfit to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshfit", description="Differentiable mesh fitting in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -48,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fov", type=float, default=45.0, help="horizontal field of view, degrees (default 45)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("render", help="render a mesh with meshfit's rasterizer for the cameras of a dataset")
+    p.add_argument("mesh", help="mesh file (OBJ, PLY, STL, OFF, GLB/glTF)")
+    p.add_argument("--cameras", required=True, help="cameras.json, transforms.json or a COLMAP model folder")
+    p.add_argument(
+        "--out", required=True, help="folder to create: rgb/, mask/, depth/, normal/, cameras.json"
+    )
+    p.add_argument(
+        "--texture", nargs="?", const=True, default=None, metavar="IMAGE",
+        help="render the mesh's texture; IMAGE binds one to a mesh without a material",
+    )  # fmt: skip
+    p.add_argument("--near", type=float, default=None, help="near plane (default: from the mesh's bounds)")
+    p.add_argument("--far", type=float, default=None, help="far plane (default: from the mesh's bounds)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.set_defaults(func=_cmd_render)
     return parser
 
 

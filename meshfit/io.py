@@ -27,6 +27,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from meshfit.mesh import Mesh, MeshError
 
 __all__ = [
     "CameraSet",
+    "atomic_dir",
     "MeshIOError",
     "load_cameras",
     "load_mesh",
@@ -46,6 +48,7 @@ __all__ = [
     "save_cameras",
     "save_mesh",
     "write_image",
+    "write_views",
 ]
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
@@ -68,6 +71,57 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it becomes ``path`` only if the block succeeds.
+
+    ``path`` must not exist, or be an empty folder, unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{path} is not empty; choose another folder or pass overwrite=True (--overwrite)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_views(folder: str | os.PathLike, names: Sequence[str], **images: np.ndarray) -> None:
+    """Write per-view images in the dataset layout: ``folder/KIND/NAME.png`` (or ``.npy``).
+
+    Each keyword is a KIND with [N, H, W(, C)] arrays: ``rgb`` (float in [0, 1] or uint8),
+    ``mask`` (bool, written 0/255), ``normal`` (unit vectors, written as (n + 1) / 2, black where
+    zero), ``depth`` (float32 camera-space z, written as .npy, 0 where empty).
+    """
+    folder = Path(folder)
+    for kind, arr in images.items():
+        if len(arr) != len(names):
+            raise ValueError(f"{kind}: {len(arr)} images for {len(names)} names")
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for name, img in zip(names, arr):
+            if kind == "depth":
+                np.save(folder / kind / f"{name}.npy", np.asarray(img, np.float32))
+            elif kind == "mask":
+                write_image(folder / kind / f"{name}.png", np.asarray(img, bool).astype(np.uint8) * 255)
+            elif kind == "normal":
+                n = np.asarray(img)
+                on_surface = np.any(n != 0, axis=-1, keepdims=True)
+                encoded = np.where(on_surface, (n + 1.0) / 2.0, 0.0)
+                write_image(folder / kind / f"{name}.png", encoded)
+            else:
+                write_image(folder / kind / f"{name}.png", img)
 
 
 # ---------------------------------------------------------------------------------------------

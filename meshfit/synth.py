@@ -21,24 +21,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from meshfit.camera import Camera, sphere_rig
-from meshfit.io import load_mesh, save_cameras, save_mesh, write_image
+from meshfit.io import atomic_dir, load_mesh, save_cameras, save_mesh, write_views
 from meshfit.mesh import Mesh
+from meshfit.render.views import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
 
 __all__ = ["PyrenderViews", "pyrender_views", "synthesize"]
 
-# A fixed world-space light, so shading is the same function of the normal in every view.
-DEFAULT_LIGHT_DIRECTION = (-0.3, -0.8, -0.5)  # direction the light travels (world)
-DEFAULT_LIGHT_INTENSITY = 3.0
-DEFAULT_AMBIENT = 0.3
-DEFAULT_BASE_COLOR = (0.75, 0.75, 0.75)
+# A fixed world-space light, so shading is the same function of the normal in every view;
+# meshfit.render.views uses the same constants.
+DEFAULT_LIGHT_DIRECTION = LIGHT_DIRECTION  # direction the light travels (world)
+DEFAULT_LIGHT_INTENSITY = LIGHT_INTENSITY
+DEFAULT_AMBIENT = AMBIENT
+DEFAULT_BASE_COLOR = BASE_COLOR
 
 
 class PyrenderViews(NamedTuple):
@@ -96,7 +96,8 @@ def _to_trimesh(mesh: Mesh, textured: bool):
         pairs, inverse = np.unique(np.stack([corners_v, corners_t], 1), axis=0, return_inverse=True)
         tex = np.asarray(mesh.texture)
         image = Image.fromarray(np.clip(np.rint(tex * 255), 0, 255).astype(np.uint8).squeeze())
-        material = trimesh.visual.material.SimpleMaterial(image=image)
+        # White diffuse factor: the texture alone is the albedo (trimesh's default would tint it).
+        material = trimesh.visual.material.SimpleMaterial(image=image, diffuse=(255, 255, 255, 255))
         visual = trimesh.visual.TextureVisuals(uv=np.asarray(mesh.uvs)[pairs[:, 1]], material=material)
         return trimesh.Trimesh(v[pairs[:, 0]], inverse.reshape(-1, 3), visual=visual, process=False)
     tm = trimesh.Trimesh(v, f, process=False, maintain_order=True)
@@ -254,13 +255,6 @@ def synthesize(
     if W < 1 or H < 1:
         raise ValueError(f"size must be positive; got {W}x{H}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{out} is not empty; choose another folder or pass overwrite=True (--overwrite)"
-        )
-
     v = np.asarray(mesh.vertices, np.float64)
     lo, hi = v.min(0), v.max(0)
     center = (lo + hi) / 2
@@ -279,18 +273,10 @@ def synthesize(
     near = max(distance - 1.05 * radius, 1e-3 * distance)
     far = distance + 1.05 * radius
     cams = sphere_rig(views, radius=distance, target=center, width=W, height=H, fov=fov, seed=seed)
-    r = pyrender_views(mesh, cams, near=near, far=far, textured=textured)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for sub in ("rgb", "mask", "depth"):
-            (tmp / sub).mkdir()
-        names = [f"{i:03d}" for i in range(views)]
-        for i, name in enumerate(names):
-            write_image(tmp / "rgb" / f"{name}.png", r.rgb[i])
-            write_image(tmp / "mask" / f"{name}.png", r.mask[i].astype(np.uint8) * 255)
-            np.save(tmp / "depth" / f"{name}.npy", r.depth[i])
+    names = [f"{i:03d}" for i in range(views)]
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        r = pyrender_views(mesh, cams, near=near, far=far, textured=textured)
+        write_views(tmp, names, rgb=r.rgb, mask=r.mask, depth=r.depth)
         save_cameras(tmp / "cameras.json", cams, names=names, near=near, far=far)
         save_mesh(tmp / "mesh.obj", mesh)
         info = {
@@ -302,10 +288,4 @@ def synthesize(
             "renderer": "pyrender (OpenGL)",
         }  # fmt: skip
         (tmp / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out

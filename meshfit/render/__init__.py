@@ -13,15 +13,18 @@ from meshfit.render.interpolate import interpolate
 from meshfit.render.rasterize import Fragments, rasterize
 from meshfit.render.shade import lambert, normal_image, sh_irradiance
 from meshfit.render.texture import mip_pyramid, texture
+from meshfit.render.views import RenderedViews, render_views
 
 __all__ = [
     "Fragments",
+    "RenderedViews",
     "antialias",
     "interpolate",
     "lambert",
     "mip_pyramid",
     "normal_image",
     "rasterize",
+    "render_views",
     "sh_irradiance",
     "soft_silhouette",
     "texture",

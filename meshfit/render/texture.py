@@ -54,7 +54,8 @@ def _screen_derivatives(uv: jax.Array, mask: jax.Array | None) -> tuple[jax.Arra
         n = uv.shape[axis]
         fwd = jnp.roll(uv, -1, axis) - uv
         bwd = uv - jnp.roll(uv, 1, axis)
-        pos = jnp.arange(n).reshape((n,) + (1,) * (-m_axis - 1))
+        rank = uv.ndim - 1
+        pos = jnp.arange(n).reshape(tuple(n if d == rank + m_axis else 1 for d in range(rank)))
         ok_f, ok_b = pos < n - 1, pos > 0
         if mask is not None:
             ok_f = ok_f & jnp.roll(mask, -1, m_axis)
