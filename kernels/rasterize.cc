@@ -9,6 +9,9 @@
 // Arithmetic mirrors rasterize.py:_covers exactly (float32, same operation order, compiled with
 // -ffp-contract=off so no FMA contraction), so the pure-JAX path gives identical ids.
 //
+// A second handler, MeshfitTriangleSetup, computes that setup natively from clip positions and
+// faces, with the same float32 operations in the same order as the JAX code.
+//
 // Buffers (row-major, leading dimensions flattened into B views):
 //   coeffs: [B, F, 15] float32  A0 B0 C0 A1 B1 C1 A2 B2 C2 SA SB SC ZA ZB ZC (NDC x, y)
 //   bbox:   [B, F, 4]  int32    inclusive pixel box x0 y0 x1 y1; empty when x1 < x0 or y1 < y0
@@ -16,6 +19,7 @@
 // Ties in depth go to the lower face index (faces are visited in increasing order).
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -102,6 +106,82 @@ void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists,
     for (int x = px0; x <= px1; ++x) out[int64_t(y) * width + x] = best_f[(y - py0) * kTile + (x - px0)];
 }
 
+// Per-triangle setup: mirrors rasterize.py:triangle_setup operation for operation.
+void SetupTriangle(const float* clip, const int32_t* tri, int width, int height, float* coef, int32_t* box) {
+  float x[3], y[3], z[3], w[3];
+  bool finite = true;
+  for (int i = 0; i < 3; ++i) {
+    const float* v = clip + 4 * int64_t(tri[i]);
+    x[i] = v[0], y[i] = v[1], z[i] = v[2], w[i] = v[3];
+    finite = finite && std::isfinite(x[i]) && std::isfinite(y[i]) && std::isfinite(z[i]) && std::isfinite(w[i]);
+  }
+  float A[3], B[3], C[3];
+  for (int i = 0; i < 3; ++i) {
+    const int j = (i + 1) % 3, k = (i + 2) % 3;
+    A[i] = w[k] * y[j] - w[j] * y[k];
+    B[i] = w[j] * x[k] - w[k] * x[j];
+    C[i] = x[j] * y[k] - x[k] * y[j];
+  }
+  const float det = (w[0] * C[0] + w[1] * C[1]) + w[2] * C[2];
+  const float s = det > 0 ? 1.0f : (det < 0 ? -1.0f : (det == 0 ? 0.0f : det));
+  for (int i = 0; i < 3; ++i) A[i] *= s, B[i] *= s, C[i] *= s;
+  const float adet = std::fabs(det);
+  const bool ok = adet > 0;
+  const float inv = ok ? 1.0f / adet : 0.0f;
+  for (int i = 0; i < 3; ++i) coef[3 * i] = A[i], coef[3 * i + 1] = B[i], coef[3 * i + 2] = C[i];
+  const float* E[3] = {A, B, C};
+  for (int e = 0; e < 3; ++e) {
+    coef[9 + e] = ((E[e][0] + E[e][1]) + E[e][2]) * inv;
+    coef[12 + e] = ((z[0] * E[e][0] + z[1] * E[e][1]) + z[2] * E[e][2]) * inv;
+  }
+  const bool in_front = w[0] > 0 && w[1] > 0 && w[2] > 0;
+  float px[3], py[3];
+  for (int i = 0; i < 3; ++i) {
+    const float ws = w[i] > 0 ? w[i] : 1.0f;
+    px[i] = ((x[i] / ws + 1.0f) * float(width) - 1.0f) * 0.5f;
+    py[i] = ((y[i] / ws + 1.0f) * float(height) - 1.0f) * 0.5f;
+  }
+  auto clampf = [](float v, float lo, float hi) { return std::min(std::max(v, lo), hi); };
+  const float x0 = clampf(in_front ? std::floor(std::min({px[0], px[1], px[2]})) : 0.0f, 0.0f, float(width));
+  const float y0 = clampf(in_front ? std::floor(std::min({py[0], py[1], py[2]})) : 0.0f, 0.0f, float(height));
+  const float x1 = clampf(in_front ? std::ceil(std::max({px[0], px[1], px[2]})) : float(width - 1), -1.0f,
+                          float(width - 1));
+  const float y1 = clampf(in_front ? std::ceil(std::max({py[0], py[1], py[2]})) : float(height - 1), -1.0f,
+                          float(height - 1));
+  auto all3 = [](bool a, bool b, bool c) { return a && b && c; };
+  const bool outside = all3(x[0] > w[0], x[1] > w[1], x[2] > w[2]) || all3(x[0] < -w[0], x[1] < -w[1], x[2] < -w[2]) ||
+                       all3(y[0] > w[0], y[1] > w[1], y[2] > w[2]) || all3(y[0] < -w[0], y[1] < -w[1], y[2] < -w[2]) ||
+                       all3(z[0] > w[0], z[1] > w[1], z[2] > w[2]) || all3(z[0] < -w[0], z[1] < -w[1], z[2] < -w[2]) ||
+                       all3(w[0] <= 0, w[1] <= 0, w[2] <= 0);
+  if (ok && !outside && finite) {
+    box[0] = int32_t(x0), box[1] = int32_t(y0), box[2] = int32_t(x1), box[3] = int32_t(y1);
+  } else {
+    box[0] = 0, box[1] = 0, box[2] = -1, box[3] = -1;
+  }
+}
+
+ffi::Error TriangleSetup(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, int32_t height, int32_t width,
+                         ffi::ResultBuffer<ffi::F32> coeffs, ffi::ResultBuffer<ffi::S32> bbox) {
+  const auto cd = clip.dimensions();
+  const auto fd = faces.dimensions();
+  if (cd.size() != 3 || cd[2] != 4) return ffi::Error::InvalidArgument("clip must be [B, V, 4]");
+  if (fd.size() != 2 || fd[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
+  const int64_t views = cd[0], verts = cd[1], num_faces = fd[0];
+  const float* cl = clip.typed_data();
+  const int32_t* fc = faces.typed_data();
+  float* co = coeffs->typed_data();
+  int32_t* bb = bbox->typed_data();
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (num_faces + kChunk - 1) / kChunk;
+  ParallelFor(views * chunks, [&](int64_t item) {
+    const int64_t v = item / chunks, f0 = (item % chunks) * kChunk, f1 = std::min(f0 + kChunk, num_faces);
+    for (int64_t f = f0; f < f1; ++f)
+      SetupTriangle(cl + v * verts * 4, fc + 3 * f, width, height, co + (v * num_faces + f) * kCoeffs,
+                    bb + (v * num_faces + f) * 4);
+  });
+  return ffi::Error::Success();
+}
+
 ffi::Error Visibility(ffi::Buffer<ffi::F32> coeffs, ffi::Buffer<ffi::S32> bbox, int32_t height, int32_t width,
                       ffi::ResultBuffer<ffi::S32> face_id) {
   const auto cdims = coeffs.dimensions();
@@ -146,4 +226,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitRasterizeVisibility, Visibility,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Attr<int32_t>("height")
                                   .Attr<int32_t>("width")
+                                  .Ret<ffi::Buffer<ffi::S32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitTriangleSetup, TriangleSetup,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Attr<int32_t>("height")
+                                  .Attr<int32_t>("width")
+                                  .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>());

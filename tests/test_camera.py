@@ -334,3 +334,30 @@ def test_blender_transforms_reads_size_from_image(tmp_path):
     assert (cams.width, cams.height) == (40, 30)
     np.testing.assert_allclose(cams.fx, [40.0], rtol=1e-6)
     np.testing.assert_allclose(cams.cx, [19.5])
+
+
+# ---- properties (hypothesis) -------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    eye=st.tuples(*[st.floats(-5, 5) for _ in range(3)]).filter(lambda e: 0.5 < np.linalg.norm(e) < 8),
+    fov=st.floats(20, 120),
+    size=st.tuples(st.integers(1, 300), st.integers(1, 300)),
+    uv=st.tuples(st.floats(-10, 310), st.floats(-10, 310)),
+    depth=st.floats(0.1, 50),
+)
+def test_unproject_then_project_is_identity(eye, fov, size, uv, depth):
+    cam = meshfit.look_at(np.array([eye]), width=size[0], height=size[1], fov=fov)
+    pts = cam.unproject(jnp.array([[uv]], jnp.float32), jnp.array([[depth]], jnp.float32))
+    uv2, z = cam.project(pts[0])
+    np.testing.assert_allclose(uv2[0, 0], uv, atol=2e-3 * (1 + abs(max(uv, key=abs))))
+    np.testing.assert_allclose(z[0, 0], depth, rtol=1e-4)
+    # and the OpenGL round trip keeps the camera
+    P, pose = cam.to_opengl(0.05, 100.0)
+    back = Camera.from_opengl(P, pose, size[0], size[1])
+    np.testing.assert_allclose(back.K, cam.K, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(back.world_to_camera, cam.world_to_camera, atol=1e-5)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _TARGETS = {
+    "meshfit_triangle_setup": "MeshfitTriangleSetup",
     "meshfit_rasterize_visibility": "MeshfitRasterizeVisibility",
     "meshfit_bary_fwd": "MeshfitBaryFwd",
     "meshfit_bary_bwd": "MeshfitBaryBwd",
@@ -64,6 +65,17 @@ def _require() -> None:
     reason = _load()
     if reason is not None:
         raise RuntimeError(f"backend='native' unavailable: {reason}")
+
+
+def triangle_setup(
+    clip: jax.Array, faces: jax.Array, *, height: int, width: int
+) -> tuple[jax.Array, jax.Array]:
+    """Native twin of rasterize.triangle_setup: clip [B, V, 4] f32, faces [F, 3] -> coeffs, bbox."""
+    _require()
+    shape = clip.shape[:-2] + (faces.shape[0],)
+    outs = (jax.ShapeDtypeStruct(shape + (15,), jnp.float32), jax.ShapeDtypeStruct(shape + (4,), jnp.int32))
+    call = jax.ffi.ffi_call("meshfit_triangle_setup", outs)
+    return tuple(call(clip, faces.astype(jnp.int32), height=np.int32(height), width=np.int32(width)))
 
 
 def visibility(coeffs: jax.Array, bbox: jax.Array, *, height: int, width: int) -> jax.Array:

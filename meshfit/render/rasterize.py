@@ -67,7 +67,9 @@ def pixel_ndc(height: int, width: int, dtype=jnp.float32) -> tuple[jax.Array, ja
     return x, y
 
 
-def triangle_setup(clip: jax.Array, faces: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array]:
+def triangle_setup(
+    clip: jax.Array, faces: jax.Array, height: int, width: int, *, backend: str = "auto"
+) -> tuple[jax.Array, jax.Array]:
     """Per-triangle edge functions and pixel bounding boxes (float32, no gradient).
 
     Args:
@@ -77,35 +79,44 @@ def triangle_setup(clip: jax.Array, faces: jax.Array, height: int, width: int) -
         coeffs: [B, F, NUM_COEFFS] float32 (layout above).
         bbox: [B, F, 4] int32 inclusive pixel box (x0, y0, x1, y1); empty (x1 < x0) for triangles
             that cannot cover a pixel (degenerate, behind the camera, outside the frustum).
+
+    The arithmetic (every operation and its order) is mirrored in kernels/rasterize.cc, so the
+    native and pure-JAX paths see bit-identical triangles.
     """
-    c = jax.lax.stop_gradient(clip).astype(jnp.float32)[:, faces]  # [B, F, 3, 4]
-    x, y, z, w = c[..., 0], c[..., 1], c[..., 2], c[..., 3]
-    xj, xk = jnp.roll(x, -1, -1), jnp.roll(x, -2, -1)
-    yj, yk = jnp.roll(y, -1, -1), jnp.roll(y, -2, -1)
-    wj, wk = jnp.roll(w, -1, -1), jnp.roll(w, -2, -1)
-    A = wk * yj - wj * yk
-    B = wj * xk - wk * xj
-    C = xj * yk - xk * yj
-    det = jnp.sum(w * C, -1)  # det [x; y; w] of the triangle, = u . w at every pixel
-    s = jnp.sign(det)[..., None]
-    A, B, C = A * s, B * s, C * s
+    clip = jax.lax.stop_gradient(clip).astype(jnp.float32)
+    if _use_native(backend, clip):
+        return _native.triangle_setup(clip, faces, height=height, width=width)
+    c = clip[:, faces]  # [B, F, 3, 4]
+    x, y, z, w = (c[..., k] for k in range(4))
+    corner = lambda a, i: a[..., i % 3]  # noqa: E731
+    A = [corner(w, i + 2) * corner(y, i + 1) - corner(w, i + 1) * corner(y, i + 2) for i in range(3)]
+    B = [corner(w, i + 1) * corner(x, i + 2) - corner(w, i + 2) * corner(x, i + 1) for i in range(3)]
+    C = [corner(x, i + 1) * corner(y, i + 2) - corner(x, i + 2) * corner(y, i + 1) for i in range(3)]
+    det = (w[..., 0] * C[0] + w[..., 1] * C[1]) + w[..., 2] * C[2]  # det [x; y; w], = u . w
+    s = jnp.sign(det)
+    A, B, C = [a * s for a in A], [b * s for b in B], [c_ * s for c_ in C]
     adet = jnp.abs(det)
     ok = adet > 0
-    inv = jnp.where(ok, 1.0 / jnp.where(ok, adet, 1.0), 0.0)[..., None]
-    S = jnp.sum(jnp.stack([A, B, C], -1), -2) * inv  # [B, F, 3]: SA, SB, SC
-    Z = jnp.einsum("bfi,bfik->bfk", z, jnp.stack([A, B, C], -1)) * inv  # ZA, ZB, ZC
-    coeffs = jnp.concatenate([jnp.stack([A, B, C], -1).reshape(c.shape[:2] + (9,)), S, Z], -1)
+    inv = jnp.where(ok, 1.0 / jnp.where(ok, adet, 1.0), 0.0)
 
-    # Pixel bounding box: from the projected corners when all are in front of the camera,
-    # else the whole image (the edge functions then do the exact work).
+    def plane(k0, k1, k2):  # ((k0 + k1) + k2) * inv, in this order
+        return ((k0 + k1) + k2) * inv
+
+    S = [plane(*E) for E in (A, B, C)]
+    Z = [plane(z[..., 0] * E[0], z[..., 1] * E[1], z[..., 2] * E[2]) for E in (A, B, C)]
+    coeffs = jnp.stack([A[0], B[0], C[0], A[1], B[1], C[1], A[2], B[2], C[2], *S, *Z], -1)
+
+    # Pixel bounding box: from the projected corners when all are in front of the camera (every
+    # pixel centre in [min, max] lies in [floor(min), ceil(max)] despite rounding), else the whole
+    # image (the edge functions then do the exact work).
     in_front = jnp.all(w > 0, -1)
     ws = jnp.where(w > 0, w, 1.0)
     px = ((x / ws + 1.0) * width - 1.0) * 0.5
     py = ((y / ws + 1.0) * height - 1.0) * 0.5
-    x0 = jnp.where(in_front, jnp.floor(jnp.min(px, -1)) - 1, 0)
-    x1 = jnp.where(in_front, jnp.ceil(jnp.max(px, -1)) + 1, width - 1)
-    y0 = jnp.where(in_front, jnp.floor(jnp.min(py, -1)) - 1, 0)
-    y1 = jnp.where(in_front, jnp.ceil(jnp.max(py, -1)) + 1, height - 1)
+    x0 = jnp.where(in_front, jnp.floor(jnp.min(px, -1)), 0.0)
+    x1 = jnp.where(in_front, jnp.ceil(jnp.max(px, -1)), width - 1.0)
+    y0 = jnp.where(in_front, jnp.floor(jnp.min(py, -1)), 0.0)
+    y1 = jnp.where(in_front, jnp.ceil(jnp.max(py, -1)), height - 1.0)
     x0 = jnp.clip(x0, 0, width)
     y0 = jnp.clip(y0, 0, height)
     x1 = jnp.clip(x1, -1, width - 1)
@@ -379,7 +390,7 @@ def rasterize(
     faces = faces.astype(jnp.int32)
     batch = clip.shape[:-2]
     flat = clip.reshape((-1,) + clip.shape[-2:])
-    coeffs, bbox = triangle_setup(flat, faces, height, width)
+    coeffs, bbox = triangle_setup(flat, faces, height, width, backend=backend)
     face_id = visibility(
         coeffs, bbox, height=height, width=width, backend=backend, tile_capacity=tile_capacity
     )
