@@ -20,7 +20,7 @@ machine's threads and memory to itself) and prints a table::
 
 Install the peers with ``pip install mitsuba`` (plus Debian's ``libllvm19`` for the ``llvm_*``
 variants) and ``pyrender-maintained`` (a meshfit dependency; EGL or OSMesa). See
-``bench/PEERS_NOTES.md``.
+``bench/README.md``.
 """
 
 from __future__ import annotations

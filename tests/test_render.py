@@ -142,6 +142,11 @@ def test_bad_inputs_raise_clear_errors():
         rasterize(v, jnp.zeros((0, 3), jnp.int32), height=4, width=4)
     with pytest.raises(ValueError, match="backend"):
         rasterize(v, jnp.array([[0, 1, 2]]), height=4, width=4, backend="gpu")
+    if _native.available():
+        with jax.enable_x64(True), pytest.raises(ValueError, match="float32"):
+            rasterize(
+                jnp.zeros((1, 4, 4), jnp.float64), jnp.array([[0, 1, 2]]), height=4, width=4, backend="native"
+            )
 
 
 def test_jit_vmap_and_capacity_fallback(icosphere):

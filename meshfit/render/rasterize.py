@@ -320,7 +320,13 @@ def _use_native(backend: str, *arrays) -> bool:
     """Whether an op runs its native kernel: forced by backend, or 'auto' and usable here."""
     if backend not in ("auto", "native", "jax"):
         raise ValueError(f"backend must be 'auto', 'native' or 'jax'; got {backend!r}")
-    return backend == "native" or (backend == "auto" and _native.usable(*arrays))
+    if backend == "jax":
+        return False
+    usable = _native.usable(*arrays)
+    if backend == "native" and not usable:
+        reason = _native._load() or "they take float32 arrays on the CPU"
+        raise ValueError(f"backend='native' cannot run here: {reason}")
+    return usable
 
 
 def barycentrics(clip: jax.Array, faces: jax.Array, face_id: jax.Array) -> tuple[jax.Array, jax.Array]:
