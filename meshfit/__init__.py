@@ -1,5 +1,6 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
+from meshfit import losses, render
 from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
 from meshfit.io import (
     CameraSet,
@@ -43,8 +44,10 @@ __all__ = [
     "load_cameras",
     "load_mesh",
     "look_at",
+    "losses",
     "orbit_rig",
     "read_image",
+    "render",
     "sample_surface",
     "save_cameras",
     "save_mesh",

@@ -1,0 +1,155 @@
+"""Losses: known values on tiny inputs, finite-difference gradients, and the bad-shape errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import trimesh
+from jax.test_util import check_grads
+
+import meshfit
+from meshfit import losses
+
+
+def _brute_nearest(x, y):
+    return ((x[:, None] - y[None]) ** 2).sum(-1).min(1)
+
+
+def test_chamfer_matches_brute_force_and_is_zero_on_itself():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(70, 3)).astype(np.float32), rng.normal(size=(50, 3)).astype(np.float32)
+    ref = _brute_nearest(x, y).mean() + _brute_nearest(y, x).mean()
+    np.testing.assert_allclose(
+        losses.chamfer_distance(jnp.asarray(x), jnp.asarray(y), chunk=16), ref, rtol=1e-5
+    )
+    ref1 = np.sqrt(_brute_nearest(x, y)).mean() + np.sqrt(_brute_nearest(y, x)).mean()
+    np.testing.assert_allclose(
+        losses.chamfer_distance(jnp.asarray(x), jnp.asarray(y), norm="l1"), ref1, rtol=1e-5
+    )
+    assert float(losses.chamfer_distance(jnp.asarray(x), jnp.asarray(x), norm="l1")) == 0.0
+    g = jax.grad(lambda a: losses.chamfer_distance(a, jnp.asarray(x), norm="l1"))(jnp.asarray(x))
+    assert np.isfinite(np.asarray(g)).all()  # coincident points: no NaN from sqrt(0)
+
+
+def test_chamfer_gradients(x64):
+    rng = np.random.default_rng(1)
+    x, y = jnp.asarray(rng.normal(size=(20, 3))), jnp.asarray(rng.normal(size=(15, 3)))
+    for norm in ("l1", "l2"):
+        check_grads(
+            lambda a, b, norm=norm: losses.chamfer_distance(a, b, norm=norm), (x, y), order=1, modes=["rev"]
+        )
+
+
+def test_point_mesh_distance_exact_cases():
+    v = jnp.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    f = jnp.array([[0, 1, 2]])
+    pts = jnp.array(
+        [[0.2, 0.2, 0.5], [-1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [2.0, -1.0, 1.0], [0.25, -0.5, 0.0]]
+    )  # above the interior, beyond a vertex, on the hypotenuse, off a corner, below an edge
+    expect = [0.25, 1.0, 0.0, 1.0 + 1.0 + 1.0, 0.25]
+    np.testing.assert_allclose(losses.point_mesh_distance(pts, v, f, chunk=2), expect, atol=1e-6)
+
+
+def _closest_point_ericson(p, a, b, c):
+    """Closest point on triangle abc to p by Voronoi regions (Ericson, Real-Time Collision
+    Detection, 5.1.5): an independent reference for point_mesh_distance."""
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = ab @ ap, ac @ ap
+    if d1 <= 0 and d2 <= 0:
+        return a
+    bp = p - b
+    d3, d4 = ab @ bp, ac @ bp
+    if d3 >= 0 and d4 <= d3:
+        return b
+    vc = d1 * d4 - d3 * d2
+    if vc <= 0 and d1 >= 0 and d3 <= 0:
+        return a + d1 / (d1 - d3) * ab
+    cp = p - c
+    d5, d6 = ab @ cp, ac @ cp
+    if d6 >= 0 and d5 <= d6:
+        return c
+    vb = d5 * d2 - d1 * d6
+    if vb <= 0 and d2 >= 0 and d6 <= 0:
+        return a + d2 / (d2 - d6) * ac
+    va = d3 * d6 - d5 * d4
+    if va <= 0 and (d4 - d3) >= 0 and (d5 - d6) >= 0:
+        return b + (d4 - d3) / ((d4 - d3) + (d5 - d6)) * (c - b)
+    denom = 1.0 / (va + vb + vc)
+    return a + ab * vb * denom + ac * vc * denom
+
+
+def test_point_mesh_distance_against_reference(x64):
+    s = trimesh.creation.icosphere(subdivisions=1)
+    v, f = jnp.asarray(s.vertices * [1.0, 0.7, 1.2]), jnp.asarray(s.faces)
+    pts = jnp.asarray(np.random.default_rng(2).normal(size=(40, 3)) * 1.2)
+    ours = np.sqrt(np.asarray(losses.point_mesh_distance(pts, v, f)))
+    tri = np.asarray(v)[np.asarray(f)]
+    ref = [min(np.linalg.norm(p - _closest_point_ericson(p, *t)) for t in tri) for p in np.asarray(pts)]
+    np.testing.assert_allclose(ours, ref, atol=1e-7)
+    check_grads(lambda p, vv: jnp.sum(losses.point_mesh_distance(p, vv, f)), (pts, v), order=1, modes=["rev"])
+
+
+def test_laplacian_edge_and_normal_losses(grid, icosphere, x64):
+    v, f = grid
+    flat = jnp.asarray(v, jnp.float64)
+    topo = meshfit.Topology.from_faces(f, len(v))
+    cot = meshfit.cotangent_laplacian(flat, jnp.asarray(f))
+    interior = (v[:, 0] > 0) & (v[:, 0] < 4) & (v[:, 1] > 0) & (v[:, 1] < 4)
+    # flat grid: no bending, no creases
+    assert float(losses.normal_consistency_loss(flat, jnp.asarray(f), topo)) < 1e-12
+    assert float(jnp.abs((cot @ flat)[interior]).max()) < 1e-9
+    bumped = flat.at[12, 2].set(0.5)
+    assert float(losses.normal_consistency_loss(bumped, jnp.asarray(f), topo)) > 0.01
+    assert float(losses.laplacian_loss(bumped, meshfit.uniform_laplacian(topo))) > float(
+        losses.laplacian_loss(flat, meshfit.uniform_laplacian(topo))
+    )
+    e = np.asarray(topo.edges)
+    v64 = v.astype(np.float64)
+    lengths = np.linalg.norm(v64[e[:, 1]] - v64[e[:, 0]], axis=1)
+    np.testing.assert_allclose(losses.edge_length_loss(flat, topo.edges), np.mean(lengths**2), rtol=1e-9)
+    np.testing.assert_allclose(
+        losses.edge_length_loss(flat, topo.edges, target=jnp.asarray(lengths)), 0, atol=1e-12
+    )
+    sv, sf = jnp.asarray(icosphere[0], jnp.float64), jnp.asarray(icosphere[1])
+    stopo = meshfit.Topology.from_faces(icosphere[1], len(icosphere[0]))
+    for fn in (
+        lambda x: losses.normal_consistency_loss(x, sf, stopo),
+        lambda x: losses.laplacian_loss(x, meshfit.cotangent_laplacian(x, sf)),
+        lambda x: losses.edge_length_loss(x, stopo.edges, target=0.3),
+    ):
+        check_grads(fn, (sv,), order=1, modes=["rev"])
+
+
+def test_image_losses():
+    pred = jnp.array([[[1.0, 0.5], [0.0, 0.0]]])
+    target = jnp.array([[[1.0, 1.0], [0.0, 1.0]]])
+    np.testing.assert_allclose(losses.silhouette_loss(pred, target), (0.25 + 1.0) / 4)
+    np.testing.assert_allclose(losses.soft_iou_loss(pred, target), 1 - 1.5 / 3.0)
+    assert float(losses.soft_iou_loss(target, target)) == 0.0
+    rgb = jnp.ones((1, 2, 2, 3))
+    mask = jnp.array([[[True, False], [False, False]]])
+    np.testing.assert_allclose(losses.photometric_loss(rgb * 0.5, rgb, mask=mask), 0.5)
+    np.testing.assert_allclose(losses.photometric_loss(rgb * 0.5, rgb, norm="l2"), 0.25)
+    d_pred = jnp.array([[[2.0, 0.0], [3.0, 4.0]]])
+    d_true = jnp.array([[[1.0, 5.0], [0.0, 4.5]]])
+    np.testing.assert_allclose(losses.depth_loss(d_pred, d_true), (1.0 + 0.25) / 2)  # only both-valid pixels
+    with pytest.raises(ValueError, match="differ in shape"):
+        losses.silhouette_loss(pred, target[..., :1])
+    with pytest.raises(ValueError, match="norm must be"):
+        losses.photometric_loss(rgb, rgb, norm="l3")
+
+
+def test_landmark_loss_and_prior():
+    cams = meshfit.sphere_rig(3, radius=4.0, width=64, height=64, seed=0)
+    pts = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (5, 3)), jnp.float32)
+    uv, _ = cams.project(pts)
+    assert float(losses.landmark_loss(cams, pts, uv)) < 1e-8
+    shifted = uv.at[1].add(3.0)  # view 1 off by (3, 3) px: 18 px^2 on a third of the detections
+    np.testing.assert_allclose(losses.landmark_loss(cams, pts, shifted), 18.0 / 3, rtol=1e-4)
+    w = jnp.ones((3, 5)).at[1].set(0.0)
+    assert float(losses.landmark_loss(cams, pts, shifted, weights=w)) < 1e-8
+    with pytest.raises(ValueError, match="keypoints must be"):
+        losses.landmark_loss(cams, pts, uv[:, :4])
+    np.testing.assert_allclose(losses.l2_prior(jnp.array([1.0, 3.0]), scale=2.0), (0.25 + 2.25) / 2)
