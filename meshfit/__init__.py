@@ -1,6 +1,6 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
-from meshfit import losses, render
+from meshfit import losses, models, render
 from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
 from meshfit.io import (
     CameraSet,
@@ -45,6 +45,7 @@ __all__ = [
     "load_mesh",
     "look_at",
     "losses",
+    "models",
     "orbit_rig",
     "read_image",
     "render",

@@ -1,0 +1,167 @@
+"""Linear blendshape models (e.g. ICT-FaceKit): neutral + identity and expression deltas, posed.
+
+On disk a model is either
+
+- a folder with ``blendshapes.json``::
+
+      {"neutral": "neutral.obj",
+       "identity": ["identity000.obj", ...],
+       "expression": ["jawOpen.obj", ...]}
+
+  naming full meshes in vertex correspondence with the neutral (deltas are taken against it;
+  paths relative to the folder; "identity" and "expression" may be empty), or
+- an ``.npz`` written by ``BlendshapeModel.save``: arrays ``neutral`` [V, 3], ``faces`` [F, 3],
+  ``identity`` [I, V, 3], ``expression`` [E, V, 3] (deltas), string arrays ``identity_names``,
+  ``expression_names``, and ``format_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meshfit._pytree import pytree_dataclass, static_field
+from meshfit.io import atomic_path, load_mesh
+from meshfit.mesh import MeshError
+from meshfit.models.rotation import so3_exp
+
+__all__ = ["BlendshapeModel"]
+
+_NPZ_VERSION = 1
+
+
+@pytree_dataclass
+class BlendshapeModel:
+    """``vertices = scale * R (neutral + sum_i a_i identity_i + sum_j b_j expression_j) + t``.
+
+    Fields:
+        neutral: [V, 3] float. faces: [F, 3] int32.
+        identity: [I, V, 3] identity deltas. expression: [E, V, 3] expression deltas.
+        identity_names, expression_names: tuples of names (static).
+    Params (``init_params``): identity [I], expression [E], rotation [3] (axis-angle, radians),
+    translation [3], log_scale [].
+    """
+
+    neutral: jax.Array
+    faces: jax.Array
+    identity: jax.Array
+    expression: jax.Array
+    identity_names: tuple = static_field(default=())
+    expression_names: tuple = static_field(default=())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BlendshapeModel:
+        """Read a model folder (with ``blendshapes.json``), the JSON file itself, or an ``.npz``."""
+        path = Path(path)
+        if path.suffix == ".npz":
+            return cls._load_npz(path)
+        spec_path = path / "blendshapes.json" if path.is_dir() else path
+        if not spec_path.is_file():
+            raise FileNotFoundError(
+                f"no blendshape model at {path}: expected a folder with blendshapes.json or an .npz"
+            )
+        try:
+            spec = json.loads(spec_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{spec_path} is not valid JSON: {e}") from e
+        unknown = set(spec) - {"neutral", "identity", "expression"}
+        if unknown or "neutral" not in spec:
+            raise ValueError(
+                f"{spec_path}: expected keys 'neutral', 'identity', 'expression'; "
+                f"unknown {sorted(unknown)}" + ("" if "neutral" in spec else ", missing 'neutral'")
+            )
+        root = spec_path.parent
+        neutral = load_mesh(root / spec["neutral"])
+        base = np.asarray(neutral.vertices)
+
+        def deltas(names: list[str]) -> np.ndarray:
+            out = []
+            for name in names:
+                m = load_mesh(root / name)
+                if m.num_vertices != neutral.num_vertices:
+                    raise MeshError(
+                        f"{root / name} has {m.num_vertices} vertices but the neutral has "
+                        f"{neutral.num_vertices}: shapes must be in vertex correspondence"
+                    )
+                out.append(np.asarray(m.vertices) - base)
+            return np.stack(out) if out else np.zeros((0,) + base.shape, np.float32)
+
+        ids, exps = list(spec.get("identity", [])), list(spec.get("expression", []))
+        return cls(
+            neutral.vertices, neutral.faces, jnp.asarray(deltas(ids)), jnp.asarray(deltas(exps)),
+            tuple(Path(n).stem for n in ids), tuple(Path(n).stem for n in exps),
+        )  # fmt: skip
+
+    @classmethod
+    def _load_npz(cls, path: Path) -> BlendshapeModel:
+        try:
+            # Open the file here: np.load leaks its handle when the zip directory is unreadable.
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"cannot read blendshape model {path}: {e}") from e
+        missing = {"format_version", "neutral", "faces", "identity", "expression"} - set(data)
+        if missing:
+            raise ValueError(f"{path}: not a meshfit blendshape model (missing {sorted(missing)})")
+        if int(data["format_version"]) != _NPZ_VERSION:
+            raise ValueError(
+                f"{path}: format_version {int(data['format_version'])}, this meshfit reads {_NPZ_VERSION}"
+            )
+        V = data["neutral"].shape[0]
+        for k in ("identity", "expression"):
+            if data[k].ndim != 3 or data[k].shape[1:] != (V, 3):
+                raise ValueError(f"{path}: {k} must be [K, {V}, 3]; got {data[k].shape}")
+        return cls(
+            jnp.asarray(data["neutral"]), jnp.asarray(data["faces"], jnp.int32),
+            jnp.asarray(data["identity"]), jnp.asarray(data["expression"]),
+            tuple(str(s) for s in data.get("identity_names", [])),
+            tuple(str(s) for s in data.get("expression_names", [])),
+        )  # fmt: skip
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the ``.npz`` form (atomically)."""
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(
+                    fh, format_version=np.int32(_NPZ_VERSION), neutral=np.asarray(self.neutral),
+                    faces=np.asarray(self.faces), identity=np.asarray(self.identity),
+                    expression=np.asarray(self.expression), identity_names=np.array(self.identity_names, str),
+                    expression_names=np.array(self.expression_names, str),
+                )  # fmt: skip
+
+    @property
+    def num_identity(self) -> int:
+        return self.identity.shape[0]
+
+    @property
+    def num_expression(self) -> int:
+        return self.expression.shape[0]
+
+    def init_params(self) -> dict:
+        dt = self.neutral.dtype
+        return {
+            "identity": jnp.zeros(self.num_identity, dt),
+            "expression": jnp.zeros(self.num_expression, dt),
+            "rotation": jnp.zeros(3, dt),
+            "translation": jnp.zeros(3, dt),
+            "log_scale": jnp.zeros((), dt),
+        }
+
+    def shape(self, params: dict) -> jax.Array:
+        """[V, 3] unposed vertices: neutral + identity and expression deltas."""
+        return (
+            self.neutral
+            + jnp.einsum("i,ivd->vd", params["identity"], self.identity)
+            + jnp.einsum("e,evd->vd", params["expression"], self.expression)
+        )
+
+    def vertices(self, params: dict) -> jax.Array:
+        """[V, 3] posed vertices (world frame)."""
+        R = so3_exp(params["rotation"])
+        return jnp.exp(params["log_scale"]) * self.shape(params) @ R.T + params["translation"][None, :]

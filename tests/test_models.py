@@ -1,0 +1,110 @@
+"""Models: rotations (NaN-safe exp/log), the rigid pose model, blendshape models and their files."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import meshfit
+from meshfit.models import BlendshapeModel, RigidModel, so3_exp, so3_log
+from tests.helpers import shared
+
+ICT = ["neutral.obj", "identity000.obj", "identity001.obj", "jawOpen.obj", "eyeBlink_L.obj"]
+
+
+def test_so3_exp_log_round_trip_and_proper_rotations(x64):
+    rng = np.random.default_rng(0)
+    axes = rng.normal(size=(50, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = np.concatenate([rng.uniform(0, np.pi - 1e-2, 46), [0.0, 1e-9, 1e-5, np.pi - 1e-4]])
+    w = jnp.asarray(axes * angles[:, None])
+    R = so3_exp(w)
+    np.testing.assert_allclose(jnp.swapaxes(R, -1, -2) @ R, np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(np.asarray(R)), 1.0, atol=1e-12)
+    np.testing.assert_allclose(so3_log(R), w, atol=1e-6)
+    from scipy.spatial.transform import Rotation
+
+    np.testing.assert_allclose(R, Rotation.from_rotvec(np.array(w)).as_matrix(), atol=1e-12)
+
+
+def test_so3_exp_gradients_finite_at_zero(x64):
+    check_grads(lambda w: jnp.sum(so3_exp(w) * jnp.arange(9.0).reshape(3, 3)), (jnp.zeros(3),), order=2)
+    check_grads(lambda w: jnp.sum(so3_exp(w) ** 3), (jnp.array([0.3, -0.2, 0.9]),), order=1)
+
+
+def test_rigid_model_pose_and_rebase(x64):
+    m = meshfit.Mesh(
+        np.random.default_rng(1).normal(size=(12, 3)), np.array([[0, 1, 2], [3, 4, 5]], np.int32)
+    )
+    model = RigidModel.from_mesh(m)
+    p = model.init_params()
+    np.testing.assert_allclose(model.vertices(p), m.vertices)
+    p = {**p, "rotation": jnp.array([0.0, np.pi / 2, 0.0]), "translation": jnp.array([1.0, 2.0, 3.0]),
+         "log_scale": jnp.log(2.0)}  # fmt: skip
+    v = np.asarray(model.vertices(p))
+    Ry = np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0]], float)
+    np.testing.assert_allclose(v, 2 * np.asarray(m.vertices) @ Ry.T + [1, 2, 3], atol=1e-12)
+    T = np.asarray(model.object_to_world(p))
+    homog = np.concatenate([np.asarray(m.vertices), np.ones((12, 1))], 1) @ T.T
+    np.testing.assert_allclose(homog[:, :3], v, atol=1e-12)
+    model2, p2 = model.rebased(p)
+    np.testing.assert_allclose(model2.vertices(p2), v, atol=1e-12)
+    assert float(jnp.abs(p2["rotation"]).max()) == 0.0
+    check_grads(lambda q: jnp.sum(model.vertices(q) ** 2), (model.init_params(),), order=1, modes=["rev"])
+
+
+@pytest.fixture(scope="module")
+def ict_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ict")
+    src = shared("ict_face/face_region/neutral.obj").parent
+    spec = {"neutral": str(src / ICT[0]), "identity": [str(src / n) for n in ICT[1:3]],
+            "expression": [str(src / n) for n in ICT[3:]]}  # fmt: skip
+    (folder / "blendshapes.json").write_text(json.dumps(spec))
+    return folder
+
+
+def test_blendshape_model_from_ict_files(ict_folder, tmp_path):
+    model = BlendshapeModel.load(ict_folder)
+    assert (model.num_identity, model.num_expression) == (2, 2)
+    assert model.expression_names == ("jawOpen", "eyeBlink_L")
+    src = shared("ict_face/face_region/neutral.obj").parent
+    jaw = meshfit.load_mesh(src / "jawOpen.obj")
+    p = model.init_params()
+    np.testing.assert_allclose(model.vertices(p), model.neutral)
+    p = {**p, "expression": jnp.array([1.0, 0.0])}
+    np.testing.assert_allclose(model.vertices(p), jaw.vertices, atol=1e-5)
+    # npz round trip
+    model.save(tmp_path / "ict.npz")
+    back = BlendshapeModel.load(tmp_path / "ict.npz")
+    np.testing.assert_array_equal(back.expression, model.expression)
+    assert back.identity_names == model.identity_names
+    np.testing.assert_allclose(back.vertices(p), model.vertices(p))
+    # jit and grad over the coefficients
+    g = jax.grad(lambda q: jnp.sum(model.vertices(q)[:, 1]))(p)
+    assert float(jnp.abs(g["expression"][0])) > 0
+
+
+def test_blendshape_model_errors(tmp_path):
+    src = shared("ict_face/face_region/neutral.obj").parent
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "blendshapes.json").write_text(
+        json.dumps({"neutral": str(src / "neutral.obj"), "expr": []})
+    )
+    with pytest.raises(ValueError, match=r"unknown \['expr'\]"):
+        BlendshapeModel.load(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "small.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    spec = {"neutral": str(src / "neutral.obj"), "expression": ["small.obj"]}
+    (tmp_path / "b" / "blendshapes.json").write_text(json.dumps(spec))
+    with pytest.raises(meshfit.MeshError, match="small.obj has 3 vertices but the neutral has 9409"):
+        BlendshapeModel.load(tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="blendshapes.json"):
+        BlendshapeModel.load(tmp_path / "nothing")
+    (tmp_path / "trunc.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="cannot read blendshape model"):
+        BlendshapeModel.load(tmp_path / "trunc.npz")
