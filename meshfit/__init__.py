@@ -1,6 +1,6 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
-from meshfit import losses, models, render
+from meshfit import losses, models, optim, render
 from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
 from meshfit.io import (
     CameraSet,
@@ -46,6 +46,7 @@ __all__ = [
     "look_at",
     "losses",
     "models",
+    "optim",
     "orbit_rig",
     "read_image",
     "render",
