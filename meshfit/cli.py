@@ -43,6 +43,16 @@ def _cmd_render(args: argparse.Namespace) -> None:
     print(f"wrote {len(names)} views of {args.mesh} rendered by meshfit to {args.out}")
 
 
+def _cmd_eval(args: argparse.Namespace) -> None:
+    import json
+
+    from meshfit.io import load_mesh
+    from meshfit.metrics import evaluate
+
+    result = evaluate(load_mesh(args.pred), load_mesh(args.gt), num_samples=args.samples, seed=args.seed)
+    print(json.dumps(result, indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshfit", description="Differentiable mesh fitting in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--far", type=float, default=None, help="far plane (default: from the mesh's bounds)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("eval", help="compare a mesh with the ground truth; prints metrics as JSON")
+    p.add_argument("pred", help="predicted mesh file")
+    p.add_argument("gt", help="ground-truth mesh file")
+    p.add_argument("--samples", type=int, default=30_000, help="surface samples per mesh (default 30000)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 
