@@ -3,7 +3,9 @@
 Each op has a pure-JAX twin in the same package; these run the same arithmetic in C++ with
 hand-written backward passes (custom VJPs), because per-pixel gathers and scatters are where
 XLA's CPU backend is slowest. Used automatically for float32 data on the CPU when the
-extension is built (``pip install`` builds it); everything works without it.
+extension is built (``pip install`` builds it); everything works without it. Under ``vmap``
+(e.g. over frames) each call runs once per batch element ("sequential"), each call itself
+multi-threaded.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def triangle_setup(
     _require()
     shape = clip.shape[:-2] + (faces.shape[0],)
     outs = (jax.ShapeDtypeStruct(shape + (15,), jnp.float32), jax.ShapeDtypeStruct(shape + (4,), jnp.int32))
-    call = jax.ffi.ffi_call("meshfit_triangle_setup", outs)
+    call = jax.ffi.ffi_call("meshfit_triangle_setup", outs, vmap_method="sequential")
     return tuple(call(clip, faces.astype(jnp.int32), height=np.int32(height), width=np.int32(width)))
 
 
@@ -97,7 +99,7 @@ def barycentrics(clip: jax.Array, faces: jax.Array, face_id: jax.Array) -> tuple
     _require()
     shape = face_id.shape
     outs = (jax.ShapeDtypeStruct(shape + (3,), jnp.float32), jax.ShapeDtypeStruct(shape, jnp.float32))
-    return tuple(jax.ffi.ffi_call("meshfit_bary_fwd", outs)(clip, faces, face_id))
+    return tuple(jax.ffi.ffi_call("meshfit_bary_fwd", outs, vmap_method="sequential")(clip, faces, face_id))
 
 
 def _bary_fwd(clip, faces, face_id):
@@ -108,7 +110,9 @@ def _bary_bwd(res, g):
     clip, faces, face_id = res
     g_bary, g_depth = g
     out = jax.ShapeDtypeStruct(clip.shape, jnp.float32)
-    g_clip = jax.ffi.ffi_call("meshfit_bary_bwd", out)(clip, faces, face_id, g_bary, g_depth)
+    g_clip = jax.ffi.ffi_call("meshfit_bary_bwd", out, vmap_method="sequential")(
+        clip, faces, face_id, g_bary, g_depth
+    )
     return g_clip, None, None
 
 
@@ -123,7 +127,9 @@ def antialias(color, face_id, depth, clip, faces):
     """Native twin of antialias.antialias on flat [B, H, W, C] / [B, V, 4] float32 arrays."""
     _require()
     out = jax.ShapeDtypeStruct(color.shape, jnp.float32)
-    return jax.ffi.ffi_call("meshfit_antialias_fwd", out)(color, face_id, depth, clip, faces)
+    return jax.ffi.ffi_call("meshfit_antialias_fwd", out, vmap_method="sequential")(
+        color, face_id, depth, clip, faces
+    )
 
 
 def _aa_fwd(color, face_id, depth, clip, faces):
@@ -133,7 +139,8 @@ def _aa_fwd(color, face_id, depth, clip, faces):
 def _aa_bwd(res, g):
     color, face_id, depth, clip, faces = res
     outs = (jax.ShapeDtypeStruct(color.shape, jnp.float32), jax.ShapeDtypeStruct(clip.shape, jnp.float32))
-    g_color, g_clip = jax.ffi.ffi_call("meshfit_antialias_bwd", outs)(color, face_id, depth, clip, faces, g)
+    call = jax.ffi.ffi_call("meshfit_antialias_bwd", outs, vmap_method="sequential")
+    g_color, g_clip = call(color, face_id, depth, clip, faces, g)
     return g_color, None, None, g_clip, None
 
 
