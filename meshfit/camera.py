@@ -123,6 +123,20 @@ class Camera:
             raise TypeError("cannot index a single camera")
         return jax.tree.map(lambda x: x[index], self)
 
+    def resized(self, width: int, height: int) -> Camera:
+        """The same cameras for images resampled to ``width`` x ``height`` (a resolution pyramid).
+
+        Pixel coordinates scale about the image's top-left *corner* (-0.5, -0.5):
+        u' = s_x (u + 0.5) - 0.5, so fx' = s_x fx and cx' = s_x (cx + 0.5) - 0.5 (and likewise y).
+        """
+        if width < 1 or height < 1:
+            raise CameraError(f"image size must be positive; got {width}x{height}")
+        sx, sy = width / self.width, height / self.height
+        return Camera(
+            fx=self.fx * sx, fy=self.fy * sy, cx=sx * (self.cx + 0.5) - 0.5, cy=sy * (self.cy + 0.5) - 0.5,
+            R=self.R, t=self.t, width=int(width), height=int(height),
+        )  # fmt: skip
+
     # ---- matrices ---------------------------------------------------------------------------
     @property
     def K(self) -> jax.Array:

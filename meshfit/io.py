@@ -40,10 +40,12 @@ from meshfit.mesh import Mesh, MeshError
 
 __all__ = [
     "CameraSet",
+    "Views",
     "atomic_dir",
     "MeshIOError",
     "load_cameras",
     "load_mesh",
+    "load_views",
     "read_image",
     "save_cameras",
     "save_mesh",
@@ -564,3 +566,78 @@ def _load_colmap(folder: Path) -> CameraSet:
         h,
     )
     return CameraSet(cams, [r[0] for r in records])
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets (the `meshfit synth` layout)
+
+
+class Views(NamedTuple):
+    """A multi-view dataset in memory.
+
+    cameras: [N] batch. names: the N view names. rgb: [N, H, W, 3] float32 in [0, 1] or None.
+    mask: [N, H, W] bool or None. depth: [N, H, W] float32 camera-space z (0 = empty) or None.
+    """
+
+    cameras: Camera
+    names: list[str]
+    rgb: np.ndarray | None
+    mask: np.ndarray | None
+    depth: np.ndarray | None
+
+
+def load_views(folder: str | os.PathLike, *, cameras: str | os.PathLike | None = None) -> Views:
+    """Read a dataset folder: cameras (``load_cameras``) and ``rgb/``, ``mask/``, ``depth/`` images.
+
+    Each view's files are found by the stem of its name (``000`` -> ``rgb/000.png``,
+    ``mask/000.png``, ``depth/000.npy``; ``images/frame_01.jpg`` -> ``rgb/frame_01.*``). A missing
+    folder gives None for that kind; a missing file in a present folder, or an image whose size
+    differs from its camera's, is an error naming the file.
+
+    Args:
+        folder: the dataset folder.
+        cameras: the camera file or model folder, if not in ``folder``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {folder}")
+    cams, names = load_cameras(cameras if cameras is not None else folder)
+    W, H = cams.width, cams.height
+
+    def find(kind: str, name: str, suffixes: tuple[str, ...]) -> Path:
+        stem = Path(name).stem
+        for suffix in suffixes:
+            if (folder / kind / f"{stem}{suffix}").is_file():
+                return folder / kind / f"{stem}{suffix}"
+        raise FileNotFoundError(
+            f"{folder / kind} has no file for view {name!r} (looked for {stem}{suffixes})"
+        )
+
+    def check(path: Path, shape: tuple[int, ...]) -> None:
+        if shape[:2] != (H, W):
+            raise ValueError(f"{path} is {shape[1]}x{shape[0]} but its camera says {W}x{H}")
+
+    images = {}
+    for kind in ("rgb", "mask", "depth"):
+        if not (folder / kind).is_dir():
+            images[kind] = None
+            continue
+        out = []
+        for name in names:
+            if kind == "depth":
+                path = find(kind, name, (".npy",))
+                try:
+                    d = np.load(path, allow_pickle=False)
+                except (OSError, ValueError) as e:
+                    raise ValueError(f"cannot read depth {path}: {e}") from e
+                check(path, d.shape)
+                if d.ndim != 2:
+                    raise ValueError(f"{path} must be an [H, W] depth map; got {d.shape}")
+                out.append(np.asarray(d, np.float32))
+            else:
+                path = find(kind, name, (".png", ".jpg", ".jpeg"))
+                img = read_image(path)
+                check(path, img.shape)
+                out.append(img[..., 0] > 0.5 if kind == "mask" else img[..., :3])
+        images[kind] = np.stack(out)
+    return Views(cams, names, images["rgb"], images["mask"], images["depth"])

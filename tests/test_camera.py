@@ -361,3 +361,16 @@ def test_unproject_then_project_is_identity(eye, fov, size, uv, depth):
     back = Camera.from_opengl(P, pose, size[0], size[1])
     np.testing.assert_allclose(back.K, cam.K, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(back.world_to_camera, cam.world_to_camera, atol=1e-5)
+
+
+def test_resized_cameras_keep_image_edges_and_points():
+    cam = _rig(2, w=64, h=48)
+    small = cam.resized(16, 12)
+    pts = jnp.asarray(np.random.default_rng(3).uniform(-0.5, 0.5, (10, 3)), jnp.float32)
+    uv, _ = cam.project(pts)
+    uv_s, _ = small.project(pts)
+    # the same point lands at the same fraction of the image, measured from the top-left corner
+    frac_s = (np.asarray(uv_s) + 0.5) / np.array([16.0, 12.0])
+    np.testing.assert_allclose(frac_s, (np.asarray(uv) + 0.5) / np.array([64.0, 48.0]), atol=1e-5)
+    with pytest.raises(CameraError, match="positive"):
+        cam.resized(0, 12)

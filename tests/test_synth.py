@@ -144,3 +144,21 @@ def test_synth_refuses_a_non_empty_folder_and_leaves_nothing_on_error(tmp_path, 
 def test_cli_rejects_bad_size():
     with pytest.raises(SystemExit):
         main(["synth", "x.obj", "--out", "o", "--size", "0x5"])
+
+
+def test_load_views_reads_the_dataset_and_names_bad_files(spot_dataset, tmp_path):
+    import shutil
+
+    views = meshfit.load_views(spot_dataset)
+    assert views.rgb.shape == (3, 72, 96, 3) and views.mask.shape == (3, 72, 96) and views.mask.dtype == bool
+    assert views.depth.shape == (3, 72, 96)
+    np.testing.assert_array_equal(views.mask, views.depth > 0)
+    broken = tmp_path / "broken"
+    shutil.copytree(spot_dataset, broken)
+    (broken / "mask" / "001.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"mask has no file for view '001'"):
+        meshfit.load_views(broken)
+    shutil.rmtree(broken / "mask")
+    meshfit.write_image(broken / "rgb" / "002.png", np.zeros((10, 10, 3)))
+    with pytest.raises(ValueError, match=r"002.png is 10x10 but its camera says 96x72"):
+        meshfit.load_views(broken)
