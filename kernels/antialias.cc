@@ -84,7 +84,7 @@ Pair Evaluate(const Image& im, int64_t b, int64_t p, int64_t q, bool horizontal)
   float best = 2.0f;
   for (int i = 0; i < 3; ++i) {
     const float f = uf[i] * r.sign, o = uo[i] * r.sign;
-    if (o < 0 && f >= 0) {
+    if (o <= 0 && f >= 0 && f - o > 0) {  // an edge through the other pixel's centre counts (t = 1)
       const float t = f / (f - o);
       if (t < best) best = t, k = i;
     }
@@ -132,6 +132,10 @@ ffi::Error Setup(const ffi::Buffer<ffi::F32>& color, const ffi::Buffer<ffi::S32>
     return ffi::Error::InvalidArgument("face_id must be [B, H, W] matching color");
   if (depth.element_count() != fid.element_count()) return ffi::Error::InvalidArgument("depth must be [B, H, W]");
   if (kd.size() != 3 || kd[0] != cd[0] || kd[2] != 4) return ffi::Error::InvalidArgument("clip must be [B, V, 4]");
+  const auto nd = faces.dimensions();
+  if (nd.size() != 2 || nd[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
+  if (auto e = meshfit::CheckFaces(faces.typed_data(), nd[0], kd[1]); e.failure()) return e;
+  if (auto e = meshfit::CheckFaceIds(fid.typed_data(), int64_t(fid.element_count()), nd[0]); e.failure()) return e;
   *im = Image{cd[0], cd[1], cd[2], cd[3], kd[1], color.typed_data(), fid.typed_data(), depth.typed_data(),
               clip.typed_data(), faces.typed_data(), meshfit::PixelNdc(int(cd[2])), meshfit::PixelNdc(int(cd[1]))};
   return ffi::Error::Success();

@@ -5,8 +5,15 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
+
+#include "xla/ffi/api/ffi.h"
 
 namespace meshfit {
 
@@ -16,6 +23,14 @@ inline int NumThreads() {
     const int n = std::atoi(env);
     if (n > 0) return n;
   }
+#ifdef __linux__
+  // The cores this process may run on (cgroups / taskset), not all the host's.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
   const unsigned n = std::thread::hardware_concurrency();
   return n ? int(n) : 1;
 }
@@ -43,6 +58,26 @@ inline std::vector<float> PixelNdc(int n) {
   std::vector<float> v(n);
   for (int i = 0; i < n; ++i) v[i] = (2.0f * float(i) + 1.0f) / float(n) - 1.0f;
   return v;
+}
+
+// Checks faces [F, 3] index vertices 0..num_vertices-1 (the kernels index memory with them).
+inline xla::ffi::Error CheckFaces(const int32_t* faces, int64_t num_faces, int64_t num_vertices) {
+  for (int64_t i = 0; i < 3 * num_faces; ++i)
+    if (faces[i] < 0 || faces[i] >= num_vertices)
+      return xla::ffi::Error::InvalidArgument("faces index outside 0.." + std::to_string(num_vertices - 1) +
+                                              ": faces[" + std::to_string(i / 3) + "] holds " +
+                                              std::to_string(faces[i]));
+  return xla::ffi::Error::Success();
+}
+
+// Checks face ids [n] are -1 or index a face 0..num_faces-1.
+inline xla::ffi::Error CheckFaceIds(const int32_t* ids, int64_t n, int64_t num_faces) {
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < -1 || ids[i] >= num_faces)
+      return xla::ffi::Error::InvalidArgument("face_id " + std::to_string(ids[i]) + " outside -1.." +
+                                              std::to_string(num_faces - 1) +
+                                              " (fragments from another mesh?)");
+  return xla::ffi::Error::Success();
 }
 
 }  // namespace meshfit

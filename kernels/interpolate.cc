@@ -31,7 +31,8 @@ ffi::Error CheckDims(const ffi::Buffer<ffi::F32>& clip, const ffi::Buffer<ffi::S
   if (f.size() != 2 || f[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
   if (p.size() != 3 || p[0] != c[0]) return ffi::Error::InvalidArgument("face_id must be [B, H, W]");
   *d = Dims{c[0], c[1], p[1], p[2]};
-  return ffi::Error::Success();
+  if (auto e = meshfit::CheckFaces(faces.typed_data(), f[0], c[1]); e.failure()) return e;
+  return meshfit::CheckFaceIds(face_id.typed_data(), int64_t(face_id.element_count()), f[0]);
 }
 
 ffi::Error BaryFwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> face_id,

@@ -169,6 +169,7 @@ ffi::Error TriangleSetup(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces
   const int64_t views = cd[0], verts = cd[1], num_faces = fd[0];
   const float* cl = clip.typed_data();
   const int32_t* fc = faces.typed_data();
+  if (auto e = meshfit::CheckFaces(fc, num_faces, verts); e.failure()) return e;
   float* co = coeffs->typed_data();
   int32_t* bb = bbox->typed_data();
   constexpr int64_t kChunk = 4096;

@@ -427,3 +427,38 @@ def test_silhouette_fit_recovers_pose_and_scale():
     assert float(jnp.linalg.norm(p["r"])) < 0.02
     assert float(jnp.linalg.norm(p["t"])) < 0.01
     assert abs(float(p["s"]) - 1.0) < 0.01
+
+
+def test_bad_faces_inside_jit_raise_instead_of_crashing():
+    clip = jnp.array([[[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]]])
+    bad = jnp.array([[0, 1, 500_000_000]], jnp.int32)
+    fn = jax.jit(lambda c, f: rasterize(c, f, height=8, width=8).face_id)
+    with pytest.raises(Exception, match="faces index outside"):
+        jax.block_until_ready(fn(clip, bad))
+    frags = rasterize(clip, jnp.array([[0, 1, 2]]), height=8, width=8)
+    with pytest.raises(ValueError, match="faces index outside"):
+        antialias(frags.mask[..., None].astype(jnp.float32), frags, clip, bad)
+    with pytest.raises(ValueError, match="float image"):
+        antialias(frags.mask[..., None], frags, clip, jnp.array([[0, 1, 2]]))
+
+
+@needs_native
+@pytest.mark.parametrize("half", [0.5, 0.625])
+def test_antialias_backends_agree_on_pixel_aligned_edges(half):
+    """Edges exactly on pixel boundaries (t = 1/2) or through pixel centres (t = 0 or 1): the
+    native and JAX antialias agree in value and gradient (same tie conventions)."""
+    sq = jnp.array(
+        [[-half, -half, 0, 1], [half, -half, 0, 1], [half, half, 0, 1], [-half, half, 0, 1]], jnp.float32
+    )
+    f = jnp.array([[0, 1, 2], [0, 2, 3]], jnp.int32)
+    w = jnp.arange(64, dtype=jnp.float32).reshape(1, 8, 8, 1)
+
+    def loss(c, backend):
+        frags = rasterize(c[None], f, height=8, width=8, backend=backend)
+        color = frags.mask[..., None].astype(jnp.float32)
+        return jnp.sum(antialias(color, frags, c[None], f, backend=backend) * w)
+
+    np.testing.assert_allclose(loss(sq, "native"), loss(sq, "jax"), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(loss)(sq, "native"), jax.grad(loss)(sq, "jax"), atol=1e-3)
+    if half == 0.625:  # the right edge runs through pixel centres: it is blended and pulls
+        assert float(jnp.abs(jax.grad(loss)(sq, "jax")[1:3, 0]).max()) > 1.0

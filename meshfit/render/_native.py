@@ -5,7 +5,8 @@ hand-written backward passes (custom VJPs), because per-pixel gathers and scatte
 XLA's CPU backend is slowest. Used automatically for float32 data on the CPU when the
 extension is built (``pip install`` builds it); everything works without it. Under ``vmap``
 (e.g. over frames) each call runs once per batch element ("sequential"), each call itself
-multi-threaded.
+multi-threaded. Their gradients are reverse-mode only (custom VJPs; no jvp, no second
+derivatives): use ``backend="jax"`` for those.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from meshfit.render import _native
 from meshfit.render.rasterize import Fragments, _use_native, pixel_ndc
@@ -24,6 +25,16 @@ def _edge_values(corners: jax.Array, px: jax.Array, py: jax.Array) -> jax.Array:
     a = corners[..., 0] - px[..., None] * corners[..., 3]
     b = corners[..., 1] - py[..., None] * corners[..., 3]
     return jnp.cross(a, b)
+
+
+def _check_faces(faces: jax.Array, num_vertices: int) -> None:
+    """faces [F, 3] int, indices in range when concrete (the native kernel checks them again)."""
+    if faces.ndim != 2 or faces.shape[1] != 3 or not jnp.issubdtype(faces.dtype, jnp.integer):
+        raise ValueError(f"faces must be [F, 3] int32; got {tuple(faces.shape)} {faces.dtype}")
+    if not isinstance(faces, jax.core.Tracer) and faces.size:
+        f = np.asarray(faces)
+        if f.min() < 0 or f.max() >= num_vertices:
+            raise ValueError(f"faces index outside 0..{num_vertices - 1} (found {f.min()}..{f.max()})")
 
 
 def _pair_deltas(color_p, color_q, fid_p, fid_q, depth_p, depth_q, clip, faces, p_xy, q_xy, horizontal, size):
@@ -41,7 +52,10 @@ def _pair_deltas(color_p, color_q, fid_p, fid_q, depth_p, depth_q, clip, faces, 
     u_o = _edge_values(corners, ox, oy)
     sign = jnp.sign(jax.lax.stop_gradient(jnp.sum(u_f, -1, keepdims=True)))
     u_f, u_o = u_f * sign, u_o * sign
-    crosses = (jax.lax.stop_gradient(u_o) < 0) & (jax.lax.stop_gradient(u_f) >= 0)
+    uf_ng, uo_ng = jax.lax.stop_gradient(u_f), jax.lax.stop_gradient(u_o)
+    # An edge exactly through the other pixel's centre counts (t = 1): the fill rule gave that
+    # pixel away, yet half of its box is covered.
+    crosses = (uo_ng <= 0) & (uf_ng >= 0) & (uf_ng - uo_ng > 0)
     denom = jnp.where(crosses, u_f - u_o, 1.0)
     t = jnp.where(crosses, u_f / denom, 2.0)  # crossing position from the front pixel, in [0, 1]
     k = jnp.argmin(jax.lax.stop_gradient(t), -1)
@@ -66,8 +80,9 @@ def _pair_deltas(color_p, color_q, fid_p, fid_q, depth_p, depth_q, clip, faces, 
     c_other = jnp.where(front_p[..., None], color_q, color_p)
     # t > 1/2: the front surface reaches into the other pixel's box; t < 1/2: it leaves part of
     # its own pixel's box uncovered.
-    into_other = jnp.clip(t_edge - 0.5, 0.0, 0.5)[..., None] * (c_front - c_other)
-    into_front = jnp.clip(0.5 - t_edge, 0.0, 0.5)[..., None] * (c_other - c_front)
+    # where (not clip): at t = 1/2 both the value and the gradient are 0, as in the native kernel.
+    into_other = jnp.where(t_edge > 0.5, t_edge - 0.5, 0.0)[..., None] * (c_front - c_other)
+    into_front = jnp.where(t_edge < 0.5, 0.5 - t_edge, 0.0)[..., None] * (c_other - c_front)
     d_front = jnp.where(active[..., None], into_front, 0.0)
     d_other = jnp.where(active[..., None], into_other, 0.0)
     d_p = jnp.where(front_p[..., None], d_front, d_other)
@@ -90,6 +105,9 @@ def antialias(
         [B..., H, W, C] antialiased colour.
     """
     color, clip, faces = jnp.asarray(color), jnp.asarray(clip), jnp.asarray(faces)
+    if not jnp.issubdtype(color.dtype, jnp.floating):
+        raise ValueError(f"color must be a float image; got {color.dtype}")
+    _check_faces(faces, clip.shape[-2])
     batch = fragments.face_id.shape[:-2]
     H, W = fragments.face_id.shape[-2:]
     if color.shape[:-1] != fragments.face_id.shape:

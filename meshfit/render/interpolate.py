@@ -37,5 +37,6 @@ def interpolate(attr: jax.Array, fragments: Fragments, faces: jax.Array) -> jax.
         flat_attr = attr.reshape((-1,) + attr.shape[-2:])
         flat_idx = idx.reshape((flat_attr.shape[0],) + idx.shape[len(batch) :])
         vals = jax.vmap(lambda a, i: a[i])(flat_attr, flat_idx).reshape(idx.shape + attr.shape[-1:])
-    out = jnp.einsum("...k,...kc->...c", fragments.bary.astype(vals.dtype), vals)
+    dtype = jnp.result_type(fragments.bary.dtype, vals.dtype, jnp.float32)  # int attributes -> float
+    out = jnp.einsum("...k,...kc->...c", fragments.bary.astype(dtype), vals.astype(dtype))
     return jnp.where(covered[..., None], out, 0.0)

@@ -138,12 +138,20 @@ def triangle_setup(
     return coeffs, bbox
 
 
-def _covers(coef: jax.Array, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _covers(
+    coef: jax.Array, box: jax.Array, x: jax.Array, y: jax.Array, ix: jax.Array, iy: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Coverage and 1/w of pixel centres (x, y) [..., P] by triangles coef [..., NUM_COEFFS].
 
-    The arithmetic order here is mirrored exactly in kernels/rasterize.cc.
+    Pixels (ix, iy) outside the triangle's box [..., 4] never count, as in the native kernel,
+    which visits only box pixels; the arithmetic order is mirrored in kernels/rasterize.cc.
     """
-    inside = jnp.ones(x.shape, bool)
+    inside = (
+        (ix >= box[..., 0, None])
+        & (ix <= box[..., 2, None])
+        & (iy >= box[..., 1, None])
+        & (iy <= box[..., 3, None])
+    )
     for i in range(3):
         a, b, cc = coef[..., 3 * i, None], coef[..., 3 * i + 1, None], coef[..., 3 * i + 2, None]
         u = (a * x + b * y) + cc
@@ -173,6 +181,10 @@ def _visibility_jax(coeffs, bbox, *, height, width, tile, capacity, max_pairs):
     py = ys.reshape(ty, tile)[:, None, :, None]
     px = jnp.broadcast_to(px, (ty, tx, tile, tile)).reshape(ntiles, tile * tile)
     py = jnp.broadcast_to(py, (ty, tx, tile, tile)).reshape(ntiles, tile * tile)
+    ix = jnp.arange(tx * tile, dtype=jnp.int32).reshape(tx, tile)[None, :, None, :]
+    iy = jnp.arange(ty * tile, dtype=jnp.int32).reshape(ty, tile)[:, None, :, None]
+    ix = jnp.broadcast_to(ix, (ty, tx, tile, tile)).reshape(ntiles, tile * tile)
+    iy = jnp.broadcast_to(iy, (ty, tx, tile, tile)).reshape(ntiles, tile * tile)
 
     def one_view(coef, box):
         bx0, by0, bx1, by1 = box[:, 0] // tile, box[:, 1] // tile, box[:, 2] // tile, box[:, 3] // tile
@@ -200,7 +212,7 @@ def _visibility_jax(coeffs, bbox, *, height, width, tile, capacity, max_pairs):
             idx = jnp.minimum(starts + k, max_pairs - 1)
             cand = jnp.where(k < n_in_tile, face_of[idx], -1)  # [ntiles]
             cf = coef[jnp.maximum(cand, 0)]  # [ntiles, NUM_COEFFS]
-            inside, invw = _covers(cf, px, py)
+            inside, invw = _covers(cf, box[jnp.maximum(cand, 0)], px, py, ix, iy)
             inside = inside & (cand >= 0)[:, None]
             # faces arrive in increasing index, so '>' keeps the lower index on exact ties
             better = inside & (invw > best_w)
@@ -223,16 +235,17 @@ def _visibility_brute_force(coeffs, bbox, *, height, width, chunk=32):
     xs, ys = pixel_ndc(height, width)
     px = jnp.broadcast_to(xs[None, :], (height, width)).reshape(-1)
     py = jnp.broadcast_to(ys[:, None], (height, width)).reshape(-1)
+    ix = jnp.broadcast_to(jnp.arange(width, dtype=jnp.int32)[None, :], (height, width)).reshape(-1)
+    iy = jnp.broadcast_to(jnp.arange(height, dtype=jnp.int32)[:, None], (height, width)).reshape(-1)
     pad = (-nf) % chunk
     coeffs = jnp.pad(coeffs, ((0, 0), (0, pad), (0, 0)))
-    live = jnp.pad(bbox[..., 2] >= bbox[..., 0], ((0, 0), (0, pad)))
+    bbox = jnp.pad(bbox, ((0, 0), (0, pad), (0, 0)), constant_values=-1)  # padding: empty boxes
 
-    def one_view(coef, alive):
+    def one_view(coef, box):
         def body(i, state):
             best_w, best_f = state
             f = i * chunk + jnp.arange(chunk)
-            inside, invw = _covers(coef[f], px[None], py[None])  # [chunk, P]
-            inside = inside & alive[f][:, None]
+            inside, invw = _covers(coef[f], box[f], px[None], py[None], ix[None], iy[None])  # [chunk, P]
             w = jnp.where(inside, invw, 0.0)
             k = jnp.argmax(w, 0)  # first maximum: the lower face index wins ties
             cw = jnp.max(w, 0)
@@ -243,7 +256,7 @@ def _visibility_brute_force(coeffs, bbox, *, height, width, chunk=32):
         _, best_f = jax.lax.fori_loop(0, (nf + pad) // chunk, body, init)
         return best_f.reshape(height, width)
 
-    return jax.vmap(one_view)(coeffs, live)
+    return jax.vmap(one_view)(coeffs, bbox)
 
 
 def _warn_overflow(flag) -> None:
@@ -386,7 +399,10 @@ def rasterize(
         raise ValueError(f"faces must be [F, 3] int32; got {tuple(faces.shape)} {faces.dtype}")
     if faces.shape[0] == 0:
         raise ValueError("faces is empty: nothing to rasterize")
-    if not (isinstance(height, int) and isinstance(width, int)) or height < 1 or width < 1:
+    if not isinstance(height, (int, np.integer)) or not isinstance(width, (int, np.integer)):
+        raise ValueError(f"height and width must be positive ints; got {height!r}, {width!r}")
+    height, width = int(height), int(width)
+    if height < 1 or width < 1:
         raise ValueError(f"height and width must be positive ints; got {height!r}, {width!r}")
     if not _is_traced(faces):
         f_np = np.asarray(faces)  # numpy: under an outer jit, jnp.max would trace
