@@ -1,6 +1,6 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
-from meshfit import losses, models, optim, render
+from meshfit import config, fit, losses, models, optim, render
 from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
 from meshfit.io import (
     CameraSet,
@@ -41,9 +41,11 @@ __all__ = [
     "SurfaceSample",
     "Topology",
     "Views",
+    "config",
     "cotangent_laplacian",
     "face_areas",
     "face_normals",
+    "fit",
     "load_cameras",
     "load_mesh",
     "load_views",
