@@ -1,6 +1,6 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
-from meshfit import config, fit, losses, models, optim, render
+from meshfit import config, fit, losses, models, objectives, optim, render
 from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
 from meshfit.io import (
     CameraSet,
@@ -52,6 +52,7 @@ __all__ = [
     "look_at",
     "losses",
     "models",
+    "objectives",
     "optim",
     "orbit_rig",
     "read_image",

@@ -161,6 +161,10 @@ class BlendshapeModel:
             + jnp.einsum("e,evd->vd", params["expression"], self.expression)
         )
 
+    @property
+    def num_vertices(self) -> int:
+        return self.neutral.shape[0]
+
     def vertices(self, params: dict) -> jax.Array:
         """[V, 3] posed vertices (world frame)."""
         R = so3_exp(params["rotation"])

@@ -55,6 +55,10 @@ class FreeMeshModel:
         """Parameters that reproduce ``vertices`` [V, 3]."""
         return {"u": self.system(jnp.asarray(vertices))}
 
+    @property
+    def num_vertices(self) -> int:
+        return self.laplacian.num_vertices
+
     def vertices(self, params: dict) -> jax.Array:
         """[V, 3] vertex positions: the CG solve of (I + lam L) x = u (warm-started at u)."""
         u = params["u"]

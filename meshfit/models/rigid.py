@@ -59,6 +59,10 @@ class RigidModel:
         top = jnp.concatenate([A, params["translation"][:, None]], 1)
         return jnp.concatenate([top, jnp.array([[0.0, 0.0, 0.0, 1.0]], A.dtype)], 0)
 
+    @property
+    def num_vertices(self) -> int:
+        return self.template.shape[0]
+
     def vertices(self, params: dict) -> jax.Array:
         """[V, 3] world-space vertices."""
         s = jnp.exp(params["log_scale"])

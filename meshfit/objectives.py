@@ -1,0 +1,120 @@
+"""Fitting objectives: a model's vertices, rendered for a rig of cameras, compared with images.
+
+``image_objective(model, cameras, ...)`` builds ``loss_fn(params, targets) -> (loss, terms)`` for
+``meshfit.fit.make_step``, from any model with ``faces`` and ``vertices(params)`` (the
+representations in ``meshfit.models``). Terms with weight 0 are not computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from meshfit import losses
+from meshfit.camera import Camera
+from meshfit.render import antialias, rasterize, soft_silhouette
+from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
+
+__all__ = ["LossWeights", "Targets", "image_objective"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weights of the objective's terms (0 = off).
+
+    silhouette: L2 of the antialiased silhouette against the target mask (edge gradients).
+    soft_silhouette: L2 of SoftRas's blurred silhouette (wide gradients; coarse stages).
+    soft_iou: 1 - soft IoU of the antialiased silhouette.
+    depth: mean squared depth error where both are covered.
+    laplacian: uniform-Laplacian smoothness of the vertices; cotangent_laplacian: bending.
+    edge: mean squared edge length; normal: normal consistency across edges.
+    prior: L2 on the blendshape coefficients (identity and expression).
+    """
+
+    silhouette: float = 1.0
+    soft_silhouette: float = 0.0
+    soft_iou: float = 0.0
+    depth: float = 0.0
+    laplacian: float = 0.0
+    cotangent_laplacian: float = 0.0
+    edge: float = 0.0
+    normal: float = 0.0
+    prior: float = 0.0
+
+
+class Targets(NamedTuple):
+    """Target images for N views: mask [N, H, W] float in [0, 1]; depth [N, H, W] (0 = empty) or None."""
+
+    mask: jax.Array
+    depth: jax.Array | None = None
+
+
+def image_objective(
+    model: Any,
+    cameras: Camera,
+    *,
+    near: float,
+    far: float,
+    weights: LossWeights = LossWeights(),
+    sigma: float = 1.0,
+) -> Callable[[Any, Targets], tuple[jax.Array, dict]]:
+    """The weighted sum of image and regularisation terms for ``model`` seen by ``cameras`` [N].
+
+    Args:
+        model: has ``faces`` [F, 3], ``num_vertices`` and ``vertices(params)`` -> [V, 3]
+            world-space vertices (any of ``meshfit.models``).
+        cameras: [N] batch; the targets' images must be cameras.height x cameras.width.
+        near, far: clip range enclosing the object.
+        weights: LossWeights.
+        sigma: SoftRas blur (pixels^2) for the soft silhouette.
+    Returns:
+        ``loss_fn(params, targets) -> (loss, terms)`` with one scalar per active term.
+    """
+    faces = model.faces
+    H, W = cameras.height, cameras.width
+    topo = None
+    if weights.laplacian or weights.edge or weights.normal:
+        topo = Topology.from_faces(faces, model.num_vertices)
+    lap = uniform_laplacian(topo) if weights.laplacian else None
+
+    def loss_fn(params: Any, targets: Targets) -> tuple[jax.Array, dict]:
+        if targets.mask.shape != (cameras.batch_shape[0], H, W):
+            raise ValueError(
+                f"target masks must be [{cameras.batch_shape[0]}, {H}, {W}]; got {targets.mask.shape}"
+            )
+        v = model.vertices(params)
+        terms: dict[str, jax.Array] = {}
+        clip = cameras.to_clip(v, near, far)
+        if weights.silhouette or weights.soft_iou or weights.depth:
+            frags = rasterize(clip, faces, height=H, width=W)
+            sil = antialias(frags.mask[..., None].astype(clip.dtype), frags, clip, faces)[..., 0]
+            if weights.silhouette:
+                terms["silhouette"] = losses.silhouette_loss(sil, targets.mask)
+            if weights.soft_iou:
+                terms["soft_iou"] = losses.soft_iou_loss(sil, targets.mask)
+            if weights.depth:
+                if targets.depth is None:
+                    raise ValueError("the depth term needs target depth images")
+                terms["depth"] = losses.depth_loss(frags.depth, targets.depth)
+        if weights.soft_silhouette:
+            soft = soft_silhouette(clip, faces, height=H, width=W, sigma=sigma)
+            terms["soft_silhouette"] = losses.silhouette_loss(soft, targets.mask)
+        if weights.laplacian:
+            terms["laplacian"] = losses.laplacian_loss(v, lap)
+        if weights.cotangent_laplacian:
+            terms["cotangent_laplacian"] = losses.laplacian_loss(v, cotangent_laplacian(v, faces))
+        if weights.edge:
+            terms["edge"] = losses.edge_length_loss(v, topo.edges)
+        if weights.normal:
+            terms["normal"] = losses.normal_consistency_loss(v, faces, topo)
+        if weights.prior:
+            coeffs = [params[k] for k in ("identity", "expression") if k in params]
+            terms["prior"] = sum(losses.l2_prior(c) for c in coeffs) if coeffs else jnp.zeros(())
+        total = sum(getattr(weights, k) * t for k, t in terms.items())
+        return total, terms
+
+    return loss_fn
