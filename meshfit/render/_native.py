@@ -70,25 +70,57 @@ def _require() -> None:
         raise RuntimeError(f"backend='native' unavailable: {reason}")
 
 
+def _varying_axes(x) -> frozenset:
+    """The manual mesh axes an array varies over inside shard_map (empty outside)."""
+    t = jax.typeof(x)
+    mat = getattr(t, "manual_axis_type", None)
+    return frozenset(mat.varying) if mat is not None else frozenset(getattr(t, "vma", ()))
+
+
+def _varying_like(outputs, *inputs):
+    """Mark outputs as varying over the manual mesh axes the inputs vary over (inside
+    ``shard_map``): ffi_call does not do it, and custom VJPs check it."""
+    vma = frozenset().union(*(_varying_axes(x) for x in inputs))
+    if not vma:
+        return outputs
+
+    def mark(y):
+        missing = tuple(sorted(vma - _varying_axes(y)))
+        return jax.lax.pcast(y, missing, to="varying") if missing else y
+
+    return jax.tree.map(mark, outputs)
+
+
+def _call(target: str, out, *args, vmap_method: str = "sequential", **attrs):
+    """One FFI call of a registered kernel, outputs typed like the inputs under shard_map."""
+    _require()
+    result = jax.ffi.ffi_call(target, out, vmap_method=vmap_method)(*args, **attrs)
+    return _varying_like(tuple(result) if isinstance(result, (list, tuple)) else result, *args)
+
+
 def triangle_setup(
     clip: jax.Array, faces: jax.Array, *, height: int, width: int
 ) -> tuple[jax.Array, jax.Array]:
     """Native twin of rasterize.triangle_setup: clip [B, V, 4] f32, faces [F, 3] -> coeffs, bbox."""
-    _require()
     shape = clip.shape[:-2] + (faces.shape[0],)
     outs = (jax.ShapeDtypeStruct(shape + (15,), jnp.float32), jax.ShapeDtypeStruct(shape + (4,), jnp.int32))
-    call = jax.ffi.ffi_call("meshfit_triangle_setup", outs, vmap_method="sequential")
-    return tuple(call(clip, faces.astype(jnp.int32), height=np.int32(height), width=np.int32(width)))
+    return _call(
+        "meshfit_triangle_setup",
+        outs,
+        clip,
+        faces.astype(jnp.int32),
+        height=np.int32(height),
+        width=np.int32(width),
+    )
 
 
 def visibility(coeffs: jax.Array, bbox: jax.Array, *, height: int, width: int) -> jax.Array:
     """Face id per pixel [B, H, W] int32 from triangle setup [B, F, 15] / [B, F, 4] (CPU only)."""
-    _require()
     out = jax.ShapeDtypeStruct(coeffs.shape[:-2] + (height, width), jnp.int32)
-    call = jax.ffi.ffi_call("meshfit_rasterize_visibility", out, vmap_method="broadcast_all")
-    return call(
-        coeffs.astype(jnp.float32), bbox.astype(jnp.int32), height=np.int32(height), width=np.int32(width)
-    )
+    return _call(
+        "meshfit_rasterize_visibility", out, coeffs.astype(jnp.float32), bbox.astype(jnp.int32),
+        vmap_method="broadcast_all", height=np.int32(height), width=np.int32(width),
+    )  # fmt: skip
 
 
 # ---- barycentrics -------------------------------------------------------------------------------
@@ -97,10 +129,9 @@ def visibility(coeffs: jax.Array, bbox: jax.Array, *, height: int, width: int) -
 @jax.custom_vjp
 def barycentrics(clip: jax.Array, faces: jax.Array, face_id: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Native twin of rasterize.barycentrics: clip [B, V, 4] f32, faces [F, 3], face_id [B, H, W]."""
-    _require()
     shape = face_id.shape
     outs = (jax.ShapeDtypeStruct(shape + (3,), jnp.float32), jax.ShapeDtypeStruct(shape, jnp.float32))
-    return tuple(jax.ffi.ffi_call("meshfit_bary_fwd", outs, vmap_method="sequential")(clip, faces, face_id))
+    return _call("meshfit_bary_fwd", outs, clip, faces, face_id)
 
 
 def _bary_fwd(clip, faces, face_id):
@@ -111,10 +142,7 @@ def _bary_bwd(res, g):
     clip, faces, face_id = res
     g_bary, g_depth = g
     out = jax.ShapeDtypeStruct(clip.shape, jnp.float32)
-    g_clip = jax.ffi.ffi_call("meshfit_bary_bwd", out, vmap_method="sequential")(
-        clip, faces, face_id, g_bary, g_depth
-    )
-    return g_clip, None, None
+    return _call("meshfit_bary_bwd", out, clip, faces, face_id, g_bary, g_depth), None, None
 
 
 barycentrics.defvjp(_bary_fwd, _bary_bwd)
@@ -126,11 +154,8 @@ barycentrics.defvjp(_bary_fwd, _bary_bwd)
 @jax.custom_vjp
 def antialias(color, face_id, depth, clip, faces):
     """Native twin of antialias.antialias on flat [B, H, W, C] / [B, V, 4] float32 arrays."""
-    _require()
     out = jax.ShapeDtypeStruct(color.shape, jnp.float32)
-    return jax.ffi.ffi_call("meshfit_antialias_fwd", out, vmap_method="sequential")(
-        color, face_id, depth, clip, faces
-    )
+    return _call("meshfit_antialias_fwd", out, color, face_id, depth, clip, faces)
 
 
 def _aa_fwd(color, face_id, depth, clip, faces):
@@ -140,8 +165,7 @@ def _aa_fwd(color, face_id, depth, clip, faces):
 def _aa_bwd(res, g):
     color, face_id, depth, clip, faces = res
     outs = (jax.ShapeDtypeStruct(color.shape, jnp.float32), jax.ShapeDtypeStruct(clip.shape, jnp.float32))
-    call = jax.ffi.ffi_call("meshfit_antialias_bwd", outs, vmap_method="sequential")
-    g_color, g_clip = call(color, face_id, depth, clip, faces, g)
+    g_color, g_clip = _call("meshfit_antialias_bwd", outs, color, face_id, depth, clip, faces, g)
     return g_color, None, None, g_clip, None
 
 
