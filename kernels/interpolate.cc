@@ -35,6 +35,28 @@ ffi::Error CheckDims(const ffi::Buffer<ffi::F32>& clip, const ffi::Buffer<ffi::S
   return meshfit::CheckFaceIds(face_id.typed_data(), int64_t(face_id.element_count()), f[0]);
 }
 
+// One pixel's face in homogeneous form: a_i = x_i - px w_i, b_i = y_i - py w_i, u = a x b, s = sum(u).
+struct PixelFace {
+  int64_t vi[3];  // offsets of the corners in clip
+  float w[3], a[3], b[3], u[3], s;
+};
+
+inline PixelFace Gather(const float* clip, const int32_t* faces, int64_t vertex_base, int32_t f, float px, float py) {
+  PixelFace p;
+  for (int i = 0; i < 3; ++i) {
+    p.vi[i] = (vertex_base + faces[3 * f + i]) * 4;
+    const float* v = clip + p.vi[i];
+    p.w[i] = v[3];
+    p.a[i] = v[0] - px * v[3];
+    p.b[i] = v[1] - py * v[3];
+  }
+  p.u[0] = p.a[1] * p.b[2] - p.a[2] * p.b[1];
+  p.u[1] = p.a[2] * p.b[0] - p.a[0] * p.b[2];
+  p.u[2] = p.a[0] * p.b[1] - p.a[1] * p.b[0];
+  p.s = p.u[0] + p.u[1] + p.u[2];
+  return p;
+}
+
 ffi::Error BaryFwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> face_id,
                    ffi::ResultBuffer<ffi::F32> bary, ffi::ResultBuffer<ffi::F32> depth) {
   Dims d;
@@ -57,25 +79,14 @@ ffi::Error BaryFwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi:
         od[pix] = 0.0f;
         continue;
       }
-      const float px = xs[x];
-      float a[3], bb[3], w[3];
-      for (int i = 0; i < 3; ++i) {
-        const float* v = cl + (b * d.verts + fc[3 * f + i]) * 4;
-        w[i] = v[3];
-        a[i] = v[0] - px * v[3];
-        bb[i] = v[1] - py * v[3];
-      }
-      const float u0 = a[1] * bb[2] - a[2] * bb[1], u1 = a[2] * bb[0] - a[0] * bb[2], u2 = a[0] * bb[1] - a[1] * bb[0];
-      const float s = u0 + u1 + u2;
-      if (s == 0.0f) {
+      const PixelFace q = Gather(cl, fc, b * d.verts, f, xs[x], py);
+      if (q.s == 0.0f) {
         bo[0] = bo[1] = bo[2] = 0.0f;
         od[pix] = 0.0f;
         continue;
       }
-      bo[0] = u0 / s;
-      bo[1] = u1 / s;
-      bo[2] = u2 / s;
-      od[pix] = bo[0] * w[0] + bo[1] * w[1] + bo[2] * w[2];
+      for (int i = 0; i < 3; ++i) bo[i] = q.u[i] / q.s;
+      od[pix] = bo[0] * q.w[0] + bo[1] * q.w[1] + bo[2] * q.w[2];
     }
   });
   return ffi::Error::Success();
@@ -106,18 +117,11 @@ ffi::Error BaryBwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi:
         const int32_t f = id[pix];
         if (f < 0) continue;
         const float px = xs[x];
-        int64_t vi[3];
-        float a[3], bb[3], w[3];
-        for (int i = 0; i < 3; ++i) {
-          vi[i] = (b * d.verts + fc[3 * f + i]) * 4;
-          const float* v = cl + vi[i];
-          w[i] = v[3];
-          a[i] = v[0] - px * v[3];
-          bb[i] = v[1] - py * v[3];
-        }
-        const float u[3] = {a[1] * bb[2] - a[2] * bb[1], a[2] * bb[0] - a[0] * bb[2], a[0] * bb[1] - a[1] * bb[0]};
-        const float s = u[0] + u[1] + u[2];
+        const PixelFace q = Gather(cl, fc, b * d.verts, f, px, py);
+        const float s = q.s;
         if (s == 0.0f) continue;
+        const float *u = q.u, *a = q.a, *bb = q.b, *w = q.w;
+        const int64_t* vi = q.vi;
         const float br[3] = {u[0] / s, u[1] / s, u[2] / s};
         // depth = bary . w: its gradient reaches bary and w directly.
         float gbr[3], gw[3];

@@ -8,7 +8,7 @@ import pytest
 
 import meshfit
 from meshfit.fit import FitState, make_optimizer, make_step, run_stage
-from meshfit.models import BlendshapeModel, RigidModel, so3_exp, so3_log
+from meshfit.models import BlendshapeModel, RigidModel
 from meshfit.objectives import LossWeights, Targets, image_objective
 from meshfit.synth import pyrender_views
 from tests.helpers import shared
@@ -25,47 +25,18 @@ def _fit(model, params, free, cams, targets, near, far, schedule):
         res = run_stage(step, FitState(start, opt.init(start), jnp.zeros((), jnp.int32)), targets,
                         steps=steps, patience=60, progress=False)  # fmt: skip
         params = {**params, **res.state.params}
-        if isinstance(model, RigidModel):
-            model, params = model.rebased(params)
     return model, params
 
 
-def test_rigid_pose_from_four_views():
+def test_rigid_pose_from_four_views(tmp_path):
     """The controller at a random pose, initialised 20 deg and 5 cm off (the fitting issue's case,
-    at 128^2): rotation within 0.2 deg, translation within 0.5 mm."""
-    mesh = meshfit.load_mesh(shared("controller"))
-    v = np.asarray(mesh.vertices)
-    c = (v.min(0) + v.max(0)) / 2
-    r = float(np.linalg.norm(v - c, axis=1).max())
-    template = meshfit.Mesh(v - c, mesh.faces)
-    rng = np.random.default_rng(0)
-    R_gt = np.asarray(so3_exp(jnp.asarray(rng.normal(size=3))))
-    t_gt = np.array([0.01, -0.02, 0.03])
-    gt = RigidModel.from_mesh(template, rotation=R_gt)
-    gt_mesh = meshfit.Mesh(np.asarray(gt.vertices(gt.init_params(translation=t_gt))), mesh.faces)
-    cams = meshfit.sphere_rig(4, radius=4 * r, target=t_gt, width=128, height=128, fov=40.0, seed=1)
-    near, far = 2.5 * r, 5.5 * r
-    gl = pyrender_views(gt_mesh, cams, near=near, far=far)
-    targets = Targets(jnp.asarray(gl.mask, jnp.float32), jnp.asarray(gl.depth))
+    at 128^2), fitted by examples/rigid_pose.py: rotation within 0.2 deg, translation 0.5 mm."""
+    from tests.test_examples import _load
 
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    offset = rng.normal(size=3)
-    model = RigidModel.from_mesh(
-        template, rotation=np.asarray(so3_exp(jnp.asarray(np.radians(20) * axis))) @ R_gt
+    report = _load("rigid_pose").main(
+        ["--mesh", str(shared("controller")), "--size", "128", "--out", str(tmp_path)]
     )
-    params = model.init_params(translation=t_gt + 0.05 * offset / np.linalg.norm(offset))
-    # silhouettes to get close, then depth: an antialiased silhouette against a hard target mask
-    # is biased by a fraction of a pixel, depth is not
-    schedule = [
-        (150, 0.02, LossWeights(silhouette=1.0)),
-        (200, 0.004, LossWeights(silhouette=1.0, depth=100.0)),
-        (200, 0.001, LossWeights(silhouette=0.0, depth=100.0)),
-    ]
-    model, params = _fit(model, params, ("rotation", "translation"), cams, targets, near, far, schedule)
-    rot_err = np.degrees(np.linalg.norm(np.asarray(so3_log(model.rotation(params) @ jnp.asarray(R_gt).T))))
-    trans_err_mm = 1000 * np.linalg.norm(np.asarray(params["translation"]) - t_gt)
-    assert rot_err < 0.2 and trans_err_mm < 0.5, (rot_err, trans_err_mm)
+    assert report["rotation_error_deg"] < 0.2 and report["translation_error_mm"] < 0.5, report
 
 
 def test_image_objective_terms_and_errors(icosphere):
