@@ -187,54 +187,44 @@ ffi::Error AntialiasBwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, 
   const int64_t C = im.channels;
   const int64_t rows = im.views * im.height;
   const int64_t n = im.views * im.verts * 4;
-  const int chunks = int(std::min<int64_t>(meshfit::NumThreads(), rows));
-  std::vector<std::vector<float>> acc(chunks);
-  meshfit::ParallelFor(chunks, [&](int64_t chunk) {
-    std::vector<float>& gv = acc[chunk];
-    gv.assign(n, 0.0f);
-    for (int64_t row = rows * chunk / chunks; row < rows * (chunk + 1) / chunks; ++row) {
-      const int64_t lo = row * im.width, hi = lo + im.width;
-      for (int64_t i = lo * C; i < hi * C; ++i) gc[i] = go[i];
-      PairsOfRow(im, row, [&](const Pair& r, bool owner) {
-        if (!r.active) return;
-        const float* cf = im.color + r.front * C;
-        const float* co = im.color + r.other * C;
-        float gt = 0.0f;
-        if (r.t > 0.5f) {  // other += (t - 1/2) (cf - co)
-          const float* g = go + r.other * C;
-          for (int64_t c = 0; c < C; ++c) gt += g[c] * (cf[c] - co[c]);
-          if (r.front >= lo && r.front < hi)
-            for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] += (r.t - 0.5f) * g[c];
-          if (r.other >= lo && r.other < hi)
-            for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] -= (r.t - 0.5f) * g[c];
-        } else if (r.t < 0.5f) {  // front += (1/2 - t) (co - cf)
-          const float* g = go + r.front * C;
-          for (int64_t c = 0; c < C; ++c) gt -= g[c] * (co[c] - cf[c]);
-          if (r.other >= lo && r.other < hi)
-            for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] += (0.5f - r.t) * g[c];
-          if (r.front >= lo && r.front < hi)
-            for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] -= (0.5f - r.t) * g[c];
-        }
-        if (!owner || gt == 0.0f) return;
-        // t = f / (f - o) with f, o the sign-normalised edge values at the front/other pixel.
-        const float* cj = im.clip + r.vj;
-        const float* cm = im.clip + r.vm;
-        const float fj = cj[0] - r.fx * cj[3], fbj = cj[1] - r.fy * cj[3];
-        const float fm = cm[0] - r.fx * cm[3], fbm = cm[1] - r.fy * cm[3];
-        const float oj = cj[0] - r.ox * cj[3], obj = cj[1] - r.oy * cj[3];
-        const float om = cm[0] - r.ox * cm[3], obm = cm[1] - r.oy * cm[3];
-        const float f = r.sign * (fj * fbm - fm * fbj), o = r.sign * (oj * obm - om * obj);
-        const float den = (f - o) * (f - o);
-        const float gf = gt * (-o / den) * r.sign, gob = gt * (f / den) * r.sign;
-        EdgeGrad(cj, cm, r.fx, r.fy, gf, gv.data() + r.vj, gv.data() + r.vm);
-        EdgeGrad(cj, cm, r.ox, r.oy, gob, gv.data() + r.vj, gv.data() + r.vm);
-      });
-    }
+  meshfit::ScatterRows(rows, n, g_clip->typed_data(), [&](int64_t row, float* gv) {
+    const int64_t lo = row * im.width, hi = lo + im.width;
+    for (int64_t i = lo * C; i < hi * C; ++i) gc[i] = go[i];
+    PairsOfRow(im, row, [&](const Pair& r, bool owner) {
+      if (!r.active) return;
+      const float* cf = im.color + r.front * C;
+      const float* co = im.color + r.other * C;
+      float gt = 0.0f;
+      if (r.t > 0.5f) {  // other += (t - 1/2) (cf - co)
+        const float* g = go + r.other * C;
+        for (int64_t c = 0; c < C; ++c) gt += g[c] * (cf[c] - co[c]);
+        if (r.front >= lo && r.front < hi)
+          for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] += (r.t - 0.5f) * g[c];
+        if (r.other >= lo && r.other < hi)
+          for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] -= (r.t - 0.5f) * g[c];
+      } else if (r.t < 0.5f) {  // front += (1/2 - t) (co - cf)
+        const float* g = go + r.front * C;
+        for (int64_t c = 0; c < C; ++c) gt -= g[c] * (co[c] - cf[c]);
+        if (r.other >= lo && r.other < hi)
+          for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] += (0.5f - r.t) * g[c];
+        if (r.front >= lo && r.front < hi)
+          for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] -= (0.5f - r.t) * g[c];
+      }
+      if (!owner || gt == 0.0f) return;
+      // t = f / (f - o) with f, o the sign-normalised edge values at the front/other pixel.
+      const float* cj = im.clip + r.vj;
+      const float* cm = im.clip + r.vm;
+      const float fj = cj[0] - r.fx * cj[3], fbj = cj[1] - r.fy * cj[3];
+      const float fm = cm[0] - r.fx * cm[3], fbm = cm[1] - r.fy * cm[3];
+      const float oj = cj[0] - r.ox * cj[3], obj = cj[1] - r.oy * cj[3];
+      const float om = cm[0] - r.ox * cm[3], obm = cm[1] - r.oy * cm[3];
+      const float f = r.sign * (fj * fbm - fm * fbj), o = r.sign * (oj * obm - om * obj);
+      const float den = (f - o) * (f - o);
+      const float gf = gt * (-o / den) * r.sign, gob = gt * (f / den) * r.sign;
+      EdgeGrad(cj, cm, r.fx, r.fy, gf, gv + r.vj, gv + r.vm);
+      EdgeGrad(cj, cm, r.ox, r.oy, gob, gv + r.vj, gv + r.vm);
+    });
   });
-  float* out = g_clip->typed_data();
-  std::fill(out, out + n, 0.0f);
-  for (const auto& g : acc)
-    for (int64_t i = 0; i < n; ++i) out[i] += g[i];
   return ffi::Error::Success();
 }
 

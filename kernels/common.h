@@ -53,6 +53,22 @@ void ParallelFor(int64_t n, Fn fn) {
   for (auto& th : pool) th.join();
 }
 
+// Scatter-adds per-row contributions into out[0, n) without atomics: rows are split into one
+// contiguous chunk per thread, each with a private zeroed buffer; fn(row, buffer) adds into it,
+// and the buffers are summed into out at the end.
+template <typename Fn>
+void ScatterRows(int64_t rows, int64_t n, float* out, Fn fn) {
+  const int chunks = int(std::max<int64_t>(1, std::min<int64_t>(NumThreads(), rows)));
+  std::vector<std::vector<float>> acc(chunks);
+  ParallelFor(chunks, [&](int64_t c) {
+    acc[c].assign(n, 0.0f);
+    for (int64_t row = rows * c / chunks; row < rows * (c + 1) / chunks; ++row) fn(row, acc[c].data());
+  });
+  std::fill(out, out + n, 0.0f);
+  for (const auto& g : acc)
+    for (int64_t i = 0; i < n; ++i) out[i] += g[i];
+}
+
 // NDC coordinates of pixel centres: x_i = (2i + 1) / W - 1 (the float32 values the JAX path uses).
 inline std::vector<float> PixelNdc(int n) {
   std::vector<float> v(n);

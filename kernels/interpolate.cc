@@ -104,50 +104,40 @@ ffi::Error BaryBwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi:
   const float* gd = g_depth.typed_data();
   const int64_t n = d.views * d.verts * 4;
   const int64_t rows = d.views * d.height;
-  const int chunks = int(std::min<int64_t>(meshfit::NumThreads(), rows));
-  std::vector<std::vector<float>> acc(chunks);
-  meshfit::ParallelFor(chunks, [&](int64_t c) {
-    std::vector<float>& g = acc[c];
-    g.assign(n, 0.0f);
-    for (int64_t row = rows * c / chunks; row < rows * (c + 1) / chunks; ++row) {
-      const int64_t b = row / d.height, y = row % d.height;
-      const float py = ys[y];
-      for (int64_t x = 0; x < d.width; ++x) {
-        const int64_t pix = row * d.width + x;
-        const int32_t f = id[pix];
-        if (f < 0) continue;
-        const float px = xs[x];
-        const PixelFace q = Gather(cl, fc, b * d.verts, f, px, py);
-        const float s = q.s;
-        if (s == 0.0f) continue;
-        const float *u = q.u, *a = q.a, *bb = q.b, *w = q.w;
-        const int64_t* vi = q.vi;
-        const float br[3] = {u[0] / s, u[1] / s, u[2] / s};
-        // depth = bary . w: its gradient reaches bary and w directly.
-        float gbr[3], gw[3];
-        for (int i = 0; i < 3; ++i) {
-          gbr[i] = gb[3 * pix + i] + gd[pix] * w[i];
-          gw[i] = gd[pix] * br[i];
-        }
-        const float dot = gbr[0] * br[0] + gbr[1] * br[1] + gbr[2] * br[2];
-        float gu[3];
-        for (int i = 0; i < 3; ++i) gu[i] = (gbr[i] - dot) / s;
-        // u = a x b:  dL/da = b x gu,  dL/db = gu x a.
-        const float ga[3] = {bb[1] * gu[2] - bb[2] * gu[1], bb[2] * gu[0] - bb[0] * gu[2], bb[0] * gu[1] - bb[1] * gu[0]};
-        const float gbv[3] = {gu[1] * a[2] - gu[2] * a[1], gu[2] * a[0] - gu[0] * a[2], gu[0] * a[1] - gu[1] * a[0]};
-        for (int i = 0; i < 3; ++i) {
-          float* o = g.data() + vi[i];
-          o[0] += ga[i];
-          o[1] += gbv[i];
-          o[3] += gw[i] - px * ga[i] - py * gbv[i];
-        }
+  meshfit::ScatterRows(rows, n, g_clip->typed_data(), [&](int64_t row, float* g) {
+    const int64_t b = row / d.height, y = row % d.height;
+    const float py = ys[y];
+    for (int64_t x = 0; x < d.width; ++x) {
+      const int64_t pix = row * d.width + x;
+      const int32_t f = id[pix];
+      if (f < 0) continue;
+      const float px = xs[x];
+      const PixelFace q = Gather(cl, fc, b * d.verts, f, px, py);
+      const float s = q.s;
+      if (s == 0.0f) continue;
+      const float *u = q.u, *a = q.a, *bb = q.b, *w = q.w;
+      const int64_t* vi = q.vi;
+      const float br[3] = {u[0] / s, u[1] / s, u[2] / s};
+      // depth = bary . w: its gradient reaches bary and w directly.
+      float gbr[3], gw[3];
+      for (int i = 0; i < 3; ++i) {
+        gbr[i] = gb[3 * pix + i] + gd[pix] * w[i];
+        gw[i] = gd[pix] * br[i];
+      }
+      const float dot = gbr[0] * br[0] + gbr[1] * br[1] + gbr[2] * br[2];
+      float gu[3];
+      for (int i = 0; i < 3; ++i) gu[i] = (gbr[i] - dot) / s;
+      // u = a x b:  dL/da = b x gu,  dL/db = gu x a.
+      const float ga[3] = {bb[1] * gu[2] - bb[2] * gu[1], bb[2] * gu[0] - bb[0] * gu[2], bb[0] * gu[1] - bb[1] * gu[0]};
+      const float gbv[3] = {gu[1] * a[2] - gu[2] * a[1], gu[2] * a[0] - gu[0] * a[2], gu[0] * a[1] - gu[1] * a[0]};
+      for (int i = 0; i < 3; ++i) {
+        float* o = g + vi[i];
+        o[0] += ga[i];
+        o[1] += gbv[i];
+        o[3] += gw[i] - px * ga[i] - py * gbv[i];
       }
     }
   });
-  float* out = g_clip->typed_data();
-  std::fill(out, out + n, 0.0f);
-  for (const auto& g : acc)
-    for (int64_t i = 0; i < n; ++i) out[i] += g[i];
   return ffi::Error::Success();
 }
 
