@@ -1,6 +1,6 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
-from meshfit import config, fit, losses, models, objectives, optim, render
+from meshfit import config, fit, losses, metrics, models, objectives, optim, pipeline, render, synth
 from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
 from meshfit.io import (
     CameraSet,
@@ -25,6 +25,8 @@ from meshfit.mesh import (
     triangulate,
     vertex_normals,
 )
+from meshfit.pipeline import FitConfig, fit_views
+from meshfit.synth import synthesize
 from meshfit.topology import LaplacianOp, Topology, cotangent_laplacian, uniform_laplacian
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "Camera",
     "CameraError",
     "CameraSet",
+    "FitConfig",
     "LaplacianOp",
     "Mesh",
     "MeshError",
@@ -46,21 +49,26 @@ __all__ = [
     "face_areas",
     "face_normals",
     "fit",
+    "fit_views",
     "load_cameras",
     "load_mesh",
     "load_views",
     "look_at",
     "losses",
+    "metrics",
     "models",
     "objectives",
     "optim",
     "orbit_rig",
+    "pipeline",
     "read_image",
     "render",
     "sample_surface",
     "save_cameras",
     "save_mesh",
     "sphere_rig",
+    "synth",
+    "synthesize",
     "triangulate",
     "triangulate_points",
     "uniform_laplacian",

@@ -53,6 +53,113 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1))
 
 
+def _check_out(out, overwrite: bool) -> None:
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+
+
+def fit_to_folder(
+    config_data: dict, data, out, *, model=None, gt=None, overwrite: bool = False, progress: bool = True
+) -> dict:
+    """Validate, fit and write OUT (mesh.obj, params.json, metrics.json, config.yaml, report).
+
+    Everything that can be checked (config, dataset, model, OUT) is checked before the fit; OUT
+    appears complete or not at all. Returns the metrics."""
+    import json
+
+    import yaml
+
+    from meshfit.config import to_dict
+    from meshfit.io import atomic_dir, load_mesh, load_views, save_mesh
+    from meshfit.metrics import evaluate, image_metrics
+    from meshfit.models import BlendshapeModel
+    from meshfit.pipeline import FitConfig, fit_views
+    from meshfit.report import write_report
+
+    config = FitConfig.from_dict(config_data)
+    _check_out(out, overwrite)
+    views = load_views(data)
+    loaded = None
+    if model is not None:
+        loaded = BlendshapeModel.load(model) if config.model == "blendshapes" else load_mesh(model)
+    elif config.model != "free_mesh":
+        what = "a mesh file" if config.model == "rigid" else "a blendshape folder or .npz"
+        raise ValueError(f"a {config.model} fit needs --model ({what})")
+    gt_mesh = load_mesh(gt) if gt is not None else None
+    result = fit_views(config, views, model=loaded, progress=progress)
+    metrics = {
+        "seconds": sum(h["seconds"] for h in result.history),
+        "compile_seconds": sum(h["compile_seconds"] for h in result.history),
+        "steps": sum(h["steps"] for h in result.history),
+        "stages": [{k: v for k, v in h.items() if k != "losses"} for h in result.history],
+        "images": image_metrics(result.mesh, views, near=result.near, far=result.far),
+    }
+    if gt_mesh is not None:
+        metrics["ground_truth"] = evaluate(result.mesh, gt_mesh)
+    resolved = to_dict(config)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        save_mesh(tmp / "mesh.obj", result.mesh)
+        (tmp / "params.json").write_text(json.dumps(result.params, indent=1) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (tmp / "history.json").write_text(json.dumps(result.history) + "\n")
+        write_report(tmp, result, views, metrics=metrics, config=resolved)
+    return metrics
+
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from meshfit.config import apply_overrides, load_yaml
+
+    data = apply_overrides(load_yaml(args.config), args.set)
+    metrics = fit_to_folder(data, args.data, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
+                            progress=not args.quiet)  # fmt: skip
+    _summary(metrics, args.out)
+
+
+def _summary(metrics: dict, out) -> None:
+    from pathlib import Path
+
+    im = metrics["images"]
+    print(
+        f"fitted in {metrics['seconds']:.1f} s (+{metrics['compile_seconds']:.1f} s compile), "
+        f"{metrics['steps']} steps; "
+        f"silhouette IoU mean {im['mask_iou_mean']:.4f}, min {im['mask_iou_min']:.4f}"
+    )
+    if "ground_truth" in metrics:
+        g = metrics["ground_truth"]
+        print(
+            f"against the ground truth (unit-sphere units): RMS point-to-mesh {g['rms_point_to_mesh']:.5f}, "
+            f"normal consistency {g['normal_consistency']:.4f}, Chamfer-L1 {g['chamfer_l1']:.5f}, "
+            f"F-score@1% {g['fscore_1pct']:.4f}"
+        )
+    out = Path(out)
+    print(f"wrote {out / 'mesh.obj'}, params.json, metrics.json; report: {(out / 'report.html').resolve()}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from meshfit.config import apply_overrides, load_yaml
+    from meshfit.synth import synthesize
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "free_mesh.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config} not found: the demo runs from a source checkout (pip install -e)")
+    mesh = Path(__file__).resolve().parent / "data" / "spot.obj"
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    data = out.parent / (out.name + "_data")
+    print(f"1/2 rendering {args.views} views of Spot at {args.size}x{args.size} with pyrender -> {data}")
+    synthesize(mesh, data, views=args.views, size=(args.size, args.size), seed=args.seed, overwrite=True)
+    print("2/2 fitting a sphere to them (configs/free_mesh.yaml)")
+    metrics = fit_to_folder(apply_overrides(load_yaml(config), args.set), data, out, gt=mesh,
+                            overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
+    _summary(metrics, out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshfit", description="Differentiable mesh fitting in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -93,6 +200,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=30_000, help="surface samples per mesh (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("fit", help="fit a mesh, blendshape model or pose to a dataset, as a config says")
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("--data", required=True, help="dataset: cameras + rgb/, mask/, depth/ (synth's layout)")
+    p.add_argument("--out", required=True, help="output folder to create")
+    p.add_argument("--model", default=None, help="rigid: the known mesh; blendshapes: model folder or .npz; "
+                   "free_mesh: optional initial mesh")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. stages.0.steps=100 (repeatable)")  # fmt: skip
+    p.add_argument("--gt", default=None, help="ground-truth mesh: add eval's metrics to metrics.json")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("demo", help="render Spot (built in) with pyrender, fit a sphere to it, report")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo; data in OUT_data)")
+    p.add_argument("--views", type=int, default=16, help="number of views (default 16)")
+    p.add_argument("--size", type=int, default=256, help="image size (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="turns the camera rig (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

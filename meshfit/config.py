@@ -53,6 +53,13 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} items; got {len(value)}")
         return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping; got {value!r}")
+        return {
+            _convert(key_tp, k, f"{where}"): _convert(value_tp, v, f"{where}.{k}") for k, v in value.items()
+        }
     if typing.get_origin(tp) is typing.Literal:
         choices = typing.get_args(tp)
         if value not in choices:
@@ -107,6 +114,8 @@ def to_dict(cfg: Any) -> Any:
         return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
     if isinstance(cfg, (list, tuple)):
         return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
     return cfg
 
 

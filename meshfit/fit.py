@@ -122,6 +122,8 @@ def run_stage(
     parameters is non-finite, the step that led there is undone (back to its input state) with
     the learning rate halved, and a warning; after ``max_recoveries`` it raises.
     Progress: a tqdm bar with loss and ETA (``progress`` may be a label).
+    ``batch`` is the step's second argument: a fixed pytree, or a callable ``batch(i)`` giving
+    step i's (e.g. a random subset of views; keep its shapes fixed so the step compiles once).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0; got {steps}")
@@ -139,7 +141,7 @@ def run_stage(
         previous = None  # the input of the last good step: where to go back to
         for i in range(steps):
             before = state
-            state, aux = step(state, batch)
+            state, aux = step(state, batch(i) if callable(batch) else batch)
             loss = float(aux["loss"])
             if i == 0:
                 compile_s = time.perf_counter() - t_first

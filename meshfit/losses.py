@@ -199,14 +199,25 @@ def photometric_loss(
     return _masked_mean(err, mask)
 
 
-def depth_loss(pred: jax.Array, target: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+def depth_loss(
+    pred: jax.Array, target: jax.Array, *, mask: jax.Array | None = None, max_error: float | None = None
+) -> jax.Array:
     """Mean squared depth error [..., H, W] over pixels where both depths are valid (> 0) and
-    ``mask`` (optional) is true; pixels where either is empty are left to the silhouette terms."""
+    ``mask`` (optional) is true; pixels where either is empty are left to the silhouette terms.
+
+    ``max_error`` truncates the quadratic: a pixel further off counts ``max_error^2`` and gives
+    no gradient. Far from alignment the overlap of the two silhouettes pairs unrelated surface
+    points (an edge-on cheek with the background wall of a nose), and their pull, blind to the
+    coverage changes a move causes, drives a pose away; truncation leaves those pixels to the
+    silhouette terms until they come close."""
     _check_images(pred, target, "depth_loss")
     valid = (jax.lax.stop_gradient(pred) > 0) & (target > 0)
     if mask is not None:
         valid = valid & mask
-    return _masked_mean((pred - target) ** 2, valid)
+    err = (pred - target) ** 2
+    if max_error is not None:
+        err = jnp.minimum(err, max_error**2)
+    return _masked_mean(err, valid)
 
 
 def landmark_loss(

@@ -332,3 +332,15 @@ def sample_surface(key: jax.Array, vertices: jax.Array, faces: jax.Array, num_po
     corners = vertices[faces[face_index]]  # [P, 3, 3]
     points = jnp.einsum("pk,pkd->pd", bary, corners)
     return SurfaceSample(points, face_index, bary)
+
+
+def _gpytoolbox():
+    """gpytoolbox (libigl's remeshing and AABB distance queries), imported without the
+    DeprecationWarning its scipy.ndimage.filters import raises under scipy >= 1.8."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"gpytoolbox\..*")
+        warnings.filterwarnings("ignore", message=r".*scipy\.ndimage\.filters.*", category=DeprecationWarning)
+        import gpytoolbox
+    return gpytoolbox

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 
 from meshfit import losses
 from meshfit.camera import Camera
-from meshfit.render import antialias, rasterize, soft_silhouette
+from meshfit.render import antialias, normal_image, rasterize, soft_silhouette, studio_lighting
+from meshfit.render.views import BASE_COLOR
 from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
 
 __all__ = ["LossWeights", "Targets", "image_objective"]
@@ -30,6 +31,9 @@ class LossWeights:
     soft_silhouette: L2 of SoftRas's blurred silhouette (wide gradients; coarse stages).
     soft_iou: 1 - soft IoU of the antialiased silhouette.
     depth: mean squared depth error where both are covered.
+    shading: L1 between the target colour and the model rendered grey (``BASE_COLOR``) under
+        meshfit synth's studio light (``render.studio_lighting``), antialiased: shape from
+        shading for untextured synthetic data.
     laplacian: uniform-Laplacian smoothness of the vertices; cotangent_laplacian: bending.
     edge: mean squared edge length; normal: normal consistency across edges.
     prior: L2 on the blendshape coefficients (identity and expression).
@@ -39,6 +43,7 @@ class LossWeights:
     soft_silhouette: float = 0.0
     soft_iou: float = 0.0
     depth: float = 0.0
+    shading: float = 0.0
     laplacian: float = 0.0
     cotangent_laplacian: float = 0.0
     edge: float = 0.0
@@ -47,10 +52,12 @@ class LossWeights:
 
 
 class Targets(NamedTuple):
-    """Target images for N views: mask [N, H, W] float in [0, 1]; depth [N, H, W] (0 = empty) or None."""
+    """Target images for N views: mask [N, H, W] float in [0, 1]; depth [N, H, W] (0 = empty) or
+    None; rgb [N, H, W, 3] float in [0, 1] or None."""
 
     mask: jax.Array
     depth: jax.Array | None = None
+    rgb: jax.Array | None = None
 
 
 def image_objective(
@@ -61,6 +68,7 @@ def image_objective(
     far: float,
     weights: LossWeights = LossWeights(),
     sigma: float = 1.0,
+    depth_max_error: float | None = None,
 ) -> Callable[[Any, Targets], tuple[jax.Array, dict]]:
     """The weighted sum of image and regularisation terms for ``model`` seen by ``cameras`` [N].
 
@@ -71,6 +79,7 @@ def image_objective(
         near, far: clip range enclosing the object.
         weights: LossWeights.
         sigma: SoftRas blur (pixels^2) for the soft silhouette.
+        depth_max_error: truncation of the depth term (world units; ``losses.depth_loss``).
     Returns:
         ``loss_fn(params, targets) -> (loss, terms)`` with one scalar per active term.
     """
@@ -89,7 +98,7 @@ def image_objective(
         v = model.vertices(params)
         terms: dict[str, jax.Array] = {}
         clip = cameras.to_clip(v, near, far)
-        if weights.silhouette or weights.soft_iou or weights.depth:
+        if weights.silhouette or weights.soft_iou or weights.depth or weights.shading:
             frags = rasterize(clip, faces, height=H, width=W)
             sil = antialias(frags.mask[..., None].astype(clip.dtype), frags, clip, faces)[..., 0]
             if weights.silhouette:
@@ -99,7 +108,15 @@ def image_objective(
             if weights.depth:
                 if targets.depth is None:
                     raise ValueError("the depth term needs target depth images")
-                terms["depth"] = losses.depth_loss(frags.depth, targets.depth)
+                terms["depth"] = losses.depth_loss(frags.depth, targets.depth, max_error=depth_max_error)
+            if weights.shading:
+                if targets.rgb is None:
+                    raise ValueError("the shading term needs target colour images")
+                normals = normal_image(v, faces, frags)
+                albedo = jnp.broadcast_to(jnp.asarray(BASE_COLOR, clip.dtype), normals.shape)
+                rgb = jnp.where(frags.mask[..., None], studio_lighting(normals, albedo), 0.0)
+                rgb = antialias(rgb, frags, clip, faces)
+                terms["shading"] = losses.photometric_loss(rgb, targets.rgb, norm="l1")
         if weights.soft_silhouette:
             soft = soft_silhouette(clip, faces, height=H, width=W, sigma=sigma)
             terms["soft_silhouette"] = losses.silhouette_loss(soft, targets.mask)

@@ -13,7 +13,7 @@ from meshfit.render.interpolate import interpolate
 from meshfit.render.rasterize import Fragments, rasterize
 from meshfit.render.shade import lambert, normal_image, sh_irradiance
 from meshfit.render.texture import mip_pyramid, texture
-from meshfit.render.views import RenderedViews, render_views
+from meshfit.render.views import RenderedViews, render_views, studio_lighting
 
 __all__ = [
     "Fragments",
@@ -27,5 +27,6 @@ __all__ = [
     "render_views",
     "sh_irradiance",
     "soft_silhouette",
+    "studio_lighting",
     "texture",
 ]

@@ -16,7 +16,7 @@ from meshfit.render.rasterize import rasterize
 from meshfit.render.shade import lambert, normal_image
 from meshfit.render.texture import texture
 
-__all__ = ["RenderedViews", "depth_range", "render_views"]
+__all__ = ["RenderedViews", "depth_range", "render_views", "studio_lighting"]
 
 # The lighting meshfit synth uses (pyrender, PBR with metallic 0 and roughness 1): a fixed
 # world-space directional light plus ambient, in linear colour, written with gamma 1/2.2 as
@@ -32,6 +32,14 @@ _GAMMA = 2.2
 
 def _srgb_to_linear(c: jax.Array) -> jax.Array:
     return jnp.where(c <= 0.04045, c / 12.92, ((jnp.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def studio_lighting(normals: jax.Array, albedo: jax.Array) -> jax.Array:
+    """Display colour [..., 3] in [0, 1] of linear ``albedo`` [..., 3] with unit world ``normals``
+    [..., 3], lit as ``meshfit synth`` lights its scenes (``LIGHT_DIRECTION`` + ``AMBIENT``, gamma
+    2.2). Differentiable; mask the background yourself."""
+    linear = lambert(normals, albedo * _DIFFUSE, jnp.asarray(LIGHT_DIRECTION)) + AMBIENT * albedo
+    return jnp.clip(linear, 1e-12, 1.0) ** (1.0 / _GAMMA)
 
 
 class RenderedViews(NamedTuple):
@@ -97,9 +105,7 @@ def render_views(
             albedo = interpolate(mesh.colors[:, :3], frags, mesh.faces)
         else:
             albedo = jnp.broadcast_to(jnp.asarray(BASE_COLOR, jnp.float32), normals.shape)
-        linear = lambert(normals, albedo * _DIFFUSE, jnp.asarray(LIGHT_DIRECTION)) + AMBIENT * albedo
-        rgb = jnp.clip(linear, 1e-12, 1.0) ** (1.0 / _GAMMA)
-        rgb = jnp.where(frags.mask[..., None], rgb, 0.0)
+        rgb = jnp.where(frags.mask[..., None], studio_lighting(normals, albedo), 0.0)
         return rgb, frags.mask, frags.depth, normals
 
     parts = [one_chunk(cameras[i : i + chunk]) for i in range(0, cameras.batch_shape[0], chunk)]
