@@ -108,8 +108,9 @@ class InitConfig:
     translation: world position of the object's centre (its bounding-box centre); None = the
         centre estimated from the masks.
     scale: initial scale (rigid, blendshapes).
-    rotation_search: rigid: also try this many random rotations and start from the one whose
-        silhouettes match best at the first stage's resolution (0 = trust ``rotation``).
+    rotation_search: rigid: also try this many random rotations, refine the 8 whose silhouettes
+        match best for a few steps of the first stage, and start from the best of those
+        (0 = trust ``rotation``).
     sphere_subdivisions: free mesh without an initial mesh: icosphere level (3 = 1280 faces).
     sphere_radius: its radius as a fraction of the radius estimated from the masks.
     """
@@ -338,28 +339,35 @@ def _initial_pose(config: FitConfig, centre_model: np.ndarray, centre_world: np.
     return R, t - config.init.scale * R @ centre_model
 
 
-def _search_rotation(model: RigidModel, params, stage, cams, targets, near, far, count, seed):
-    """Try ``count`` random base rotations about the current centre; keep the best silhouette."""
-    from meshfit.models.rotation import so3_exp as exp
-
+def _search_rotation(model: RigidModel, params, stage, cams, targets, near, far, radius, count, seed):
+    """Try ``count`` random base rotations about the current centre: score each by its
+    silhouettes, refine the best 8 briefly with the first stage, keep the best refined."""
     tg, cs = downsample_targets(targets, cams, stage.resolution)
     w = LossWeights(silhouette=1.0)
 
     @jax.jit
-    def score(m):
-        return image_objective(m, cs, near=near, far=far, weights=w)(params, tg)[0]
+    def score(m, p):
+        return image_objective(m, cs, near=near, far=far, weights=w)(p, tg)[0]
 
     rng = np.random.default_rng(seed)
-    best, best_model = float(score(model)), model
+    candidates = [model]
     for _ in range(count):
         q = rng.normal(size=4)
         q /= np.linalg.norm(q)
         angle = 2 * np.arccos(np.clip(abs(q[0]), 0, 1))
         axis = q[1:] / max(np.linalg.norm(q[1:]), 1e-12)
-        cand = RigidModel(model.template, model.faces, exp(jnp.asarray(angle * axis, jnp.float32)))
-        s = float(score(cand))
+        candidates.append(
+            RigidModel(model.template, model.faces, so3_exp(jnp.asarray(angle * axis, jnp.float32)))
+        )
+    scores = [float(score(m, params)) for m in candidates]
+    short = dataclasses.replace(stage, steps=min(stage.steps, 40), patience=0, views_per_step=None)
+    best, best_model = np.inf, model
+    for i in np.argsort(scores)[:8]:
+        free = ("rotation", "translation")
+        p, _ = _run(candidates[i], params, short, free, cams, targets, near, far, radius, False, seed)
+        s = float(score(candidates[i], p))
         if s < best:
-            best, best_model = s, cand
+            best, best_model = s, candidates[i]
     return best_model
 
 
@@ -372,7 +380,7 @@ def _fit_rigid(config, cams, targets, near, far, centre_world, mesh: Mesh, progr
     model = RigidModel.from_mesh(Mesh(v - c_model, mesh.faces), rotation=R)
     params = model.init_params(translation=t_centre, scale=config.init.scale)
     if config.init.rotation_search:
-        model = _search_rotation(model, params, config.stages[0], cams, targets, near, far,
+        model = _search_rotation(model, params, config.stages[0], cams, targets, near, far, radius,
                                  config.init.rotation_search, config.seed)  # fmt: skip
     history = []
     for i, stage in enumerate(config.stages):

@@ -135,6 +135,10 @@ def test_image_losses():
     d_pred = jnp.array([[[2.0, 0.0], [3.0, 4.0]]])
     d_true = jnp.array([[[1.0, 5.0], [0.0, 4.5]]])
     np.testing.assert_allclose(losses.depth_loss(d_pred, d_true), (1.0 + 0.25) / 2)  # only both-valid pixels
+    # Truncated: the 1.0-off pixel counts 0.6^2 and pulls no more; the 0.5-off one still does.
+    np.testing.assert_allclose(losses.depth_loss(d_pred, d_true, max_error=0.6), (0.36 + 0.25) / 2)
+    g = jax.grad(lambda d: losses.depth_loss(d, d_true, max_error=0.6))(d_pred)
+    np.testing.assert_allclose(g, [[[0.0, 0.0], [0.0, -0.5]]])
     with pytest.raises(ValueError, match="differ in shape"):
         losses.silhouette_loss(pred, target[..., :1])
     with pytest.raises(ValueError, match="norm must be"):

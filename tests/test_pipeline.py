@@ -19,7 +19,13 @@ from meshfit.cli import main
 from meshfit.config import ConfigError
 from meshfit.models import BlendshapeModel
 from meshfit.objectives import LossWeights, Targets
-from meshfit.pipeline import FitConfig, StageConfig, fit_blendshape_frames
+from meshfit.pipeline import (
+    FitConfig,
+    StageConfig,
+    downsample_targets,
+    estimate_placement,
+    fit_blendshape_frames,
+)
 from tests.helpers import REPO
 
 
@@ -67,14 +73,18 @@ def test_fit_free_mesh_cli_end_to_end(tmp_path, spot_data, capsys):
     assert "report:" in capsys.readouterr().out
 
 
-def test_fit_rigid_cli_recovers_a_pose(tmp_path):
-    """A small asymmetric mesh moved by a known pose; the fit starts 10 degrees off."""
+def _box_with_nose():
     import trimesh
 
     box = trimesh.creation.box((1.0, 0.6, 0.3))
     nose = trimesh.creation.box((0.3, 0.3, 0.3))
     nose.apply_translation((0.6, 0.1, 0.1))
-    m = trimesh.util.concatenate([box, nose])
+    return trimesh.util.concatenate([box, nose])
+
+
+def test_fit_rigid_cli_recovers_a_pose(tmp_path):
+    """A small asymmetric mesh moved by a known pose; the fit starts 10 degrees off."""
+    m = _box_with_nose()
     meshfit.save_mesh(tmp_path / "obj.obj", meshfit.Mesh(np.asarray(m.vertices, np.float32), m.faces))
     R = np.asarray(meshfit.models.so3_exp(jnp.asarray([0.3, -0.2, 0.5])), np.float32)
     moved = np.asarray(m.vertices) @ R.T + (0.2, -0.1, 0.3)
@@ -206,3 +216,76 @@ def test_demo_runs_on_built_in_data(tmp_path, capsys):
     assert (tmp_path / "demo" / "report.html").is_file() and (
         tmp_path / "demo_data" / "cameras.json"
     ).is_file()
+
+
+def test_downsampled_targets_average_coverage_and_keep_full_depth():
+    cams = meshfit.sphere_rig(2, radius=4.0, width=8, height=8, seed=0)
+    mask = np.zeros((2, 8, 8), np.float32)
+    mask[:, :3, :4] = 1.0  # a block edge inside a 2x2 block at rows 2-3
+    depth = np.where(mask > 0, 2.0, 0.0).astype(np.float32)
+    tg, cs = downsample_targets(Targets(jnp.asarray(mask), jnp.asarray(depth)), cams, 4)
+    assert (cs.width, cs.height) == (4, 4) and tg.mask.shape == (2, 4, 4)
+    np.testing.assert_allclose(tg.mask[0, :, 0], [1.0, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(tg.depth[0, :, 0], [2.0, 0.0, 0.0, 0.0])  # partial blocks: no depth
+    np.testing.assert_allclose(cs.fx, cams.fx / 2)
+    same, _ = downsample_targets(Targets(jnp.asarray(mask)), cams, None)
+    assert same.mask.shape == (2, 8, 8)
+
+
+def test_estimate_placement_finds_a_sphere():
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    mesh = meshfit.Mesh(np.asarray(s.vertices + (0.2, -0.1, 0.3), np.float32), np.asarray(s.faces, np.int32))
+    cams = meshfit.sphere_rig(6, radius=3.0, target=(0.2, -0.1, 0.3), width=96, height=96, fov=40.0, seed=1)
+    views = meshfit.render.render_views(mesh, cams)
+    centre, radius = estimate_placement(cams, views.mask)
+    np.testing.assert_allclose(centre, (0.2, -0.1, 0.3), atol=0.01)
+    assert abs(radius - 0.5) < 0.03
+    with pytest.raises(ValueError, match="at least two masks"):
+        estimate_placement(cams, np.zeros_like(views.mask))
+
+
+def test_stage_config_checks_its_values():
+    for bad, message in [({"lr": 0}, "lr must be > 0"), ({"views_per_step": 0}, "views_per_step"),
+                         ({"remesh": -1.0}, "remesh"), ({"resolution": 4}, "resolution")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            FitConfig.from_dict({"model": "free_mesh", "stages": [bad]})
+    with pytest.raises(ConfigError, match=r"stages\[0\].lr_scale: \['u'\]"):
+        FitConfig.from_dict({"model": "rigid", "stages": [{"lr_scale": {"u": 2.0}}]})
+    with pytest.raises(ConfigError, match="only a free_mesh fit can remesh"):
+        FitConfig.from_dict({"model": "rigid", "stages": [{"remesh": 0.05}]})
+    with pytest.raises(ConfigError, match=r"lr_scale.rotation: expected a number"):
+        FitConfig.from_dict({"model": "rigid", "stages": [{"lr_scale": {"rotation": "fast"}}]})
+    with pytest.raises(ConfigError, match="at least one stage"):
+        FitConfig.from_dict({"model": "rigid", "stages": []})
+
+
+def test_fit_is_deterministic_for_a_seed(spot_data):
+    from meshfit.pipeline import fit_views
+
+    stage = {"views_per_step": 2, "patience": 0, "optimizer": "adam_uniform"}
+    cfg = {"model": "free_mesh", "seed": 3,
+           "stages": [{**stage, "steps": 15, "lr": 0.02}, {**stage, "steps": 5, "remesh": 0.1}]}  # fmt: skip
+    views = meshfit.load_views(spot_data)
+    a = fit_views(FitConfig.from_dict(cfg), views, progress=False)
+    b = fit_views(FitConfig.from_dict(cfg), views, progress=False)
+    np.testing.assert_array_equal(a.mesh.vertices, b.mesh.vertices)
+    c = fit_views(FitConfig.from_dict({**cfg, "seed": 4}), views, progress=False)
+    assert not np.array_equal(np.asarray(a.mesh.vertices), np.asarray(c.mesh.vertices))
+
+
+def test_rigid_rotation_search_finds_a_far_pose(tmp_path):
+    """The shipped rigid config from the identity, the truth 95 degrees away: the rotation search."""
+    m = _box_with_nose()
+    meshfit.save_mesh(tmp_path / "obj.obj", meshfit.Mesh(np.asarray(m.vertices, np.float32), m.faces))
+    R = np.asarray(meshfit.models.so3_exp(jnp.asarray([1.3, -0.9, 0.5])), np.float32)
+    moved = (np.asarray(m.vertices) @ R.T + (0.2, -0.1, 0.3)).astype(np.float32)
+    meshfit.synthesize(meshfit.Mesh(moved, m.faces), tmp_path / "data", views=4, size=(64, 64), seed=0)
+    rc = main(["fit", str(REPO / "configs" / "rigid_pose.yaml"), "--data", str(tmp_path / "data"),
+               "--model", str(tmp_path / "obj.obj"), "--out", str(tmp_path / "fit"), "--quiet"])  # fmt: skip
+    assert rc == 0
+    M = np.asarray(json.loads((tmp_path / "fit" / "params.json").read_text())["object_to_world"])
+    log = meshfit.models.so3_log
+    assert np.degrees(np.linalg.norm(np.asarray(log(jnp.asarray(M[:3, :3] @ R.T, jnp.float32))))) < 0.5
+    np.testing.assert_allclose(M[:3, 3], (0.2, -0.1, 0.3), atol=0.005)
