@@ -78,12 +78,21 @@ def main(argv=None) -> dict:
     scaled = [
         f"stages.{i}.steps={max(1, int(s['steps'] * args.steps))}" for i, s in enumerate(data["stages"])
     ]
-    stages = FitConfig.from_dict(apply_overrides(data, scaled)).stages
+    config = FitConfig.from_dict(apply_overrides(data, scaled))
 
     def run(devices):
         t0 = time.perf_counter()
         params, history = fit_blendshape_frames(
-            model, cams, targets, start, stages=stages, near=near, far=far, smoothness=0.01, devices=devices
+            model,
+            cams,
+            targets,
+            start,
+            stages=config.stages,
+            near=near,
+            far=far,
+            smoothness=0.01,
+            bounds=config.bounds,
+            devices=devices,
         )
         fitted = np.stack([np.asarray(model.vertices(frame(params, i))) for i in range(T)])
         return fitted, {

@@ -1,4 +1,5 @@
-// meshfit native barycentrics: forward and backward of rasterize.py:barycentrics on the CPU.
+// meshfit native barycentrics (forward and backward of rasterize.py:barycentrics) and attribute
+// interpolation (interpolate.py:interpolate) on the CPU.
 //
 // For pixel centre (px, py) in NDC and the clip corners (x_i, y_i, w_i) of its face,
 //   a_i = x_i - px w_i,  b_i = y_i - py w_i,  u = a x b,  bary = u / sum(u),  depth = bary . w.
@@ -8,6 +9,7 @@
 // Buffers: clip [B, V, 4] f32; faces [F, 3] s32; face_id [B, H, W] s32 (-1 background);
 //          bary [B, H, W, 3] f32; depth [B, H, W] f32; gradients have the same shapes.
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -141,7 +143,107 @@ ffi::Error BaryBwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi:
   return ffi::Error::Success();
 }
 
+// ---- attribute interpolation: out[pix] = sum_k bary[pix, k] attr[faces[f, k]] ----------------------
+//
+// Buffers: attr [A, C] f32 (shared by all views); faces [F, 3] s32 indexing attr; face_id [P] s32
+// and bary [P, 3] f32 for the P = B*H*W pixels; out and its gradient [P, C].
+
+ffi::Error CheckInterp(const ffi::Buffer<ffi::F32>& attr, const ffi::Buffer<ffi::S32>& faces,
+                       const ffi::Buffer<ffi::S32>& face_id, const ffi::Buffer<ffi::F32>& bary) {
+  const auto a = attr.dimensions();
+  const auto f = faces.dimensions();
+  if (a.size() != 2) return ffi::Error::InvalidArgument("attr must be [A, C]");
+  if (f.size() != 2 || f[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
+  if (int64_t(bary.element_count()) != 3 * int64_t(face_id.element_count()))
+    return ffi::Error::InvalidArgument("bary must be [..., 3] over face_id's pixels");
+  if (auto e = meshfit::CheckFaces(faces.typed_data(), f[0], a[0]); e.failure()) return e;
+  return meshfit::CheckFaceIds(face_id.typed_data(), int64_t(face_id.element_count()), f[0]);
+}
+
+ffi::Error InterpFwd(ffi::Buffer<ffi::F32> attr, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> face_id,
+                     ffi::Buffer<ffi::F32> bary, ffi::ResultBuffer<ffi::F32> out) {
+  if (auto e = CheckInterp(attr, faces, face_id, bary); e.failure()) return e;
+  const int64_t C = attr.dimensions()[1], P = int64_t(face_id.element_count());
+  const float* at = attr.typed_data();
+  const int32_t* fc = faces.typed_data();
+  const int32_t* id = face_id.typed_data();
+  const float* br = bary.typed_data();
+  float* o = out->typed_data();
+  constexpr int64_t kBlock = 4096;
+  meshfit::ParallelFor((P + kBlock - 1) / kBlock, [&](int64_t blk) {
+    for (int64_t pix = blk * kBlock; pix < std::min(P, (blk + 1) * kBlock); ++pix) {
+      float* op = o + pix * C;
+      const int32_t f = id[pix];
+      if (f < 0) {
+        for (int64_t c = 0; c < C; ++c) op[c] = 0.0f;
+        continue;
+      }
+      const float* a0 = at + int64_t(fc[3 * f]) * C;
+      const float* a1 = at + int64_t(fc[3 * f + 1]) * C;
+      const float* a2 = at + int64_t(fc[3 * f + 2]) * C;
+      const float b0 = br[3 * pix], b1 = br[3 * pix + 1], b2 = br[3 * pix + 2];
+      for (int64_t c = 0; c < C; ++c) op[c] = b0 * a0[c] + b1 * a1[c] + b2 * a2[c];
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error InterpBwd(ffi::Buffer<ffi::F32> attr, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> face_id,
+                     ffi::Buffer<ffi::F32> bary, ffi::Buffer<ffi::F32> g_out, ffi::ResultBuffer<ffi::F32> g_attr,
+                     ffi::ResultBuffer<ffi::F32> g_bary) {
+  if (auto e = CheckInterp(attr, faces, face_id, bary); e.failure()) return e;
+  const int64_t A = attr.dimensions()[0], C = attr.dimensions()[1], P = int64_t(face_id.element_count());
+  const float* at = attr.typed_data();
+  const int32_t* fc = faces.typed_data();
+  const int32_t* id = face_id.typed_data();
+  const float* br = bary.typed_data();
+  const float* g = g_out.typed_data();
+  float* gb = g_bary->typed_data();
+  constexpr int64_t kBlock = 4096;
+  const int64_t blocks = (P + kBlock - 1) / kBlock;
+  meshfit::ScatterRows(blocks, A * C, g_attr->typed_data(), [&](int64_t blk, float* ga) {
+    for (int64_t pix = blk * kBlock; pix < std::min(P, (blk + 1) * kBlock); ++pix) {
+      float* gbp = gb + 3 * pix;
+      const int32_t f = id[pix];
+      if (f < 0) {
+        gbp[0] = gbp[1] = gbp[2] = 0.0f;
+        continue;
+      }
+      const float* gp = g + pix * C;
+      for (int k = 0; k < 3; ++k) {
+        const int64_t v = int64_t(fc[3 * f + k]) * C;
+        const float b = br[3 * pix + k];
+        float dot = 0.0f;
+        for (int64_t c = 0; c < C; ++c) {
+          dot += gp[c] * at[v + c];
+          ga[v + c] += b * gp[c];
+        }
+        gbp[k] = dot;
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitInterpFwd, InterpFwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitInterpBwd, InterpBwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitBaryFwd, BaryFwd,
                               ffi::Ffi::Bind()

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from meshfit import losses
 from meshfit.camera import Camera
@@ -31,9 +32,10 @@ class LossWeights:
     soft_silhouette: L2 of SoftRas's blurred silhouette (wide gradients; coarse stages).
     soft_iou: 1 - soft IoU of the antialiased silhouette.
     depth: mean squared depth error where both are covered.
-    shading: L1 between the target colour and the model rendered grey (``BASE_COLOR``) under
-        meshfit synth's studio light (``render.studio_lighting``), antialiased: shape from
-        shading for untextured synthetic data.
+    shading: L1 between the target's grey level (mean of its colour channels) and the model
+        rendered grey (``BASE_COLOR``) under meshfit synth's studio light
+        (``render.studio_lighting``), antialiased: shape from shading for untextured synthetic
+        data. One channel, since the light and the albedo are grey.
     laplacian: uniform-Laplacian smoothness of the vertices; cotangent_laplacian: bending.
     edge: mean squared edge length; normal: normal consistency across edges.
     prior: L2 on the blendshape coefficients (identity and expression).
@@ -113,10 +115,11 @@ def image_objective(
                 if targets.rgb is None:
                     raise ValueError("the shading term needs target colour images")
                 normals = normal_image(v, faces, frags)
-                albedo = jnp.broadcast_to(jnp.asarray(BASE_COLOR, clip.dtype), normals.shape)
-                rgb = jnp.where(frags.mask[..., None], studio_lighting(normals, albedo), 0.0)
-                rgb = antialias(rgb, frags, clip, faces)
-                terms["shading"] = losses.photometric_loss(rgb, targets.rgb, norm="l1")
+                albedo = jnp.full(normals.shape[:-1] + (1,), float(np.mean(BASE_COLOR)), clip.dtype)
+                grey = jnp.where(frags.mask[..., None], studio_lighting(normals, albedo), 0.0)
+                grey = antialias(grey, frags, clip, faces)
+                target = jnp.mean(targets.rgb, -1, keepdims=True)
+                terms["shading"] = losses.photometric_loss(grey, target, norm="l1")
         if weights.soft_silhouette:
             soft = soft_silhouette(clip, faces, height=H, width=W, sigma=sigma)
             terms["soft_silhouette"] = losses.silhouette_loss(soft, targets.mask)

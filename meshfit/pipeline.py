@@ -125,7 +125,9 @@ class InitConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FitConfig:
-    """A whole fit: representation, start, stages, and the clip range (None = from the data)."""
+    """A whole fit: representation, start, stages, the clip range (None = from the data), and
+    ``bounds``: box constraints on blendshape coefficients, ``{expression: [0, 1]}``, enforced by
+    projecting after every step."""
 
     model: Representation
     stages: tuple[StageConfig, ...]
@@ -133,6 +135,7 @@ class FitConfig:
     seed: int = 0
     near: float | None = None
     far: float | None = None
+    bounds: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not self.stages:
@@ -148,6 +151,13 @@ class FitConfig:
                     )
             if self.model != "free_mesh" and s.remesh is not None:
                 raise ValueError(f"stages[{i}].remesh: only a free_mesh fit can remesh")
+        for name, (lo, hi) in self.bounds.items():
+            if name not in ("identity", "expression") or self.model != "blendshapes":
+                raise ValueError(
+                    f"bounds.{name}: only blendshape identity and expression coefficients take bounds"
+                )
+            if not lo < hi:
+                raise ValueError(f"bounds.{name}: expected [low, high] with low < high; got [{lo}, {hi}]")
 
     @classmethod
     def from_dict(cls, data: dict) -> FitConfig:
@@ -243,16 +253,25 @@ def _targets(views: Views) -> Targets:
     )
 
 
-def _optimizer(stage: StageConfig, radius: float) -> optax.GradientTransformation:
+def _optimizer(stage: StageConfig, radius: float, bounds: dict | None = None) -> optax.GradientTransformation:
     """The stage's optimizer, its updates scaled per parameter: positions by the radius, then
-    ``lr_scale``. The inner state stays the inject_hyperparams one, so recovery can lower lr."""
+    ``lr_scale``; parameters named in ``bounds`` are projected back into their box after each
+    step. The inner state stays the inject_hyperparams one, so recovery can lower lr."""
     scales = {"translation": radius, "u": radius}
     scales = {k: scales.get(k, 1.0) * stage.lr_scale.get(k, 1.0) for k in {*scales, *stage.lr_scale}}
     inner = make_optimizer(stage.optimizer, stage.lr)
+    bounds = bounds or {}
 
     def update(updates, state, params=None):
         updates, state = inner.update(updates, state, params)
-        return {k: u * scales.get(k, 1.0) for k, u in updates.items()}, state
+        out = {}
+        for k, u in updates.items():
+            u = u * scales.get(k, 1.0)
+            if k in bounds:
+                lo, hi = bounds[k]
+                u = jnp.clip(params[k] + u, lo, hi) - params[k]
+            out[k] = u
+        return out, state
 
     return optax.GradientTransformation(inner.init, update)
 
@@ -264,13 +283,15 @@ def _objective(model, cameras, near, far, stage: StageConfig, radius: float):
     return image_objective(model, cameras, near=near, far=far, weights=weights, depth_max_error=trunc)
 
 
-def _run(model, params, stage: StageConfig, free, cams, targets, near, far, radius, progress, seed):
+def _run(
+    model, params, stage: StageConfig, free, cams, targets, near, far, radius, progress, seed, bounds=None
+):
     """One stage over ``free`` parameters of ``params``; returns (params, history entry)."""
     tg, cs = downsample_targets(targets, cams, stage.resolution)
     loss_fn = _objective(model, cs, near, far, stage, radius)
     fixed = {k: v for k, v in params.items() if k not in free}
     start = {k: params[k] for k in free}
-    opt = _optimizer(stage, radius)
+    opt = _optimizer(stage, radius, bounds)
     n = cs.batch_shape[0]
     k = min(stage.views_per_step or n, n)
     if k < n:
@@ -401,8 +422,11 @@ def _fit_rigid(config, cams, targets, near, far, centre_world, mesh: Mesh, progr
 def _fit_blendshapes(config, cams, targets, near, far, centre_world, model: BlendshapeModel, progress):
     c_model, radius = _bounds(np.asarray(model.neutral))
     R, t = _initial_pose(config, c_model, centre_world)
+    coeffs = {
+        k: jnp.clip(v, *config.bounds[k]) if k in config.bounds else v for k, v in model.init_params().items()
+    }
     params = {
-        **model.init_params(),
+        **coeffs,
         "rotation": jnp.asarray(np.radians(config.init.rotation), jnp.float32),
         "translation": jnp.asarray(t, jnp.float32),
         "log_scale": jnp.asarray(np.log(config.init.scale), jnp.float32),
@@ -478,6 +502,7 @@ def fit_blendshape_frames(
     near: float,
     far: float,
     smoothness: float = 0.0,
+    bounds: dict | None = None,
     devices: Any = None,
     progress: bool = True,
 ) -> tuple[dict, list[dict]]:
@@ -499,6 +524,7 @@ def fit_blendshape_frames(
             lr and depth in units of the model's radius, as in ``fit_views``).
         smoothness: weight of the mean squared frame-to-frame change of expression, rotation
             and translation.
+        bounds: box constraints on coefficients, e.g. ``{"expression": (0.0, 1.0)}``.
     Returns:
         (params, history) as in ``fit_views``.
     """
@@ -558,7 +584,7 @@ def fit_blendshape_frames(
             shard = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))  # noqa: E731
             start = {k: shard(v, P("frames") if k in per_frame else P()) for k, v in start.items()}
             tg = Targets(*(None if x is None else shard(x, P("frames")) for x in tg))
-        opt = _optimizer(stage, radius)
+        opt = _optimizer(stage, radius, bounds)
         res = run_stage(
             make_step(loss_fn, opt), FitState(start, opt.init(start), jnp.zeros((), jnp.int32)), tg,
             steps=stage.steps, patience=stage.patience, min_improvement=stage.min_improvement,

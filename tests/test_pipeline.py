@@ -175,6 +175,9 @@ def test_multi_frame_blendshapes_recover_shared_identity():
     assert history[0]["losses"][-1] < 0.1 * history[0]["losses"][0]
     np.testing.assert_allclose(params["identity"], truth["identity"], atol=0.05)
     np.testing.assert_allclose(params["expression"], truth["expression"], atol=0.1)
+    kw = dict(near=2.0, far=6.0, bounds={"expression": (0.0, 0.3)}, progress=False)
+    bounded, _ = fit_blendshape_frames(model, cams, targets, start, stages=[StageConfig(steps=10)], **kw)
+    assert float(bounded["expression"].max()) <= 0.3 + 1e-6 and float(bounded["expression"].min()) >= 0.0
     with pytest.raises(ValueError, match="must have 4 frames"):
         fit_blendshape_frames(model, cams, targets, {**start, "expression": start["expression"][:3]},
                               stages=stages, near=2.0, far=6.0, progress=False)  # fmt: skip
@@ -257,6 +260,10 @@ def test_stage_config_checks_its_values():
         FitConfig.from_dict({"model": "rigid", "stages": [{"remesh": 0.05}]})
     with pytest.raises(ConfigError, match=r"lr_scale.rotation: expected a number"):
         FitConfig.from_dict({"model": "rigid", "stages": [{"lr_scale": {"rotation": "fast"}}]})
+    with pytest.raises(ConfigError, match="bounds.expression: only blendshape"):
+        FitConfig.from_dict({"model": "rigid", "stages": [{}], "bounds": {"expression": [0, 1]}})
+    with pytest.raises(ConfigError, match=r"low < high"):
+        FitConfig.from_dict({"model": "blendshapes", "stages": [{}], "bounds": {"expression": [1, 0]}})
     with pytest.raises(ConfigError, match="at least one stage"):
         FitConfig.from_dict({"model": "rigid", "stages": []})
 

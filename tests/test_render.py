@@ -177,11 +177,27 @@ def test_native_barycentrics_and_antialias_match_jax():
     def loss(v, backend):
         clip = cams.to_clip(v, near, far)
         frags = rasterize(clip, m.faces, height=40, width=48, backend=backend)
-        img = antialias(interpolate(color, frags, m.faces), frags, clip, m.faces, backend=backend)
+        img = antialias(
+            interpolate(color, frags, m.faces, backend=backend), frags, clip, m.faces, backend=backend
+        )
         return jnp.sum(img * w) + jnp.sum(frags.depth * w[..., 0]), (frags, img)
 
     (ln, (fn, imn)), gn = jax.value_and_grad(loss, has_aux=True)(m.vertices, "native")
     (lj, (fj, imj)), gj = jax.value_and_grad(loss, has_aux=True)(m.vertices, "jax")
+    # Interpolation alone, gradients to the attributes and (through bary) to the vertices.
+    frags = rasterize(cams.to_clip(m.vertices, near, far), m.faces, height=40, width=48)
+
+    def interp_loss(c, fb, b):
+        return jnp.sum(interpolate(c, frags._replace(bary=fb), m.faces, backend=b) * w)
+
+    gi = {b: jax.grad(interp_loss, argnums=(0, 1))(color, frags.bary, b) for b in ("native", "jax")}
+    np.testing.assert_allclose(interpolate(color, frags, m.faces, backend="native"),
+                               interpolate(color, frags, m.faces, backend="jax"), atol=1e-6)  # fmt: skip
+    for a, b in zip(gi["native"], gi["jax"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    for b in ("native", "jax"):
+        with pytest.raises(ValueError, match="faces index outside"):
+            interpolate(color[:10], frags, m.faces, backend=b)
     np.testing.assert_array_equal(fn.face_id, fj.face_id)
     np.testing.assert_allclose(fn.bary, fj.bary, atol=1e-4)  # float32 cancellation, evaluated differently
     np.testing.assert_allclose(fn.depth, fj.depth, rtol=1e-5)

@@ -26,6 +26,8 @@ _TARGETS = {
     "meshfit_bary_bwd": "MeshfitBaryBwd",
     "meshfit_antialias_fwd": "MeshfitAntialiasFwd",
     "meshfit_antialias_bwd": "MeshfitAntialiasBwd",
+    "meshfit_interp_fwd": "MeshfitInterpFwd",
+    "meshfit_interp_bwd": "MeshfitInterpBwd",
 }
 
 
@@ -170,3 +172,28 @@ def _aa_bwd(res, g):
 
 
 antialias.defvjp(_aa_fwd, _aa_bwd)
+
+
+# ---- attribute interpolation ----------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def interpolate(attr: jax.Array, faces: jax.Array, face_id: jax.Array, bary: jax.Array) -> jax.Array:
+    """Native twin of interpolate.interpolate for shared attributes: attr [A, C] f32, faces
+    [F, 3], face_id [B, H, W], bary [B, H, W, 3] -> [B, H, W, C]."""
+    out = jax.ShapeDtypeStruct(face_id.shape + attr.shape[-1:], jnp.float32)
+    return _call("meshfit_interp_fwd", out, attr, faces, face_id, bary)
+
+
+def _interp_fwd(attr, faces, face_id, bary):
+    return interpolate(attr, faces, face_id, bary), (attr, faces, face_id, bary)
+
+
+def _interp_bwd(res, g):
+    attr, faces, face_id, bary = res
+    outs = (jax.ShapeDtypeStruct(attr.shape, jnp.float32), jax.ShapeDtypeStruct(bary.shape, jnp.float32))
+    g_attr, g_bary = _call("meshfit_interp_bwd", outs, attr, faces, face_id, bary, g)
+    return g_attr, None, None, g_bary
+
+
+interpolate.defvjp(_interp_fwd, _interp_bwd)
