@@ -296,3 +296,34 @@ def test_rigid_rotation_search_finds_a_far_pose(tmp_path):
     log = meshfit.models.so3_log
     assert np.degrees(np.linalg.norm(np.asarray(log(jnp.asarray(M[:3, :3] @ R.T, jnp.float32))))) < 0.5
     np.testing.assert_allclose(M[:3, 3], (0.2, -0.1, 0.3), atol=0.005)
+
+
+def test_fit_blendshapes_cli_recovers_coefficients_and_pose(tmp_path):
+    """A tiny blendshape model saved as .npz, posed and rendered by synth, fitted by the CLI."""
+    model = _tiny_blendshapes()
+    model.save(tmp_path / "model.npz")
+    a = jnp.asarray
+    truth = {**model.init_params(), "identity": a([0.5, -0.4]), "expression": a([0.7, 0.2, 0.4]),
+             "rotation": a([0.05, -0.1, 0.08]), "translation": a([0.1, 0.05, -0.1])}  # fmt: skip
+    posed = meshfit.Mesh(np.asarray(model.vertices(truth)), model.faces)
+    meshfit.synthesize(posed, tmp_path / "data", views=4, size=(64, 64), seed=0)
+    steps = ["stages.0.steps=100", "stages.1.steps=150", "stages.2.steps=100"]
+    args = _config(tmp_path / "c.yaml", "face_blendshapes", steps)
+    data, fit = tmp_path / "data", tmp_path / "fit"
+    rc = main(["fit", *args, "--data", str(data), "--model", str(tmp_path / "model.npz"), "--out", str(fit),
+               "--gt", str(data / "mesh.obj"), "--quiet"])  # fmt: skip
+    assert rc == 0
+    p = json.loads((tmp_path / "fit" / "params.json").read_text())
+    np.testing.assert_allclose(list(p["identity"].values()), truth["identity"], atol=0.05)
+    np.testing.assert_allclose(list(p["expression"].values()), truth["expression"], atol=0.05)
+    np.testing.assert_allclose(p["rotation_axis_angle"], truth["rotation"], atol=0.01)
+    m = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert m["ground_truth"]["vertex_error_mean"] < 0.01  # in correspondence: the model's vertex order
+
+
+def test_shipped_ict_model_spec_loads():
+    from tests.helpers import shared
+
+    shared("ict_neutral")
+    model = BlendshapeModel.load(REPO / "examples" / "ict_face_region.json")
+    assert (model.num_identity, model.num_expression, model.num_vertices) == (4, 8, 9409)
