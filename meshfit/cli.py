@@ -53,68 +53,13 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1))
 
 
-def _check_out(out, overwrite: bool) -> None:
-    from pathlib import Path
-
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-
-
-def fit_to_folder(
-    config_data: dict, data, out, *, model=None, gt=None, overwrite: bool = False, progress: bool = True
-) -> dict:
-    """Validate, fit and write OUT (mesh.obj, params.json, metrics.json, config.yaml, report).
-
-    Everything that can be checked (config, dataset, model, OUT) is checked before the fit; OUT
-    appears complete or not at all. Returns the metrics."""
-    import json
-
-    import yaml
-
-    from meshfit.config import to_dict
-    from meshfit.io import atomic_dir, load_mesh, load_views, save_mesh
-    from meshfit.metrics import evaluate, image_metrics
-    from meshfit.models import BlendshapeModel
-    from meshfit.pipeline import FitConfig, fit_views
-    from meshfit.report import write_report
-
-    config = FitConfig.from_dict(config_data)
-    _check_out(out, overwrite)
-    views = load_views(data)
-    loaded = None
-    if model is not None:
-        loaded = BlendshapeModel.load(model) if config.model == "blendshapes" else load_mesh(model)
-    elif config.model != "free_mesh":
-        what = "a mesh file" if config.model == "rigid" else "a blendshape folder or .npz"
-        raise ValueError(f"a {config.model} fit needs --model ({what})")
-    gt_mesh = load_mesh(gt) if gt is not None else None
-    result = fit_views(config, views, model=loaded, progress=progress)
-    metrics = {
-        "seconds": sum(h["seconds"] for h in result.history),
-        "compile_seconds": sum(h["compile_seconds"] for h in result.history),
-        "steps": sum(h["steps"] for h in result.history),
-        "stages": [{k: v for k, v in h.items() if k != "losses"} for h in result.history],
-        "images": image_metrics(result.mesh, views, near=result.near, far=result.far),
-    }
-    if gt_mesh is not None:
-        metrics["ground_truth"] = evaluate(result.mesh, gt_mesh)
-    resolved = to_dict(config)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        save_mesh(tmp / "mesh.obj", result.mesh)
-        (tmp / "params.json").write_text(json.dumps(result.params, indent=1) + "\n")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        (tmp / "history.json").write_text(json.dumps(result.history) + "\n")
-        write_report(tmp, result, views, metrics=metrics, config=resolved)
-    return metrics
-
-
 def _cmd_fit(args: argparse.Namespace) -> None:
     from meshfit.config import apply_overrides, load_yaml
 
     data = apply_overrides(load_yaml(args.config), args.set)
-    metrics = fit_to_folder(data, args.data, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
+    from meshfit.pipeline import fit_folder
+
+    metrics = fit_folder(data, args.data, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
                             progress=not args.quiet)  # fmt: skip
     _summary(metrics, args.out)
 
@@ -143,6 +88,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from meshfit.config import apply_overrides, load_yaml
+    from meshfit.pipeline import check_output_folder, fit_folder
     from meshfit.synth import synthesize
 
     config = Path(__file__).resolve().parents[1] / "configs" / "free_mesh.yaml"
@@ -150,12 +96,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"{config} not found: the demo runs from a source checkout (pip install -e)")
     mesh = Path(__file__).resolve().parent / "data" / "spot.obj"
     out = Path(args.out)
-    _check_out(out, args.overwrite)
+    check_output_folder(out, args.overwrite)
     data = out.parent / (out.name + "_data")
     print(f"1/2 rendering {args.views} views of Spot at {args.size}x{args.size} with pyrender -> {data}")
     synthesize(mesh, data, views=args.views, size=(args.size, args.size), seed=args.seed, overwrite=True)
     print("2/2 fitting a sphere to them (configs/free_mesh.yaml)")
-    metrics = fit_to_folder(apply_overrides(load_yaml(config), args.set), data, out, gt=mesh,
+    metrics = fit_folder(apply_overrides(load_yaml(config), args.set), data, out, gt=mesh,
                             overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     _summary(metrics, out)
 

@@ -9,28 +9,34 @@ rate and set of free parameters; for a free mesh a stage may first remesh the su
 (``gpytoolbox.remesh_botsch``: edge splits, collapses and flips with tangential relaxation, to a
 target edge length, outside jit) and set the large-steps lambda.
 
-``fit_views(config, views, model=...)`` runs it and returns a ``FitResult``; side effects
-(files, the report) belong to the caller (``meshfit.cli``, ``meshfit.report``).
+``fit_views(config, views, model=...)`` runs it and returns a ``FitResult``, touching no file;
+``fit_folder(config_data, DATA, OUT, ...)`` is the file-level edge that ``meshfit fit`` calls:
+load, validate, fit, write OUT with the report (``meshfit.report``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import yaml
 
 from meshfit.camera import Camera, triangulate_points
-from meshfit.config import ConfigError, from_dict
+from meshfit.config import ConfigError, from_dict, to_dict
 from meshfit.fit import FitState, make_optimizer, make_step, run_stage
-from meshfit.io import Views
+from meshfit.io import Views, atomic_dir, load_mesh, load_views, save_mesh
 from meshfit.mesh import Mesh, _gpytoolbox
+from meshfit.metrics import evaluate, image_metrics
 from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp
 from meshfit.objectives import LossWeights, Targets, image_objective
+from meshfit.report import write_report
 
 __all__ = [
     "FitConfig",
@@ -38,8 +44,10 @@ __all__ = [
     "InitConfig",
     "StageConfig",
     "downsample_targets",
+    "check_output_folder",
     "estimate_placement",
     "fit_blendshape_frames",
+    "fit_folder",
     "fit_views",
 ]
 
@@ -596,3 +604,58 @@ def fit_blendshape_frames(
             "compile_seconds": res.compile_seconds, "resolution": [cs.width, cs.height],
         })  # fmt: skip
     return params, history
+
+
+def check_output_folder(out, overwrite: bool) -> None:
+    """Refuse a non-empty OUT unless ``overwrite`` (before a long fit, not after it)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+
+
+def fit_folder(
+    config_data: dict, data, out, *, model=None, gt=None, overwrite: bool = False, progress: bool = True
+) -> dict:
+    """Validate, fit and write OUT (mesh.obj, params.json, metrics.json, config.yaml, report).
+
+    Everything that can be checked (config, dataset, model, OUT) is checked before the fit; OUT
+    appears complete or not at all.
+
+    Args:
+        config_data: plain config data (parsed YAML, overrides applied) for ``FitConfig``.
+        data: dataset folder (``meshfit.io.load_views``). out: the output folder.
+        model: path of the known mesh (rigid), the blendshape model (folder, JSON or .npz), or
+            an initial mesh (free mesh, optional).
+        gt: ground-truth mesh path: adds ``metrics.evaluate``'s figures.
+    Returns:
+        The metrics written to metrics.json.
+    """
+    config = FitConfig.from_dict(config_data)
+    check_output_folder(out, overwrite)
+    views = load_views(data)
+    loaded = None
+    if model is not None:
+        loaded = BlendshapeModel.load(model) if config.model == "blendshapes" else load_mesh(model)
+    elif config.model != "free_mesh":
+        what = "a mesh file" if config.model == "rigid" else "a blendshape folder or .npz"
+        raise ValueError(f"a {config.model} fit needs --model ({what})")
+    gt_mesh = load_mesh(gt) if gt is not None else None
+    result = fit_views(config, views, model=loaded, progress=progress)
+    metrics = {
+        "seconds": sum(h["seconds"] for h in result.history),
+        "compile_seconds": sum(h["compile_seconds"] for h in result.history),
+        "steps": sum(h["steps"] for h in result.history),
+        "stages": [{k: v for k, v in h.items() if k != "losses"} for h in result.history],
+        "images": image_metrics(result.mesh, views, near=result.near, far=result.far),
+    }
+    if gt_mesh is not None:
+        metrics["ground_truth"] = evaluate(result.mesh, gt_mesh)
+    resolved = to_dict(config)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        save_mesh(tmp / "mesh.obj", result.mesh)
+        (tmp / "params.json").write_text(json.dumps(result.params, indent=1) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (tmp / "history.json").write_text(json.dumps(result.history) + "\n")
+        write_report(tmp, result, views, metrics=metrics, config=resolved)
+    return metrics
