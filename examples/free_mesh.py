@@ -1,7 +1,7 @@
 """Fit a free triangle mesh to 16 pyrender views of a shared mesh, from a sphere, with the Python API.
 
     python examples/free_mesh.py                             # Spot, 16 views at 512^2 (the issue's case)
-    python examples/free_mesh.py --mesh ../shared/data/bob/bob_tri.obj
+    python examples/free_mesh.py --mesh ../shared/data/bob/bob_tri.obj --init visual_hull   # genus 1
     python examples/free_mesh.py --size 64 --views 4 --steps 0.1 --out /tmp/free   # a quick run
 
 Runs configs/free_mesh.yaml (coarse to fine: 128^2 -> 256^2 -> 512^2, remeshing between stages)
@@ -32,6 +32,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--size", type=int, default=512, help="image size (square)")
     ap.add_argument("--steps", type=float, default=1.0, help="scale the number of steps per stage")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default="sphere", choices=["sphere", "visual_hull"], help="starting shape")
     ap.add_argument("--out", default="runs/free_mesh")
     args = ap.parse_args(argv)
 
@@ -39,7 +40,7 @@ def main(argv=None) -> dict:
     scaled = [
         f"stages.{i}.steps={max(1, int(s['steps'] * args.steps))}" for i, s in enumerate(data["stages"])
     ]
-    config = FitConfig.from_dict(apply_overrides(data, scaled))
+    config = FitConfig.from_dict(apply_overrides(data, [*scaled, f"init.shape={args.init}"]))
 
     gt = meshfit.load_mesh(args.mesh)
     with tempfile.TemporaryDirectory() as tmp:

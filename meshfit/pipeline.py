@@ -49,6 +49,7 @@ __all__ = [
     "fit_blendshape_frames",
     "fit_folder",
     "fit_views",
+    "visual_hull",
 ]
 
 Representation = Literal["free_mesh", "blendshapes", "rigid"]
@@ -119,16 +120,22 @@ class InitConfig:
     rotation_search: rigid: also try this many random rotations, refine the 8 whose silhouettes
         match best for a few steps of the first stage, and start from the best of those
         (0 = trust ``rotation``).
-    sphere_subdivisions: free mesh without an initial mesh: icosphere level (3 = 1280 faces).
+    shape: free mesh without an initial mesh: "sphere" (an icosphere placed from the masks) or
+        "visual_hull" (the masks' visual hull: the right genus when the silhouettes show it).
+    sphere_subdivisions: the icosphere's level (3 = 1280 faces).
     sphere_radius: its radius as a fraction of the radius estimated from the masks.
+    hull_resolution: visual hull voxels per side; hull_edge: its remeshed edge length (radii).
     """
 
     rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)
     translation: tuple[float, float, float] | None = None
     scale: float = 1.0
     rotation_search: int = 0
+    shape: Literal["sphere", "visual_hull"] = "sphere"
     sphere_subdivisions: int = 3
     sphere_radius: float = 0.8
+    hull_resolution: int = 64
+    hull_edge: float = 0.08
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -237,6 +244,49 @@ def estimate_placement(cameras: Camera, masks: np.ndarray) -> tuple[np.ndarray, 
     return centre, float(np.median(radii))
 
 
+def visual_hull(cameras: Camera, masks: np.ndarray, centre, radius: float, *, resolution: int = 64) -> Mesh:
+    """The visual hull of ``masks`` [N, H, W] seen by ``cameras`` [N], as a triangle mesh.
+
+    A voxel grid of ``resolution``^3 over the cube of half-width 1.3 ``radius`` about ``centre``
+    keeps the points whose projection lands on the mask in every view that sees them (points
+    outside a view's image are not carved by it); the surface is gpytoolbox's marching cubes of
+    the smallest bilinear mask value over the views, at 0.5, its largest connected piece.
+    """
+    masks = np.asarray(masks, np.float32)
+    n, H, W = masks.shape
+    axis = np.linspace(-1.3 * radius, 1.3 * radius, resolution)
+    gx, gy, gz = np.meshgrid(axis + centre[0], axis + centre[1], axis + centre[2])
+    grid = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], 1)
+    uv, z = (np.asarray(a) for a in cameras.project(jnp.asarray(grid, jnp.float32)))  # [N, P, 2], [N, P]
+    value = np.ones(len(grid), np.float32)
+    for i in range(n):
+        u, v = uv[i, :, 0], uv[i, :, 1]
+        seen = (z[i] > 0) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
+        u0 = np.clip(np.floor(u).astype(int), 0, W - 2)
+        v0 = np.clip(np.floor(v).astype(int), 0, H - 2)
+        fu, fv = np.clip(u - u0, 0, 1), np.clip(v - v0, 0, 1)
+        m = masks[i]
+        sample = ((1 - fv) * ((1 - fu) * m[v0, u0] + fu * m[v0, u0 + 1])
+                  + fv * ((1 - fu) * m[v0 + 1, u0] + fu * m[v0 + 1, u0 + 1]))  # fmt: skip
+        value = np.where(seen, np.minimum(value, sample), value)
+    if not (value > 0.5).any():
+        raise ValueError("the visual hull is empty: the masks do not agree on any point (check the cameras)")
+    # Close the grid's border so the surface is watertight.
+    field = value.reshape(resolution, resolution, resolution)
+    field[[0, -1], :, :] = field[:, [0, -1], :] = field[:, :, [0, -1]] = 0.0
+    v, f = _gpytoolbox().marching_cubes(field.ravel().astype(np.float64), grid, resolution, resolution,
+                                        resolution, 0.5)  # fmt: skip
+    # Space no view saw stays uncarved (in the grid's corners): keep the largest piece.
+    import trimesh
+
+    parts = trimesh.Trimesh(v, f, process=True).split(only_watertight=False)
+    hull = max(parts, key=lambda p: p.area)
+    faces = np.asarray(hull.faces, np.int32)
+    if hull.volume < 0:  # marching cubes' winding depends on the grid's axis order: face outwards
+        faces = faces[:, ::-1].copy()
+    return Mesh(np.asarray(hull.vertices, np.float32), faces)
+
+
 def _clip_range(config: FitConfig, cameras: Camera, centre: np.ndarray, radius: float) -> tuple[float, float]:
     z = np.asarray(cameras.to_camera(jnp.asarray(centre[None], jnp.float32)))[:, 0, 2]
     near = max(float(z.min()) - 2.0 * radius, 1e-3 * float(z.max())) if config.near is None else config.near
@@ -338,7 +388,11 @@ def _remesh(vertices: np.ndarray, faces: np.ndarray, edge: float) -> tuple[np.nd
 
 
 def _fit_free(config, cams, targets, near, far, centre, radius, initial: Mesh | None, progress):
-    if initial is None:
+    if initial is None and config.init.shape == "visual_hull":
+        hull = visual_hull(cams, targets.mask, centre, radius, resolution=config.init.hull_resolution)
+        v, f = _remesh(np.asarray(hull.vertices), np.asarray(hull.faces), config.init.hull_edge * radius)
+        initial = Mesh(v, f)
+    elif initial is None:
         v, f = _gpytoolbox().icosphere(config.init.sphere_subdivisions)
         v = np.asarray(v) * radius * config.init.sphere_radius + centre
         initial = Mesh(v.astype(np.float32), np.asarray(f, np.int32))

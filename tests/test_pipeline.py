@@ -327,3 +327,22 @@ def test_shipped_ict_model_spec_loads():
     shared("ict_neutral")
     model = BlendshapeModel.load(REPO / "examples" / "ict_face_region.json")
     assert (model.num_identity, model.num_expression, model.num_vertices) == (4, 8, 9409)
+
+
+def test_visual_hull_keeps_the_genus_of_a_torus():
+    import trimesh
+
+    from meshfit.pipeline import visual_hull
+
+    t = trimesh.creation.torus(major_radius=0.6, minor_radius=0.25)
+    mesh = meshfit.Mesh(np.asarray(t.vertices, np.float32), np.asarray(t.faces, np.int32))
+    cams = meshfit.sphere_rig(12, radius=3.0, width=64, height=64, fov=45.0, seed=0)
+    masks = meshfit.render.render_views(mesh, cams).mask
+    centre, radius = estimate_placement(cams, masks)
+    hull = visual_hull(cams, masks, centre, radius, resolution=48)
+    tm = trimesh.Trimesh(np.asarray(hull.vertices), np.asarray(hull.faces))
+    assert tm.is_watertight and tm.euler_number == 0  # genus 1, one piece
+    # The hull contains the object and is not much bigger.
+    assert abs(tm.volume / t.volume - 1) < 0.35, tm.volume / t.volume
+    with pytest.raises(ValueError, match="visual hull is empty"):
+        visual_hull(cams, np.zeros_like(masks), centre, radius, resolution=16)
