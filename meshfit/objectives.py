@@ -39,6 +39,8 @@ class LossWeights:
     laplacian: uniform-Laplacian smoothness of the vertices; cotangent_laplacian: bending.
     edge: mean squared edge length; normal: normal consistency across edges.
     prior: L2 on the blendshape coefficients (identity and expression).
+    pose_prior: L2 on the rotation (axis-angle, radians: for a rigid model the increment on its
+        base rotation) and the log scale: keeps a weakly observed pose near where it started.
     """
 
     silhouette: float = 1.0
@@ -51,6 +53,7 @@ class LossWeights:
     edge: float = 0.0
     normal: float = 0.0
     prior: float = 0.0
+    pose_prior: float = 0.0
 
 
 class Targets(NamedTuple):
@@ -134,6 +137,9 @@ def image_objective(
         if weights.prior:
             coeffs = [params[k] for k in ("identity", "expression") if k in params]
             terms["prior"] = sum(losses.l2_prior(c) for c in coeffs) if coeffs else jnp.zeros(())
+        if weights.pose_prior:
+            pose = [params[k] for k in ("rotation", "log_scale") if k in params]
+            terms["pose_prior"] = sum(losses.l2_prior(p) for p in pose) if pose else jnp.zeros(())
         total = sum(getattr(weights, k) * t for k, t in terms.items())
         return total, terms
 

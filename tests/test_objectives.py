@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -91,3 +92,19 @@ def test_blendshape_coefficients_from_four_views(tmp_path):
     assert err_mm < 0.1
     assert float(jnp.abs(params["identity"] - truth["identity"]).max()) < 0.02
     assert float(jnp.abs(params["expression"] - truth["expression"]).max()) < 0.02
+
+
+def test_priors_on_coefficients_and_pose(icosphere):
+    v, f = icosphere
+    model = RigidModel.from_mesh(meshfit.Mesh(v, f))
+    cams = meshfit.sphere_rig(1, radius=4.0, width=16, height=16, seed=0)
+    params = {**model.init_params(scale=2.0), "rotation": jnp.asarray([0.1, -0.2, 0.3])}
+    loss_fn = image_objective(
+        model, cams, near=1.0, far=8.0, weights=LossWeights(silhouette=0.0, pose_prior=2.0)
+    )
+    loss, terms = loss_fn(params, Targets(jnp.zeros((1, 16, 16))))
+    expected = np.mean(np.square([0.1, -0.2, 0.3])) + np.log(2.0) ** 2
+    np.testing.assert_allclose(terms["pose_prior"], expected, rtol=1e-5)
+    np.testing.assert_allclose(loss, 2.0 * expected, rtol=1e-5)
+    g = jax.grad(lambda p: loss_fn(p, Targets(jnp.zeros((1, 16, 16))))[0])(params)
+    assert float(jnp.abs(g["translation"]).max()) == 0 and float(jnp.abs(g["rotation"]).min()) > 0
