@@ -55,12 +55,18 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> None:
     from meshfit.config import apply_overrides, load_yaml
-
-    data = apply_overrides(load_yaml(args.config), args.set)
     from meshfit.pipeline import fit_folder
 
-    metrics = fit_folder(data, args.data, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
-                            progress=not args.quiet)  # fmt: skip
+    data = apply_overrides(load_yaml(args.config), args.set)
+    metrics = fit_folder(
+        data,
+        args.data,
+        args.out,
+        model=args.model,
+        gt=args.gt,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     _summary(metrics, args.out)
 
 
@@ -101,8 +107,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"1/2 rendering {args.views} views of Spot at {args.size}x{args.size} with pyrender -> {data}")
     synthesize(mesh, data, views=args.views, size=(args.size, args.size), seed=args.seed, overwrite=True)
     print("2/2 fitting a sphere to them (configs/free_mesh.yaml)")
-    metrics = fit_folder(apply_overrides(load_yaml(config), args.set), data, out, gt=mesh,
-                            overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
+    config_data = apply_overrides(load_yaml(config), args.set)
+    metrics = fit_folder(config_data, data, out, gt=mesh, overwrite=args.overwrite, progress=not args.quiet)
     _summary(metrics, out)
 
 

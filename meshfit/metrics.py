@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meshfit.mesh import Mesh, face_normals, sample_surface
+from meshfit.mesh import Mesh, _gpytoolbox, face_normals, sample_surface
 
 __all__ = ["evaluate", "image_metrics"]
 
@@ -29,10 +29,7 @@ def _samples(mesh: Mesh, vertices: np.ndarray, n: int, key: jax.Array) -> tuple[
 def _distance_to_mesh(points: np.ndarray, vertices: np.ndarray, faces) -> np.ndarray:
     """Exact distance [P] from points to a triangle mesh: gpytoolbox's AABB tree (libigl, C++),
     O(P log F) where meshfit.losses.point_mesh_distance, the differentiable twin, is O(P F)."""
-    from meshfit.mesh import _gpytoolbox
-
-    gpytoolbox = _gpytoolbox()
-    d2, _, _ = gpytoolbox.squared_distance(
+    d2, _, _ = _gpytoolbox().squared_distance(
         np.asarray(points, np.float64), np.asarray(vertices, np.float64), np.asarray(faces, np.int32),
         use_cpp=True,
     )  # fmt: skip
@@ -100,27 +97,25 @@ def evaluate(pred: Mesh, gt: Mesh, *, num_samples: int = 30_000, seed: int = 0) 
     return {k: float(v) for k, v in out.items()}
 
 
-def image_metrics(mesh: Mesh, views, *, near: float, far: float) -> dict:
-    """How well ``mesh`` explains a dataset (``meshfit.io.Views``), rendered by meshfit at the
-    data's resolution: silhouette IoU per view (mean, min, and the list), and where the data
+def image_metrics(rendered, views) -> dict:
+    """How well a fitted mesh explains a dataset: ``rendered`` is its ``render_views`` for the
+    dataset's cameras (``meshfit.render.RenderedViews``), ``views`` the dataset
+    (``meshfit.io.Views``). Silhouette IoU per view (mean, min, and the list), and where the data
     has them, depth RMSE over pixels covered in both (world units) and the mean absolute colour
     difference against meshfit's grey studio render (meaningful for untextured synthetic data)."""
-    from meshfit.render.views import render_views
-
-    fit = render_views(mesh, views.cameras, near=near, far=far)
     target = np.asarray(views.mask) > 0.5
-    inter = (fit.mask & target).sum((1, 2))
-    union = np.maximum((fit.mask | target).sum((1, 2)), 1)
+    inter = (rendered.mask & target).sum((1, 2))
+    union = np.maximum((rendered.mask | target).sum((1, 2)), 1)
     iou = inter / union
     out = {"mask_iou_mean": float(iou.mean()), "mask_iou_min": float(iou.min()),
            "mask_iou": iou.round(6).tolist()}  # fmt: skip
     if views.depth is not None:
-        both = fit.mask & (np.asarray(views.depth) > 0)
+        both = rendered.mask & (np.asarray(views.depth) > 0)
         if both.any():
-            err = fit.depth[both] - np.asarray(views.depth)[both]
+            err = rendered.depth[both] - np.asarray(views.depth)[both]
             out["depth_rmse"] = float(np.sqrt(np.mean(err**2)))
     if views.rgb is not None:
-        both = fit.mask & target
+        both = rendered.mask & target
         if both.any():
-            out["rgb_mae"] = float(np.abs(fit.rgb[both] - np.asarray(views.rgb)[both]).mean())
+            out["rgb_mae"] = float(np.abs(rendered.rgb[both] - np.asarray(views.rgb)[both]).mean())
     return out

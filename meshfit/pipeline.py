@@ -36,6 +36,7 @@ from meshfit.mesh import Mesh, _gpytoolbox
 from meshfit.metrics import evaluate, image_metrics
 from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp
 from meshfit.objectives import LossWeights, Targets, image_objective
+from meshfit.render.views import render_views
 from meshfit.report import write_report
 
 __all__ = [
@@ -43,8 +44,8 @@ __all__ = [
     "FitResult",
     "InitConfig",
     "StageConfig",
-    "downsample_targets",
     "check_output_folder",
+    "downsample_targets",
     "estimate_placement",
     "fit_blendshape_frames",
     "fit_folder",
@@ -196,22 +197,24 @@ class FitResult(NamedTuple):
 def downsample_targets(targets: Targets, cameras: Camera, resolution: int | None) -> tuple[Targets, Camera]:
     """Targets and cameras with the longest image side ``resolution`` (no-op if None or larger).
 
-    Images are area-averaged (exactly, by whole blocks, when the size divides; otherwise by an
-    antialiased linear resize); depth is averaged only over fully covered blocks, 0 elsewhere.
+    Images [..., H, W(, C)] (any leading dimensions, e.g. frames x views) are area-averaged
+    (exactly, by whole blocks, when the size divides; otherwise by an antialiased linear resize);
+    depth is averaged only over fully covered blocks, 0 elsewhere.
     """
     H, W = cameras.height, cameras.width
     if resolution is None or resolution >= max(H, W):
         return targets, cameras
     s = resolution / max(H, W)
     h, w = max(1, round(H * s)), max(1, round(W * s))
+    lead = targets.mask.ndim - 2
 
     def area(img):
         img = jnp.asarray(img, jnp.float32)
-        n = img.shape[0]
+        batch, rest = img.shape[:lead], img.shape[lead + 2 :]
         if H % h == 0 and W % w == 0:
-            fy, fx = H // h, W // w
-            return img.reshape(n, h, fy, w, fx, *img.shape[3:]).mean((2, 4))
-        return jax.image.resize(img, (n, h, w, *img.shape[3:]), "linear", antialias=True)
+            blocks = img.reshape(*batch, h, H // h, w, W // w, *rest)
+            return blocks.mean((lead + 1, lead + 3))
+        return jax.image.resize(img, (*batch, h, w, *rest), "linear", antialias=True)
 
     mask = area(targets.mask)
     depth = None
@@ -415,22 +418,40 @@ def _fit_free(config, cams, targets, near, far, centre, radius, initial: Mesh | 
     return mesh, {"vertices": int(v.shape[0]), "faces": int(f.shape[0])}, history
 
 
-def _initial_pose(config: FitConfig, centre_model: np.ndarray, centre_world: np.ndarray):
+def _initial_pose(config: FitConfig, centre_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start rotation [3, 3] (object -> world) and where the object's centre goes [3]."""
     R = np.asarray(so3_exp(jnp.asarray(np.radians(config.init.rotation), jnp.float32)))
     t = np.asarray(config.init.translation if config.init.translation is not None else centre_world)
-    # The object's centre goes to t: x_world = s R x + translation.
-    return R, t - config.init.scale * R @ centre_model
+    return R, t
 
 
 def _search_rotation(model: RigidModel, params, stage, cams, targets, near, far, radius, count, seed):
     """Try ``count`` random base rotations about the current centre: score each by its
-    silhouettes, refine the best 8 briefly with the first stage, keep the best refined."""
+    silhouettes, refine the best 8 for 40 steps of the first stage, keep the best refined.
+
+    Score and refinement are each compiled once, with the candidate model as an argument."""
     tg, cs = downsample_targets(targets, cams, stage.resolution)
-    w = LossWeights(silhouette=1.0)
+    short = dataclasses.replace(stage, steps=min(stage.steps, 40))
+    opt = _optimizer(short, radius)
+    silhouette = LossWeights(silhouette=1.0)
 
     @jax.jit
     def score(m, p):
-        return image_objective(m, cs, near=near, far=far, weights=w)(p, tg)[0]
+        return image_objective(m, cs, near=near, far=far, weights=silhouette)(p, tg)[0]
+
+    @jax.jit
+    def refined_score(m):
+        loss = _objective(m, cs, near, far, short, radius)
+
+        def step(_, carry):
+            q, state = carry
+            g = jax.grad(lambda q: loss({**params, **q}, tg)[0])(q)
+            updates, state = opt.update(g, state, q)
+            return optax.apply_updates(q, updates), state
+
+        q0 = {k: params[k] for k in ("rotation", "translation")}
+        q, _ = jax.lax.fori_loop(0, short.steps, step, (q0, opt.init(q0)))
+        return score(m, {**params, **q})
 
     rng = np.random.default_rng(seed)
     candidates = [model]
@@ -443,22 +464,14 @@ def _search_rotation(model: RigidModel, params, stage, cams, targets, near, far,
             RigidModel(model.template, model.faces, so3_exp(jnp.asarray(angle * axis, jnp.float32)))
         )
     scores = [float(score(m, params)) for m in candidates]
-    short = dataclasses.replace(stage, steps=min(stage.steps, 40), patience=0, views_per_step=None)
-    best, best_model = np.inf, model
-    for i in np.argsort(scores)[:8]:
-        free = ("rotation", "translation")
-        p, _ = _run(candidates[i], params, short, free, cams, targets, near, far, radius, False, seed)
-        s = float(score(candidates[i], p))
-        if s < best:
-            best, best_model = s, candidates[i]
-    return best_model
+    best = [candidates[i] for i in np.argsort(scores)[:8]]
+    return min(best, key=lambda m: float(refined_score(m)))
 
 
 def _fit_rigid(config, cams, targets, near, far, centre_world, mesh: Mesh, progress):
     v = np.asarray(mesh.vertices)
     c_model, radius = _bounds(v)
-    R, _ = _initial_pose(config, c_model, centre_world)
-    t_centre = np.asarray(config.init.translation if config.init.translation is not None else centre_world)
+    R, t_centre = _initial_pose(config, centre_world)
     # Rotate about the object's centre: the template is centred, and the file frame comes back at the end.
     model = RigidModel.from_mesh(Mesh(v - c_model, mesh.faces), rotation=R)
     params = model.init_params(translation=t_centre, scale=config.init.scale)
@@ -483,7 +496,8 @@ def _fit_rigid(config, cams, targets, near, far, centre_world, mesh: Mesh, progr
 
 def _fit_blendshapes(config, cams, targets, near, far, centre_world, model: BlendshapeModel, progress):
     c_model, radius = _bounds(np.asarray(model.neutral))
-    R, t = _initial_pose(config, c_model, centre_world)
+    R, t_centre = _initial_pose(config, centre_world)
+    t = t_centre - config.init.scale * R @ c_model  # vertices = s R x + t: the centre lands on t_centre
     coeffs = {
         k: jnp.clip(v, *config.bounds[k]) if k in config.bounds else v for k, v in model.init_params().items()
     }
@@ -497,7 +511,18 @@ def _fit_blendshapes(config, cams, targets, near, far, centre_world, model: Blen
     for i, stage in enumerate(config.stages):
         free = stage.params or ("identity", "expression", "rotation", "translation")
         params, entry = _run(
-            model, params, stage, free, cams, targets, near, far, radius, progress, config.seed + i
+            model,
+            params,
+            stage,
+            free,
+            cams,
+            targets,
+            near,
+            far,
+            radius,
+            progress,
+            config.seed + i,
+            config.bounds,
         )
         history.append(entry)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
@@ -608,12 +633,7 @@ def fit_blendshape_frames(
         mesh = DeviceMesh(np.array(devices), ("frames",))
     history = []
     for stage in stages:
-        tg, cs = downsample_targets(
-            Targets(*(None if x is None else x.reshape((-1,) + x.shape[2:]) for x in targets)),
-            jax.tree.map(lambda x: jnp.tile(x, (T,) + (1,) * (x.ndim - 1)), cameras), stage.resolution,
-        )  # fmt: skip
-        tg = Targets(*(None if x is None else x.reshape((T, -1) + x.shape[1:]) for x in tg))
-        cs = cs[: cameras.batch_shape[0]]
+        tg, cs = downsample_targets(targets, cameras, stage.resolution)
         frame_loss = _objective(model, cs, near, far, stage, radius)
 
         def image_terms(q, t, frame_loss=frame_loss):
@@ -695,12 +715,13 @@ def fit_folder(
         raise ValueError(f"a {config.model} fit needs --model ({what})")
     gt_mesh = load_mesh(gt) if gt is not None else None
     result = fit_views(config, views, model=loaded, progress=progress)
+    rendered = render_views(result.mesh, views.cameras, near=result.near, far=result.far)
     metrics = {
         "seconds": sum(h["seconds"] for h in result.history),
         "compile_seconds": sum(h["compile_seconds"] for h in result.history),
         "steps": sum(h["steps"] for h in result.history),
         "stages": [{k: v for k, v in h.items() if k != "losses"} for h in result.history],
-        "images": image_metrics(result.mesh, views, near=result.near, far=result.far),
+        "images": image_metrics(rendered, views),
     }
     if gt_mesh is not None:
         metrics["ground_truth"] = evaluate(result.mesh, gt_mesh)
@@ -711,5 +732,5 @@ def fit_folder(
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         (tmp / "history.json").write_text(json.dumps(result.history) + "\n")
-        write_report(tmp, result, views, metrics=metrics, config=resolved)
+        write_report(tmp, result, views, rendered, metrics, config=resolved)
     return metrics

@@ -1,7 +1,7 @@
 """The picture report of a fit: per-view overlays, loss curves, a turntable, in ``report.html``.
 
-``write_report(folder, result, views)`` writes into an existing folder (the CLI's output, which
-appears atomically as a whole)::
+``write_report(folder, result, views, rendered, metrics)`` writes into an existing folder (the
+CLI's output, which appears atomically as a whole)::
 
     report.html           the page, linking the pictures below
     overlays/NAME.png     target | fitted render | silhouette agreement (white both, red fit only,
@@ -21,7 +21,7 @@ import numpy as np
 
 from meshfit.camera import orbit_rig
 from meshfit.io import Views, write_image
-from meshfit.render.views import render_views
+from meshfit.render.views import RenderedViews, render_views
 
 __all__ = ["write_report"]
 
@@ -82,30 +82,29 @@ def write_report(
     folder: str | os.PathLike,
     result,
     views: Views,
+    rendered: RenderedViews,
+    metrics: dict,
     *,
-    metrics: dict | None = None,
     config: dict | None = None,
     max_views: int = 8,
     turntable_frames: int = 24,
 ) -> Path:
     """Write the report of ``result`` (a ``meshfit.pipeline.FitResult``) fitted to ``views``.
 
-    Returns the path of ``report.html``."""
+    ``rendered``: the fitted mesh rendered for every view (``render_views``); ``metrics``: what
+    metrics.json holds (its ``images`` from ``metrics.image_metrics``). Returns the path of
+    ``report.html``."""
     folder = Path(folder)
     (folder / "overlays").mkdir(parents=True, exist_ok=True)
     n = min(len(views.names), max_views)
     pick = np.linspace(0, len(views.names) - 1, n).round().astype(int) if n else np.zeros(0, int)
-    cams = views.cameras[pick]
-    fit = render_views(result.mesh, cams, near=result.near, far=result.far)
     overlays = []
-    for j, i in enumerate(pick):
+    for i in pick:
         name = Path(views.names[i]).stem
         target_rgb = None if views.rgb is None else views.rgb[i]
-        img = _overlay(target_rgb, np.asarray(views.mask[i]) > 0.5, fit.rgb[j], fit.mask[j])
+        img = _overlay(target_rgb, np.asarray(views.mask[i]) > 0.5, rendered.rgb[i], rendered.mask[i])
         write_image(folder / "overlays" / f"{name}.png", img)
-        target = np.asarray(views.mask[i]) > 0.5
-        iou = float((fit.mask[j] & target).sum() / max((fit.mask[j] | target).sum(), 1))
-        overlays.append((name, iou))
+        overlays.append((name, metrics["images"]["mask_iou"][i]))
     _loss_plot(result.history, folder / "loss.png")
     _turntable(result.mesh, folder / "turntable.gif", frames=turntable_frames, size=256)
 
@@ -131,7 +130,7 @@ figure{{margin:1em 0}}pre{{background:#f6f6f6;padding:8px}}</style></head><body>
 <h2>Loss</h2><img src="loss.png">
 <h2>Turntable</h2><img src="turntable.gif">
 <h2>Views</h2>{figs}
-<h2>Metrics</h2><pre>{html.escape(json.dumps(metrics or {}, indent=1))}</pre>
+<h2>Metrics</h2><pre>{html.escape(json.dumps(metrics, indent=1))}</pre>
 <h2>Parameters</h2><pre>{html.escape(json.dumps(result.params, indent=1))}</pre>
 <h2>Config</h2><pre>{html.escape(json.dumps(config or {}, indent=1))}</pre>
 </body></html>

@@ -35,9 +35,9 @@ def _srgb_to_linear(c: jax.Array) -> jax.Array:
 
 
 def studio_lighting(normals: jax.Array, albedo: jax.Array) -> jax.Array:
-    """Display colour [..., 3] in [0, 1] of linear ``albedo`` [..., 3] with unit world ``normals``
-    [..., 3], lit as ``meshfit synth`` lights its scenes (``LIGHT_DIRECTION`` + ``AMBIENT``, gamma
-    2.2). Differentiable; mask the background yourself."""
+    """Display colour [..., C] in [0, 1] of linear ``albedo`` [..., C] (C = 3, or 1 for grey)
+    with unit world ``normals`` [..., 3], lit as ``meshfit synth`` lights its scenes
+    (``LIGHT_DIRECTION`` + ``AMBIENT``, gamma 2.2). Differentiable; mask the background yourself."""
     linear = lambert(normals, albedo * _DIFFUSE, jnp.asarray(LIGHT_DIRECTION)) + AMBIENT * albedo
     return jnp.clip(linear, 1e-12, 1.0) ** (1.0 / _GAMMA)
 
