@@ -10,11 +10,14 @@
 // ones by vertical pairs), so each edge is blended once. Mirrors antialias.py:_pair_deltas.
 //
 // Each work item owns one image row and recomputes the pairs that touch it, so colour outputs
-// need no synchronisation; vertex gradients go to per-thread buffers, each pair counted once
-// (by the row of its first pixel).
+// need no synchronisation; vertex gradients go to per-worker buffers, each pair counted once
+// (by the row of its first pixel). The backward pass runs view by view (a row's pairs touch one
+// view's vertices), so its scratch is min(workers, H) x V x 4 floats.
 //
 // Buffers: color [B, H, W, C] f32; face_id [B, H, W] s32; depth [B, H, W] f32; clip [B, V, 4]
-// f32; faces [F, 3] s32. Outputs: out [B, H, W, C]; backward: g_color [B, H, W, C], g_clip [B, V, 4].
+// f32; faces [F, 3] s32. Outputs: out [B, H, W, C]; backward: g_out [B, H, W, C] in,
+// g_color [B, H, W, C] and g_clip [B, V, 4] out. Every buffer's dimensions, every face index and
+// every face id are checked before use.
 
 #include <cmath>
 #include <cstdint>
@@ -42,7 +45,7 @@ struct Pair {
   bool active = false;
   int64_t front, other;  // pixel indices
   float t;               // crossing position from the front pixel
-  int64_t vj, vm;        // clip offsets of the crossed edge's corners
+  int64_t vj, vm;        // offsets of the crossed edge's corners in the view's clip [V, 4]
   float sign;            // orientation of the front face
   float fx, fy, ox, oy;  // NDC of front / other pixel centres
 };
@@ -104,8 +107,8 @@ Pair Evaluate(const Image& im, int64_t b, int64_t p, int64_t q, bool horizontal)
   if ((nx >= ny) != horizontal) return r;
   r.active = true;
   r.t = best;
-  r.vj = cj - im.clip;
-  r.vm = cm - im.clip;
+  r.vj = (cj - im.clip) - b * im.verts * 4;
+  r.vm = (cm - im.clip) - b * im.verts * 4;
   return r;
 }
 
@@ -125,42 +128,60 @@ ffi::Error Setup(const ffi::Buffer<ffi::F32>& color, const ffi::Buffer<ffi::S32>
                  const ffi::Buffer<ffi::F32>& depth, const ffi::Buffer<ffi::F32>& clip,
                  const ffi::Buffer<ffi::S32>& faces, Image* im) {
   const auto cd = color.dimensions();
-  const auto fd = fid.dimensions();
   const auto kd = clip.dimensions();
   if (cd.size() != 4) return ffi::Error::InvalidArgument("color must be [B, H, W, C]");
-  if (fd.size() != 3 || fd[0] != cd[0] || fd[1] != cd[1] || fd[2] != cd[2])
-    return ffi::Error::InvalidArgument("face_id must be [B, H, W] matching color");
-  if (depth.element_count() != fid.element_count()) return ffi::Error::InvalidArgument("depth must be [B, H, W]");
+  if (auto e = meshfit::CheckImageSize(cd[1], cd[2]); e.failure()) return e;
+  if (auto e = meshfit::CheckDims(fid, {cd[0], cd[1], cd[2]}, "face_id", "[B, H, W] matching color"); e.failure())
+    return e;
+  if (auto e = meshfit::CheckDims(depth, {cd[0], cd[1], cd[2]}, "depth", "[B, H, W] matching color"); e.failure())
+    return e;
   if (kd.size() != 3 || kd[0] != cd[0] || kd[2] != 4) return ffi::Error::InvalidArgument("clip must be [B, V, 4]");
   const auto nd = faces.dimensions();
   if (nd.size() != 2 || nd[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
   if (auto e = meshfit::CheckFaces(faces.typed_data(), nd[0], kd[1]); e.failure()) return e;
   if (auto e = meshfit::CheckFaceIds(fid.typed_data(), int64_t(fid.element_count()), nd[0]); e.failure()) return e;
-  *im = Image{cd[0], cd[1], cd[2], cd[3], kd[1], color.typed_data(), fid.typed_data(), depth.typed_data(),
-              clip.typed_data(), faces.typed_data(), meshfit::PixelNdc(int(cd[2])), meshfit::PixelNdc(int(cd[1]))};
+  *im = Image{cd[0],
+              cd[1],
+              cd[2],
+              cd[3],
+              kd[1],
+              color.typed_data(),
+              fid.typed_data(),
+              depth.typed_data(),
+              clip.typed_data(),
+              faces.typed_data(),
+              meshfit::PixelNdc(cd[2]),
+              meshfit::PixelNdc(cd[1])};
   return ffi::Error::Success();
 }
 
 ffi::Error AntialiasFwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, ffi::Buffer<ffi::F32> depth,
                         ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::ResultBuffer<ffi::F32> out) {
-  Image im;
-  if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
-  float* o = out->typed_data();
-  const int64_t C = im.channels;
-  meshfit::ParallelFor(im.views * im.height, [&](int64_t row) {
-    const int64_t lo = row * im.width, hi = lo + im.width;
-    for (int64_t i = lo * C; i < hi * C; ++i) o[i] = im.color[i];
-    PairsOfRow(im, row, [&](const Pair& r, bool) {
-      if (!r.active) return;
-      const float* cf = im.color + r.front * C;
-      const float* co = im.color + r.other * C;
-      if (r.t > 0.5f && r.other >= lo && r.other < hi)
-        for (int64_t c = 0; c < C; ++c) o[r.other * C + c] += (r.t - 0.5f) * (cf[c] - co[c]);
-      if (r.t < 0.5f && r.front >= lo && r.front < hi)
-        for (int64_t c = 0; c < C; ++c) o[r.front * C + c] += (0.5f - r.t) * (co[c] - cf[c]);
+  if (auto e = meshfit::CheckDims(
+          *out, {color.dimensions()[0], color.dimensions()[1], color.dimensions()[2], color.dimensions()[3]}, "out",
+          "[B, H, W, C] like color");
+      e.failure())
+    return e;
+  return meshfit::Guarded("meshfit_antialias_fwd", [&] {
+    Image im;
+    if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
+    float* o = out->typed_data();
+    const int64_t C = im.channels;
+    meshfit::ParallelFor(im.views * im.height, [&](int64_t row) {
+      const int64_t lo = row * im.width, hi = lo + im.width;
+      for (int64_t i = lo * C; i < hi * C; ++i) o[i] = im.color[i];
+      PairsOfRow(im, row, [&](const Pair& r, bool) {
+        if (!r.active) return;
+        const float* cf = im.color + r.front * C;
+        const float* co = im.color + r.other * C;
+        if (r.t > 0.5f && r.other >= lo && r.other < hi)
+          for (int64_t c = 0; c < C; ++c) o[r.other * C + c] += (r.t - 0.5f) * (cf[c] - co[c]);
+        if (r.t < 0.5f && r.front >= lo && r.front < hi)
+          for (int64_t c = 0; c < C; ++c) o[r.front * C + c] += (0.5f - r.t) * (co[c] - cf[c]);
+      });
     });
+    return ffi::Error::Success();
   });
-  return ffi::Error::Success();
 }
 
 // d(u_k)/d(corner j, corner m) for u_k = a_j b_m - a_m b_j at pixel (px, py), times g.
@@ -180,55 +201,74 @@ inline void EdgeGrad(const float* cj, const float* cm, float px, float py, float
 ffi::Error AntialiasBwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, ffi::Buffer<ffi::F32> depth,
                         ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::F32> g_out,
                         ffi::ResultBuffer<ffi::F32> g_color, ffi::ResultBuffer<ffi::F32> g_clip) {
-  Image im;
-  if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
-  const float* go = g_out.typed_data();
-  float* gc = g_color->typed_data();
-  const int64_t C = im.channels;
-  const int64_t rows = im.views * im.height;
-  const int64_t n = im.views * im.verts * 4;
-  meshfit::ScatterRows(rows, n, g_clip->typed_data(), [&](int64_t row, float* gv) {
-    const int64_t lo = row * im.width, hi = lo + im.width;
-    for (int64_t i = lo * C; i < hi * C; ++i) gc[i] = go[i];
-    PairsOfRow(im, row, [&](const Pair& r, bool owner) {
-      if (!r.active) return;
-      const float* cf = im.color + r.front * C;
-      const float* co = im.color + r.other * C;
-      float gt = 0.0f;
-      if (r.t > 0.5f) {  // other += (t - 1/2) (cf - co)
-        const float* g = go + r.other * C;
-        for (int64_t c = 0; c < C; ++c) gt += g[c] * (cf[c] - co[c]);
-        if (r.front >= lo && r.front < hi)
-          for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] += (r.t - 0.5f) * g[c];
-        if (r.other >= lo && r.other < hi)
-          for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] -= (r.t - 0.5f) * g[c];
-      } else if (r.t < 0.5f) {  // front += (1/2 - t) (co - cf)
-        const float* g = go + r.front * C;
-        for (int64_t c = 0; c < C; ++c) gt -= g[c] * (co[c] - cf[c]);
-        if (r.other >= lo && r.other < hi)
-          for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] += (0.5f - r.t) * g[c];
-        if (r.front >= lo && r.front < hi)
-          for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] -= (0.5f - r.t) * g[c];
-      }
-      if (!owner || gt == 0.0f) return;
-      // t = f / (f - o) with f, o the sign-normalised edge values at the front/other pixel.
-      const float* cj = im.clip + r.vj;
-      const float* cm = im.clip + r.vm;
-      const float fj = cj[0] - r.fx * cj[3], fbj = cj[1] - r.fy * cj[3];
-      const float fm = cm[0] - r.fx * cm[3], fbm = cm[1] - r.fy * cm[3];
-      const float oj = cj[0] - r.ox * cj[3], obj = cj[1] - r.oy * cj[3];
-      const float om = cm[0] - r.ox * cm[3], obm = cm[1] - r.oy * cm[3];
-      const float f = r.sign * (fj * fbm - fm * fbj), o = r.sign * (oj * obm - om * obj);
-      const float den = (f - o) * (f - o);
-      const float gf = gt * (-o / den) * r.sign, gob = gt * (f / den) * r.sign;
-      EdgeGrad(cj, cm, r.fx, r.fy, gf, gv + r.vj, gv + r.vm);
-      EdgeGrad(cj, cm, r.ox, r.oy, gob, gv + r.vj, gv + r.vm);
-    });
+  if (color.dimensions().size() != 4) return ffi::Error::InvalidArgument("color must be [B, H, W, C]");
+  const auto cd = color.dimensions();
+  if (auto e = meshfit::CheckDims(g_out, {cd[0], cd[1], cd[2], cd[3]}, "g_out", "[B, H, W, C] like color"); e.failure())
+    return e;
+  if (auto e = meshfit::CheckDims(*g_color, {cd[0], cd[1], cd[2], cd[3]}, "g_color", "[B, H, W, C] like color");
+      e.failure())
+    return e;
+  const auto kd = clip.dimensions();
+  if (kd.size() != 3) return ffi::Error::InvalidArgument("clip must be [B, V, 4]");
+  if (auto e = meshfit::CheckDims(*g_clip, {kd[0], kd[1], kd[2]}, "g_clip", "[B, V, 4] like clip"); e.failure())
+    return e;
+  return meshfit::Guarded("meshfit_antialias_bwd", [&] {
+    Image im;
+    if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
+    const float* go = g_out.typed_data();
+    float* gc = g_color->typed_data();
+    const int64_t C = im.channels;
+    const int64_t n = im.verts * 4;  // one view's clip gradient
+    meshfit::Scatter scatter(im.height, n);
+    for (int64_t b = 0; b < im.views; ++b) {
+      scatter.Run(im.height, g_clip->typed_data() + b * n, [&](int64_t y, float* gv) {
+        const int64_t row = b * im.height + y;
+        const int64_t lo = row * im.width, hi = lo + im.width;
+        for (int64_t i = lo * C; i < hi * C; ++i) gc[i] = go[i];
+        PairsOfRow(im, row, [&](const Pair& r, bool owner) {
+          if (!r.active) return;
+          const float* cf = im.color + r.front * C;
+          const float* co = im.color + r.other * C;
+          float gt = 0.0f;
+          if (r.t > 0.5f) {  // other += (t - 1/2) (cf - co)
+            const float* g = go + r.other * C;
+            for (int64_t c = 0; c < C; ++c) gt += g[c] * (cf[c] - co[c]);
+            if (r.front >= lo && r.front < hi)
+              for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] += (r.t - 0.5f) * g[c];
+            if (r.other >= lo && r.other < hi)
+              for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] -= (r.t - 0.5f) * g[c];
+          } else if (r.t < 0.5f) {  // front += (1/2 - t) (co - cf)
+            const float* g = go + r.front * C;
+            for (int64_t c = 0; c < C; ++c) gt -= g[c] * (co[c] - cf[c]);
+            if (r.other >= lo && r.other < hi)
+              for (int64_t c = 0; c < C; ++c) gc[r.other * C + c] += (0.5f - r.t) * g[c];
+            if (r.front >= lo && r.front < hi)
+              for (int64_t c = 0; c < C; ++c) gc[r.front * C + c] -= (0.5f - r.t) * g[c];
+          }
+          if (!owner || gt == 0.0f) return;
+          // t = f / (f - o) with f, o the sign-normalised edge values at the front/other pixel.
+          const float* cj = im.clip + b * n + r.vj;
+          const float* cm = im.clip + b * n + r.vm;
+          const float fj = cj[0] - r.fx * cj[3], fbj = cj[1] - r.fy * cj[3];
+          const float fm = cm[0] - r.fx * cm[3], fbm = cm[1] - r.fy * cm[3];
+          const float oj = cj[0] - r.ox * cj[3], obj = cj[1] - r.oy * cj[3];
+          const float om = cm[0] - r.ox * cm[3], obm = cm[1] - r.oy * cm[3];
+          const float f = r.sign * (fj * fbm - fm * fbj), o = r.sign * (oj * obm - om * obj);
+          const float den = (f - o) * (f - o);
+          const float gf = gt * (-o / den) * r.sign, gob = gt * (f / den) * r.sign;
+          EdgeGrad(cj, cm, r.fx, r.fy, gf, gv + r.vj, gv + r.vm);
+          EdgeGrad(cj, cm, r.ox, r.oy, gob, gv + r.vj, gv + r.vm);
+        });
+      });
+    }
+    return ffi::Error::Success();
   });
-  return ffi::Error::Success();
 }
 
 }  // namespace
+
+extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitAntialiasFwd(XLA_FFI_CallFrame*);
+extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitAntialiasBwd(XLA_FFI_CallFrame*);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitAntialiasFwd, AntialiasFwd,
                               ffi::Ffi::Bind()

@@ -1,26 +1,41 @@
 // meshfit native visibility kernel: which triangle each pixel centre sees.
 //
 // Called from JAX through XLA's FFI (target "meshfit_rasterize_visibility", CPU). The triangle
-// setup (edge functions, 1/w and NDC-z planes, pixel bounding boxes) is computed in JAX by
-// meshfit/render/rasterize.py:triangle_setup; this kernel bins triangles into 32x32 pixel tiles
-// (CSR lists, sized from the data: no fixed capacity, nothing is ever dropped) and resolves
-// visibility per tile on all cores, with a tile-local depth buffer.
+// setup (edge functions, 1/w and NDC-z planes, pixel bounding boxes) is computed by
+// meshfit/render/_setup.py:triangle_setup or natively by MeshfitTriangleSetup below; this kernel
+// bins triangles into 32x32 pixel tiles (CSR lists, sized from the data: no fixed capacity,
+// nothing is ever dropped) and resolves visibility per tile on the worker pool, keeping the
+// nearest fragment in a per-view depth buffer.
 //
-// Arithmetic mirrors rasterize.py:_covers exactly (float32, same operation order, compiled with
-// -ffp-contract=off so no FMA contraction), so the pure-JAX path gives identical ids.
+// Arithmetic mirrors meshfit/render/_coverage.py:covers exactly (float32, same operation order,
+// compiled with -ffp-contract=off so no FMA contraction), so the pure-JAX path gives identical ids.
 //
-// A second handler, MeshfitTriangleSetup, computes that setup natively from clip positions and
-// faces, with the same float32 operations in the same order as the JAX code.
+// MeshfitTriangleSetup computes that setup natively from clip positions and faces, with the same
+// float32 operations in the same order as the JAX code.
 //
 // Buffers (row-major, leading dimensions flattened into B views):
+//   clip:   [B, V, 4]  float32  clip-space positions (setup input)
+//   faces:  [F, 3]     int32    vertex indices 0..V-1 (checked)
 //   coeffs: [B, F, 15] float32  A0 B0 C0 A1 B1 C1 A2 B2 C2 SA SB SC ZA ZB ZC (NDC x, y)
-//   bbox:   [B, F, 4]  int32    inclusive pixel box x0 y0 x1 y1; empty when x1 < x0 or y1 < y0
+//   bbox:   [B, F, 4]  int32    inclusive pixel box x0 y0 x1 y1; empty when x1 < x0 or y1 < y0.
+//                               Visibility trusts no box: each is clamped to the image first, so
+//                               a box for another image size or a negative one cannot index
+//                               outside the image (it only limits which pixels the face may cover).
 //   face_id:[B, H, W]  int32    output: visible face index, -1 for background
 // Ties in depth go to the lower face index (faces are visited in increasing order).
+//
+// Memory (besides XLA's buffers), bounded whatever the boxes: faces are binned in chunks of at
+// most MESHFIT_MAX_TILE_PAIRS face-tile pairs (default 2^24, 4 bytes each = 64 MiB) over all views
+// in flight, plus one H x W float depth buffer and (H/32 + 1)(W/32 + 1) int64 tile offsets per view
+// in flight. Views are resolved one at a time (tiles in parallel), or one per worker when an image
+// has fewer tiles than there are workers. Triangles crossing the camera plane get whole-image boxes
+// and so cost whole-image tile lists; chunking bounds that memory, the time stays O(faces x tiles).
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "common.h"
@@ -35,49 +50,75 @@ using meshfit::ParallelFor;
 constexpr int kTile = 32;
 constexpr int kCoeffs = 15;
 
+// Face-tile pairs binned per pass over all views in flight (MESHFIT_MAX_TILE_PAIRS overrides).
+int64_t MaxTilePairs() {
+  if (const char* env = std::getenv("MESHFIT_MAX_TILE_PAIRS")) {
+    const long long n = std::atoll(env);
+    if (n > 0) return int64_t(n);
+  }
+  return int64_t(1) << 24;
+}
+
+// A face's pixel box clamped to the image; false when it covers no pixel of it.
+struct Box {
+  int x0, y0, x1, y1;
+};
+inline bool ClampBox(const int32_t* b, int width, int height, Box* out) {
+  const int x0 = std::max(b[0], 0), y0 = std::max(b[1], 0);
+  const int x1 = std::min(b[2], width - 1), y1 = std::min(b[3], height - 1);
+  if (x1 < x0 || y1 < y0) return false;
+  *out = Box{x0, y0, x1, y1};
+  return true;
+}
+
 struct TileLists {
   std::vector<int64_t> start;  // [num_tiles + 1] CSR offsets into faces
   std::vector<int32_t> faces;  // face indices, increasing within each tile
 };
 
-void BinView(const float* /*coef*/, const int32_t* bbox, int64_t num_faces, int tiles_x, int tiles_y,
-             TileLists* lists) {
-  const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
+// Bins faces [f0, f1) of one view into the tiles their clamped boxes touch.
+void BinFaces(const int32_t* bbox, int64_t f0, int64_t f1, int width, int height, int tiles_x, int64_t num_tiles,
+              TileLists* lists) {
   std::vector<int64_t>& start = lists->start;
-  start.assign(num_tiles + 1, 0);
-  for (int64_t f = 0; f < num_faces; ++f) {
-    const int32_t* b = bbox + 4 * f;
-    if (b[2] < b[0] || b[3] < b[1]) continue;
-    for (int ty = b[1] / kTile; ty <= b[3] / kTile; ++ty)
-      for (int tx = b[0] / kTile; tx <= b[2] / kTile; ++tx) ++start[int64_t(ty) * tiles_x + tx + 1];
+  start.assign(size_t(num_tiles + 1), 0);
+  Box b{};
+  for (int64_t f = f0; f < f1; ++f) {
+    if (!ClampBox(bbox + 4 * f, width, height, &b)) continue;
+    for (int ty = b.y0 / kTile; ty <= b.y1 / kTile; ++ty)
+      for (int tx = b.x0 / kTile; tx <= b.x1 / kTile; ++tx) ++start[size_t(int64_t(ty) * tiles_x + tx + 1)];
   }
-  for (int64_t t = 0; t < num_tiles; ++t) start[t + 1] += start[t];
-  lists->faces.resize(start[num_tiles]);
+  for (int64_t t = 0; t < num_tiles; ++t) start[size_t(t + 1)] += start[size_t(t)];
+  lists->faces.resize(size_t(start[size_t(num_tiles)]));
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
-  for (int64_t f = 0; f < num_faces; ++f) {
-    const int32_t* b = bbox + 4 * f;
-    if (b[2] < b[0] || b[3] < b[1]) continue;
-    for (int ty = b[1] / kTile; ty <= b[3] / kTile; ++ty)
-      for (int tx = b[0] / kTile; tx <= b[2] / kTile; ++tx)
-        lists->faces[fill[int64_t(ty) * tiles_x + tx]++] = int32_t(f);
+  for (int64_t f = f0; f < f1; ++f) {
+    if (!ClampBox(bbox + 4 * f, width, height, &b)) continue;
+    for (int ty = b.y0 / kTile; ty <= b.y1 / kTile; ++ty)
+      for (int tx = b.x0 / kTile; tx <= b.x1 / kTile; ++tx)
+        lists->faces[size_t(fill[size_t(int64_t(ty) * tiles_x + tx)]++)] = int32_t(f);
   }
 }
 
-void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists, int64_t tile, int tiles_x,
-                 int height, int width, const float* xs, const float* ys, int32_t* out) {
+// Resolves one tile against its face list, continuing from (and writing back to) the view's depth
+// buffer depth [H, W] (1/w of the nearest fragment so far, 0 = none) and ids out [H, W].
+void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists, int64_t tile, int tiles_x, int height,
+                 int width, const float* xs, const float* ys, float* depth, int32_t* out) {
   const int tx = int(tile % tiles_x), ty = int(tile / tiles_x);
   const int px0 = tx * kTile, py0 = ty * kTile;
   const int px1 = std::min(px0 + kTile, width) - 1, py1 = std::min(py0 + kTile, height) - 1;
   float best_w[kTile * kTile];
   int32_t best_f[kTile * kTile];
-  std::fill(best_w, best_w + kTile * kTile, 0.0f);
-  std::fill(best_f, best_f + kTile * kTile, -1);
-  for (int64_t k = lists.start[tile]; k < lists.start[tile + 1]; ++k) {
-    const int32_t f = lists.faces[k];
+  for (int y = py0; y <= py1; ++y)
+    for (int x = px0; x <= px1; ++x) {
+      best_w[(y - py0) * kTile + (x - px0)] = depth[int64_t(y) * width + x];
+      best_f[(y - py0) * kTile + (x - px0)] = out[int64_t(y) * width + x];
+    }
+  Box b{};
+  for (int64_t k = lists.start[size_t(tile)]; k < lists.start[size_t(tile + 1)]; ++k) {
+    const int32_t f = lists.faces[size_t(k)];
     const float* c = coef + int64_t(kCoeffs) * f;
-    const int32_t* b = bbox + 4 * int64_t(f);
-    const int x0 = std::max(b[0], px0), x1 = std::min(b[2], px1);
-    const int y0 = std::max(b[1], py0), y1 = std::min(b[3], py1);
+    ClampBox(bbox + 4 * int64_t(f), width, height, &b);  // non-empty: the face was binned here
+    const int x0 = std::max(b.x0, px0), x1 = std::min(b.x1, px1);
+    const int y0 = std::max(b.y0, py0), y1 = std::min(b.y1, py1);
     const bool tl0 = (c[0] > 0) || (c[0] == 0 && c[1] > 0);
     const bool tl1 = (c[3] > 0) || (c[3] == 0 && c[4] > 0);
     const bool tl2 = (c[6] > 0) || (c[6] == 0 && c[7] > 0);
@@ -103,7 +144,36 @@ void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists,
     }
   }
   for (int y = py0; y <= py1; ++y)
-    for (int x = px0; x <= px1; ++x) out[int64_t(y) * width + x] = best_f[(y - py0) * kTile + (x - px0)];
+    for (int x = px0; x <= px1; ++x) {
+      depth[int64_t(y) * width + x] = best_w[(y - py0) * kTile + (x - px0)];
+      out[int64_t(y) * width + x] = best_f[(y - py0) * kTile + (x - px0)];
+    }
+}
+
+// Visibility of one view: faces binned in chunks of at most max_pairs face-tile pairs, each chunk
+// resolved over all tiles (in parallel unless called from a worker), lower face indices first.
+void ResolveView(const float* coef, const int32_t* bbox, int64_t num_faces, int height, int width, int64_t max_pairs,
+                 const float* xs, const float* ys, int32_t* out) {
+  const int tiles_x = (width + kTile - 1) / kTile, tiles_y = (height + kTile - 1) / kTile;
+  const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
+  std::vector<float> depth(size_t(height) * size_t(width), 0.0f);
+  std::fill(out, out + int64_t(height) * width, -1);
+  TileLists lists;
+  Box b{};
+  for (int64_t f0 = 0; f0 < num_faces;) {
+    int64_t f1 = f0, pairs = 0;
+    for (; f1 < num_faces; ++f1) {
+      if (!ClampBox(bbox + 4 * f1, width, height, &b)) continue;
+      const int64_t n = int64_t(b.y1 / kTile - b.y0 / kTile + 1) * (b.x1 / kTile - b.x0 / kTile + 1);
+      if (pairs > 0 && pairs + n > max_pairs) break;
+      pairs += n;
+    }
+    BinFaces(bbox, f0, f1, width, height, tiles_x, num_tiles, &lists);
+    ParallelFor(num_tiles, [&](int64_t t) {
+      ResolveTile(coef, bbox, lists, t, tiles_x, height, width, xs, ys, depth.data(), out);
+    });
+    f0 = f1;
+  }
 }
 
 // Per-triangle setup: mirrors rasterize.py:triangle_setup operation for operation.
@@ -144,10 +214,10 @@ void SetupTriangle(const float* clip, const int32_t* tri, int width, int height,
   auto clampf = [](float v, float lo, float hi) { return std::min(std::max(v, lo), hi); };
   const float x0 = clampf(in_front ? std::floor(std::min({px[0], px[1], px[2]})) : 0.0f, 0.0f, float(width));
   const float y0 = clampf(in_front ? std::floor(std::min({py[0], py[1], py[2]})) : 0.0f, 0.0f, float(height));
-  const float x1 = clampf(in_front ? std::ceil(std::max({px[0], px[1], px[2]})) : float(width - 1), -1.0f,
-                          float(width - 1));
-  const float y1 = clampf(in_front ? std::ceil(std::max({py[0], py[1], py[2]})) : float(height - 1), -1.0f,
-                          float(height - 1));
+  const float x1 =
+      clampf(in_front ? std::ceil(std::max({px[0], px[1], px[2]})) : float(width - 1), -1.0f, float(width - 1));
+  const float y1 =
+      clampf(in_front ? std::ceil(std::max({py[0], py[1], py[2]})) : float(height - 1), -1.0f, float(height - 1));
   auto all3 = [](bool a, bool b, bool c) { return a && b && c; };
   const bool outside = all3(x[0] > w[0], x[1] > w[1], x[2] > w[2]) || all3(x[0] < -w[0], x[1] < -w[1], x[2] < -w[2]) ||
                        all3(y[0] > w[0], y[1] > w[1], y[2] > w[2]) || all3(y[0] < -w[0], y[1] < -w[1], y[2] < -w[2]) ||
@@ -166,21 +236,26 @@ ffi::Error TriangleSetup(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces
   const auto fd = faces.dimensions();
   if (cd.size() != 3 || cd[2] != 4) return ffi::Error::InvalidArgument("clip must be [B, V, 4]");
   if (fd.size() != 2 || fd[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
+  if (auto e = meshfit::CheckImageSize(height, width); e.failure()) return e;
   const int64_t views = cd[0], verts = cd[1], num_faces = fd[0];
+  if (auto e = meshfit::CheckDims(*coeffs, {views, num_faces, kCoeffs}, "coeffs", "[B, F, 15]"); e.failure()) return e;
+  if (auto e = meshfit::CheckDims(*bbox, {views, num_faces, 4}, "bbox", "[B, F, 4]"); e.failure()) return e;
   const float* cl = clip.typed_data();
   const int32_t* fc = faces.typed_data();
   if (auto e = meshfit::CheckFaces(fc, num_faces, verts); e.failure()) return e;
-  float* co = coeffs->typed_data();
-  int32_t* bb = bbox->typed_data();
-  constexpr int64_t kChunk = 4096;
-  const int64_t chunks = (num_faces + kChunk - 1) / kChunk;
-  ParallelFor(views * chunks, [&](int64_t item) {
-    const int64_t v = item / chunks, f0 = (item % chunks) * kChunk, f1 = std::min(f0 + kChunk, num_faces);
-    for (int64_t f = f0; f < f1; ++f)
-      SetupTriangle(cl + v * verts * 4, fc + 3 * f, width, height, co + (v * num_faces + f) * kCoeffs,
-                    bb + (v * num_faces + f) * 4);
+  return meshfit::Guarded("meshfit_triangle_setup", [&] {
+    float* co = coeffs->typed_data();
+    int32_t* bb = bbox->typed_data();
+    constexpr int64_t kChunk = 4096;
+    const int64_t chunks = (num_faces + kChunk - 1) / kChunk;
+    ParallelFor(views * chunks, [&](int64_t item) {
+      const int64_t v = item / chunks, f0 = (item % chunks) * kChunk, f1 = std::min(f0 + kChunk, num_faces);
+      for (int64_t f = f0; f < f1; ++f)
+        SetupTriangle(cl + v * verts * 4, fc + 3 * f, width, height, co + (v * num_faces + f) * kCoeffs,
+                      bb + (v * num_faces + f) * 4);
+    });
+    return ffi::Error::Success();
   });
-  return ffi::Error::Success();
 }
 
 ffi::Error Visibility(ffi::Buffer<ffi::F32> coeffs, ffi::Buffer<ffi::S32> bbox, int32_t height, int32_t width,
@@ -188,38 +263,62 @@ ffi::Error Visibility(ffi::Buffer<ffi::F32> coeffs, ffi::Buffer<ffi::S32> bbox, 
   const auto cdims = coeffs.dimensions();
   const auto bdims = bbox.dimensions();
   const auto odims = face_id->dimensions();
-  if (cdims.size() < 2 || cdims.back() != kCoeffs)
-    return ffi::Error::InvalidArgument("coeffs must be [..., F, 15]");
-  if (bdims.size() != cdims.size() || bdims.back() != 4 || bdims[bdims.size() - 2] != cdims[cdims.size() - 2])
+  if (cdims.size() < 2 || cdims.back() != kCoeffs) return ffi::Error::InvalidArgument("coeffs must be [..., F, 15]");
+  if (bdims.size() != cdims.size() || bdims.back() != 4)
     return ffi::Error::InvalidArgument("bbox must be [..., F, 4] matching coeffs");
-  if (height <= 0 || width <= 0) return ffi::Error::InvalidArgument("height and width must be positive");
+  for (size_t i = 0; i + 1 < cdims.size(); ++i)
+    if (bdims[i] != cdims[i]) return ffi::Error::InvalidArgument("bbox must be [..., F, 4] matching coeffs");
+  if (auto e = meshfit::CheckImageSize(height, width); e.failure()) return e;
+  if (odims.size() != cdims.size() || odims[odims.size() - 2] != height || odims.back() != width)
+    return ffi::Error::InvalidArgument("face_id must be [..., H, W] with the leading dimensions of coeffs");
+  for (size_t i = 0; i + 2 < cdims.size(); ++i)
+    if (odims[i] != cdims[i])
+      return ffi::Error::InvalidArgument("face_id must be [..., H, W] with the leading dimensions of coeffs");
   const int64_t num_faces = cdims[cdims.size() - 2];
+  if (num_faces > INT32_MAX) return ffi::Error::InvalidArgument("more than 2^31 - 1 faces");
   int64_t views = 1;
   for (size_t i = 0; i + 2 < cdims.size(); ++i) views *= cdims[i];
-  if (int64_t(face_id->element_count()) != views * height * width)
-    return ffi::Error::InvalidArgument("face_id must be [..., H, W]");
-  (void)odims;
 
-  const std::vector<float> xs = meshfit::PixelNdc(width), ys = meshfit::PixelNdc(height);
-  const int tiles_x = (width + kTile - 1) / kTile, tiles_y = (height + kTile - 1) / kTile;
-  const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
-
-  const float* cdata = coeffs.typed_data();
-  const int32_t* bdata = bbox.typed_data();
-  int32_t* out = face_id->typed_data();
-  std::vector<TileLists> lists(views);
-  ParallelFor(views, [&](int64_t v) {
-    BinView(cdata + v * num_faces * kCoeffs, bdata + v * num_faces * 4, num_faces, tiles_x, tiles_y, &lists[v]);
+  return meshfit::Guarded("meshfit_rasterize_visibility", [&] {
+    const std::vector<float> xs = meshfit::PixelNdc(width), ys = meshfit::PixelNdc(height);
+    const float* cdata = coeffs.typed_data();
+    const int32_t* bdata = bbox.typed_data();
+    int32_t* out = face_id->typed_data();
+    const int64_t pixels = int64_t(height) * width;
+    const int64_t num_tiles = int64_t((width + kTile - 1) / kTile) * ((height + kTile - 1) / kTile);
+    const int workers = meshfit::Pool::Get().size();
+    // Few tiles per image: one whole view per worker (the nested tile loop then runs inline).
+    const bool view_parallel = views > 1 && num_tiles < workers;
+    const int64_t in_flight = view_parallel ? std::min<int64_t>(views, workers) : 1;
+    const int64_t max_pairs = std::max<int64_t>(1, MaxTilePairs() / in_flight);
+    auto view = [&](int64_t v) {
+      ResolveView(cdata + v * num_faces * kCoeffs, bdata + v * num_faces * 4, num_faces, height, width, max_pairs,
+                  xs.data(), ys.data(), out + v * pixels);
+    };
+    if (view_parallel) {
+      ParallelFor(views, view);
+    } else {
+      for (int64_t v = 0; v < views; ++v) view(v);
+    }
+    return ffi::Error::Success();
   });
-  ParallelFor(views * num_tiles, [&](int64_t item) {
-    const int64_t v = item / num_tiles, t = item % num_tiles;
-    ResolveTile(cdata + v * num_faces * kCoeffs, bdata + v * num_faces * 4, lists[v], t, tiles_x, height, width,
-                xs.data(), ys.data(), out + v * int64_t(height) * width);
-  });
-  return ffi::Error::Success();
 }
 
 }  // namespace
+
+// The FFI API version (XLA_FFI_API_MAJOR.MINOR of the headers) and jaxlib version this library
+// was built against, as "ffi=MAJOR.MINOR;jaxlib=VERSION" (meshfit/render/_native.py reads it).
+#ifndef MESHFIT_JAXLIB_VERSION
+#define MESHFIT_JAXLIB_VERSION "unknown"
+#endif
+#define MESHFIT_STR2(x) #x
+#define MESHFIT_STR(x) MESHFIT_STR2(x)
+extern "C" MESHFIT_EXPORT const char* MeshfitBuildInfo() {
+  return "ffi=" MESHFIT_STR(XLA_FFI_API_MAJOR) "." MESHFIT_STR(XLA_FFI_API_MINOR) ";jaxlib=" MESHFIT_JAXLIB_VERSION;
+}
+
+extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitRasterizeVisibility(XLA_FFI_CallFrame*);
+extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitTriangleSetup(XLA_FFI_CallFrame*);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitRasterizeVisibility, Visibility,
                               ffi::Ffi::Bind()
