@@ -22,8 +22,8 @@ import yaml
 
 import meshfit
 from meshfit.config import apply_overrides
+from meshfit.fitting import FitConfig, fit_views
 from meshfit.models import BlendshapeModel, so3_exp, so3_log
-from meshfit.pipeline import FitConfig, fit_views
 
 REPO = Path(__file__).resolve().parents[1]
 ICT = REPO.parent / "shared" / "data" / "ict_face" / "face_region"

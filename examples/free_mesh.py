@@ -19,8 +19,8 @@ import yaml
 
 import meshfit
 from meshfit.config import apply_overrides
+from meshfit.fitting import FitConfig, fit_views
 from meshfit.metrics import evaluate
-from meshfit.pipeline import FitConfig, fit_views
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,9 @@ def main(argv=None) -> dict:
     scaled = [
         f"stages.{i}.steps={max(1, int(s['steps'] * args.steps))}" for i, s in enumerate(data["stages"])
     ]
+    # With fewer views than a stage samples per step, render them all.
+    scaled += [f"stages.{i}.views_per_step=null" for i, s in enumerate(data["stages"])
+               if (s.get("views_per_step") or 0) > args.views]  # fmt: skip
     config = FitConfig.from_dict(apply_overrides(data, [*scaled, f"init.shape={args.init}"]))
 
     gt = meshfit.load_mesh(args.mesh)

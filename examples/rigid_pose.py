@@ -21,8 +21,8 @@ import yaml
 
 import meshfit
 from meshfit.config import apply_overrides
+from meshfit.fitting import FitConfig, fit_views
 from meshfit.models import so3_exp, so3_log
-from meshfit.pipeline import FitConfig, fit_views
 from meshfit.synth import pyrender_views
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,13 +1,15 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
-from meshfit import config, fit, losses, metrics, models, objectives, optim, pipeline, render, synth
-from meshfit.camera import Camera, CameraError, look_at, orbit_rig, sphere_rig, triangulate_points
+from meshfit import config, fitting, io, losses, metrics, models, objectives, optim, render, synth
+from meshfit.camera import Camera, CameraError, clip_range, look_at, orbit_rig, sphere_rig, triangulate_points
+from meshfit.fitting import FitConfig, fit_views
 from meshfit.io import (
     CameraSet,
     MeshIOError,
     Views,
     load_cameras,
     load_mesh,
+    load_sequence,
     load_views,
     read_image,
     save_cameras,
@@ -19,13 +21,13 @@ from meshfit.mesh import (
     MeshError,
     MeshWarning,
     SurfaceSample,
+    bounding_sphere,
     face_areas,
     face_normals,
     sample_surface,
     triangulate,
     vertex_normals,
 )
-from meshfit.pipeline import FitConfig, fit_views
 from meshfit.synth import synthesize
 from meshfit.topology import LaplacianOp, Topology, cotangent_laplacian, uniform_laplacian
 
@@ -44,14 +46,18 @@ __all__ = [
     "SurfaceSample",
     "Topology",
     "Views",
+    "bounding_sphere",
+    "clip_range",
     "config",
     "cotangent_laplacian",
     "face_areas",
     "face_normals",
-    "fit",
     "fit_views",
+    "fitting",
+    "io",
     "load_cameras",
     "load_mesh",
+    "load_sequence",
     "load_views",
     "look_at",
     "losses",
@@ -60,7 +66,6 @@ __all__ = [
     "objectives",
     "optim",
     "orbit_rig",
-    "pipeline",
     "read_image",
     "render",
     "sample_surface",

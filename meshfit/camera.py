@@ -28,6 +28,7 @@ from meshfit._pytree import is_concrete, pytree_dataclass, static_field
 __all__ = [
     "Camera",
     "CameraError",
+    "clip_range",
     "look_at",
     "orbit_rig",
     "sphere_rig",
@@ -303,6 +304,22 @@ class Camera:
 
     def __repr__(self) -> str:
         return f"Camera(batch_shape={self.batch_shape}, size={self.width}x{self.height})"
+
+
+def clip_range(cameras: Camera, centre, radius: float, *, margin: float = 1.05) -> tuple[float, float]:
+    """Near and far planes (camera-space z) that enclose the sphere (``centre`` [3], ``radius``,
+    world units) grown by ``margin`` in every camera of the batch.
+
+    near is kept at >= 1e-3 far (depth precision) when the sphere reaches the camera plane.
+    Raises CameraError when the sphere lies entirely behind the cameras.
+    """
+    centre = jnp.asarray(np.asarray(centre, np.float32)[None])
+    z = np.asarray(cameras.to_camera(centre))[..., 0, 2].ravel()
+    far = float(z.max()) + margin * radius
+    if not far > 0:
+        raise CameraError("the object lies entirely behind the cameras (check the camera poses)")
+    near = max(float(z.min()) - margin * radius, 1e-3 * far)
+    return near, far
 
 
 def focal_from_fov(fov_deg: float, size: int) -> float:

@@ -18,6 +18,16 @@ def _size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
+    return n
+
+
 def _cmd_synth(args: argparse.Namespace) -> None:
     from meshfit.synth import synthesize
 
@@ -31,12 +41,15 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
-    from meshfit.io import atomic_dir, load_cameras, load_mesh, save_cameras, write_views
+    from meshfit.io import atomic_dir, check_output_dir, load_cameras, load_mesh, save_cameras, write_views
     from meshfit.render import render_views
 
-    mesh = load_mesh(args.mesh, texture=args.texture if isinstance(args.texture, str) else None)
+    texture = args.texture if isinstance(args.texture, str) else None
+    inputs = [args.mesh, args.cameras, texture]
+    check_output_dir(args.out, overwrite=args.overwrite, inputs=inputs)
+    mesh = load_mesh(args.mesh, texture=texture)
     cams, names = load_cameras(args.cameras)
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(args.out, overwrite=args.overwrite, inputs=inputs, kind="render") as tmp:
         views = render_views(mesh, cams, near=args.near, far=args.far, textured=args.texture is not None)
         write_views(tmp, names, rgb=views.rgb, mask=views.mask, depth=views.depth, normal=views.normal)
         save_cameras(tmp / "cameras.json", cams, names=names)
@@ -53,32 +66,50 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1))
 
 
-def _cmd_fit(args: argparse.Namespace) -> None:
-    from meshfit.config import apply_overrides, load_yaml
-    from meshfit.pipeline import fit_folder
+def _devices(count: int | None):
+    if not count:
+        return None
+    import jax
 
-    data = apply_overrides(load_yaml(args.config), args.set)
+    available = jax.devices()
+    if count > len(available):
+        raise ValueError(
+            f"--devices {count}: only {len(available)} jax devices here "
+            "(on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N)"
+        )
+    return available[:count]
+
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from meshfit.fitting import fit_folder, load_config
+
+    data, config_path = load_config(args.config, args.set)
     metrics = fit_folder(
-        data,
-        args.data,
-        args.out,
-        model=args.model,
-        gt=args.gt,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+        data, args.data, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
+        progress=not args.quiet, inputs=(config_path,), command=_command_line(),
+        devices=_devices(args.devices),
+    )  # fmt: skip
     _summary(metrics, args.out)
+
+
+def _command_line() -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["meshfit", *sys.argv[1:]])
 
 
 def _summary(metrics: dict, out) -> None:
     from pathlib import Path
 
     im = metrics["images"]
+    frames = f" over {metrics['frames']} frames" if "frames" in metrics else ""
     print(
         f"fitted in {metrics['seconds']:.1f} s (+{metrics['compile_seconds']:.1f} s compile), "
         f"{metrics['steps']} steps; "
-        f"silhouette IoU mean {im['mask_iou_mean']:.4f}, min {im['mask_iou_min']:.4f}"
+        f"silhouette IoU{frames} mean {im['mask_iou_mean']:.4f}, min {im['mask_iou_min']:.4f}"
     )
+    for w in metrics.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     if "ground_truth" in metrics:
         g = metrics["ground_truth"]
         print(
@@ -87,29 +118,39 @@ def _summary(metrics: dict, out) -> None:
             f"F-score@1% {g['fscore_1pct']:.4f}"
         )
     out = Path(out)
-    print(f"wrote {out / 'mesh.obj'}, params.json, metrics.json; report: {(out / 'report.html').resolve()}")
+    meshes = out / ("meshes/" if "frames" in metrics else "mesh.obj")
+    print(f"wrote {meshes}, params.json, metrics.json; report: {(out / 'report.html').resolve()}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from meshfit.config import apply_overrides, load_yaml
-    from meshfit.pipeline import check_output_folder, fit_folder
+    from meshfit.fitting import fit_folder, load_config
+    from meshfit.io import check_output_dir
     from meshfit.synth import synthesize
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "free_mesh.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"{config} not found: the demo runs from a source checkout (pip install -e)")
+    # The shipped config renders 8 of 16 views a step; a demo with fewer views renders them all.
+    base, _ = load_config("free_mesh")
+    fewer = [f"stages.{i}.views_per_step=null" for i, s in enumerate(base["stages"])
+             if (s.get("views_per_step") or 0) > args.views]  # fmt: skip
+    config_data, config_path = load_config("free_mesh", [*fewer, *args.set])
     mesh = Path(__file__).resolve().parent / "data" / "spot.obj"
     out = Path(args.out)
-    check_output_folder(out, args.overwrite)
     data = out.parent / (out.name + "_data")
+    check_output_dir(out, overwrite=args.overwrite, inputs=[data])
+    check_output_dir(data, overwrite=True, inputs=[out])  # the demo's own data: replaced if meshfit made it
     print(f"1/2 rendering {args.views} views of Spot at {args.size}x{args.size} with pyrender -> {data}")
     synthesize(mesh, data, views=args.views, size=(args.size, args.size), seed=args.seed, overwrite=True)
-    print("2/2 fitting a sphere to them (configs/free_mesh.yaml)")
-    config_data = apply_overrides(load_yaml(config), args.set)
-    metrics = fit_folder(config_data, data, out, gt=mesh, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"2/2 fitting a sphere to them ({config_path.name}, shipped with meshfit)")
+    metrics = fit_folder(config_data, data, out, gt=mesh, overwrite=args.overwrite, progress=not args.quiet,
+                         command=_command_line())  # fmt: skip
     _summary(metrics, out)
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from meshfit.info import describe
+
+    print(describe())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="render reference views of a mesh with pyrender (OpenGL)")
     p.add_argument("mesh", help="mesh file (OBJ, PLY, STL, OFF, GLB/glTF)")
-    p.add_argument("--views", type=int, default=16, help="number of cameras (default 16)")
+    p.add_argument("--views", type=_count, default=16, help="number of cameras (default 16)")
     p.add_argument("--size", type=_size, default=(256, 256), help="image size W or WxH (default 256)")
     p.add_argument("--out", required=True, help="dataset folder to create")
     p.add_argument("--seed", type=int, default=0, help="turns the camera rig (default 0)")
@@ -128,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--distance", type=float, default=None, help="camera distance from the mesh centre")
     p.add_argument("--fov", type=float, default=45.0, help="horizontal field of view, degrees (default 45)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("render", help="render a mesh with meshfit's rasterizer for the cameras of a dataset")
@@ -143,46 +184,67 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--near", type=float, default=None, help="near plane (default: from the mesh's bounds)")
     p.add_argument("--far", type=float, default=None, help="far plane (default: from the mesh's bounds)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("eval", help="compare a mesh with the ground truth; prints metrics as JSON")
     p.add_argument("pred", help="predicted mesh file")
     p.add_argument("gt", help="ground-truth mesh file")
-    p.add_argument("--samples", type=int, default=30_000, help="surface samples per mesh (default 30000)")
+    p.add_argument("--samples", type=_count, default=30_000, help="surface samples per mesh (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("fit", help="fit a mesh, blendshape model or pose to a dataset, as a config says")
-    p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("--data", required=True, help="dataset: cameras + rgb/, mask/, depth/ (synth's layout)")
+    p.add_argument("config", help="YAML config file, or a shipped config's name: free_mesh, "
+                   "face_blendshapes, "
+                   "rigid_pose")  # fmt: skip
+    p.add_argument("--data", required=True, help="dataset: cameras + rgb/, mask/, depth/ (synth's layout), "
+                   "or a sequence: cameras + frames/NNNN/{mask,depth,rgb}/")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder to create")
     p.add_argument("--model", default=None, help="rigid: the known mesh; blendshapes: model folder or .npz; "
                    "free_mesh: optional initial mesh")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. stages.0.steps=100 (repeatable)")  # fmt: skip
     p.add_argument("--gt", default=None, help="ground-truth mesh: add eval's metrics to metrics.json")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--devices", type=_count, default=None, metavar="N",
+                   help="a sequence: split its frames over N jax devices")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("demo", help="render Spot (built in) with pyrender, fit a sphere to it, report")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo; data in OUT_data)")
-    p.add_argument("--views", type=int, default=16, help="number of views (default 16)")
-    p.add_argument("--size", type=int, default=256, help="image size (default 256)")
+    p.add_argument("--views", type=_count, default=16, help="number of views (default 16)")
+    p.add_argument("--size", type=_count, default=256, help="image size (default 256)")
     p.add_argument("--seed", type=int, default=0, help="turns the camera rig (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("info", help="what meshfit runs on: version, jax devices, native kernels, OpenGL")
+    p.set_defaults(func=_cmd_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # meshfit's notes (a lowered stage resolution, ...) go to stderr, one line each.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("meshfit: %(message)s"))
+    logger = logging.getLogger("meshfit")
+    if not logger.handlers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     try:
         args.func(args)
+    except KeyboardInterrupt:
+        print(f"meshfit {args.command}: interrupted; no half-written output was left", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
         print(f"meshfit {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -10,13 +10,16 @@ config next to the outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "apply_overrides", "from_dict", "load_yaml", "to_dict"]
+__all__ = ["ConfigError", "apply_overrides", "from_dict", "load_yaml", "parse_yaml", "to_dict"]
 
 
 class ConfigError(ValueError):
@@ -79,6 +82,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer; got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number; got {value!r}")
             return float(value)
         raise ConfigError(f"{where}: expected a number; got {value!r}")
     if tp is str:
@@ -119,13 +124,42 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def load_yaml(path) -> dict:
-    """Parse a YAML file into plain data, with the file named in errors."""
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float rule: ``1e-3``, ``1E5`` and ``.5`` are numbers
+    (YAML 1.1, which PyYAML follows, wants a dot and a signed exponent, so ``1e-3`` is a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, *, source: str = "<text>") -> Any:
+    """Parse YAML text (YAML 1.2 floats); errors are ConfigErrors naming ``source``."""
     try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+
+
+def load_yaml(path) -> dict:
+    """Parse a YAML config file into plain data, with the file named in errors."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"config file not found: {path}") from e
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a YAML text file ({e})") from e
+    data = parse_yaml(text, source=str(path))
     return {} if data is None else data
 
 
@@ -145,7 +179,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"override {item!r}: empty key")
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw, source=f"override {item!r}")
         node: Any = data
         for depth, part in enumerate(parts[:-1]):
             where = ".".join(parts[: depth + 1])

@@ -24,6 +24,7 @@ __all__ = [
     "MeshError",
     "MeshWarning",
     "SurfaceSample",
+    "bounding_sphere",
     "face_areas",
     "face_normals",
     "sample_surface",
@@ -332,6 +333,19 @@ def sample_surface(key: jax.Array, vertices: jax.Array, faces: jax.Array, num_po
     corners = vertices[faces[face_index]]  # [P, 3, 3]
     points = jnp.einsum("pk,pkd->pd", bary, corners)
     return SurfaceSample(points, face_index, bary)
+
+
+def bounding_sphere(vertices) -> tuple[np.ndarray, float]:
+    """The sphere meshfit places cameras, clip ranges and metrics by: centre [3] float64 (the
+    bounding box's centre, world units) and radius (the farthest vertex's distance from it).
+
+    vertices: [V, 3] array-like (concrete, not traced); V >= 1.
+    """
+    v = np.asarray(vertices, np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+        raise MeshError(f"bounding_sphere needs [V, 3] vertices with V >= 1; got {v.shape}")
+    centre = (v.min(0) + v.max(0)) / 2
+    return centre, float(np.linalg.norm(v - centre, axis=1).max())
 
 
 def _gpytoolbox():

@@ -26,7 +26,7 @@ __all__ = ["LossWeights", "Targets", "image_objective"]
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """Weights of the objective's terms (0 = off).
+    """Weights of the objective's terms (0 = off; every term is off unless given).
 
     silhouette: L2 of the antialiased silhouette against the target mask (edge gradients).
     soft_silhouette: L2 of SoftRas's blurred silhouette (wide gradients; coarse stages).
@@ -43,7 +43,7 @@ class LossWeights:
         base rotation) and the log scale: keeps a weakly observed pose near where it started.
     """
 
-    silhouette: float = 1.0
+    silhouette: float = 0.0
     soft_silhouette: float = 0.0
     soft_iou: float = 0.0
     depth: float = 0.0
@@ -54,6 +54,12 @@ class LossWeights:
     normal: float = 0.0
     prior: float = 0.0
     pose_prior: float = 0.0
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            w = getattr(self, f.name)
+            if not (np.isfinite(w) and w >= 0):
+                raise ValueError(f"weights.{f.name} must be a finite number >= 0; got {w}")
 
 
 class Targets(NamedTuple):
@@ -71,7 +77,7 @@ def image_objective(
     *,
     near: float,
     far: float,
-    weights: LossWeights = LossWeights(),
+    weights: LossWeights = LossWeights(silhouette=1.0),
     sigma: float = 1.0,
     depth_max_error: float | None = None,
 ) -> Callable[[Any, Targets], tuple[jax.Array, dict]]:
@@ -86,7 +92,10 @@ def image_objective(
         sigma: SoftRas blur (pixels^2) for the soft silhouette.
         depth_max_error: truncation of the depth term (world units; ``losses.depth_loss``).
     Returns:
-        ``loss_fn(params, targets) -> (loss, terms)`` with one scalar per active term.
+        ``loss_fn(params, targets, model_now=None) -> (loss, terms)`` with one scalar per active
+        term. ``model_now`` (optional) replaces ``model`` for the vertices: a model with the same
+        faces whose other leaves differ (a rigid model's base rotation), so that one compiled
+        step serves many such models.
     """
     faces = model.faces
     H, W = cameras.height, cameras.width
@@ -95,12 +104,12 @@ def image_objective(
         topo = Topology.from_faces(faces, model.num_vertices)
     lap = uniform_laplacian(topo) if weights.laplacian else None
 
-    def loss_fn(params: Any, targets: Targets) -> tuple[jax.Array, dict]:
+    def loss_fn(params: Any, targets: Targets, model_now: Any = None) -> tuple[jax.Array, dict]:
         if targets.mask.shape != (cameras.batch_shape[0], H, W):
             raise ValueError(
                 f"target masks must be [{cameras.batch_shape[0]}, {H}, {W}]; got {targets.mask.shape}"
             )
-        v = model.vertices(params)
+        v = (model if model_now is None else model_now).vertices(params)
         terms: dict[str, jax.Array] = {}
         clip = cameras.to_clip(v, near, far)
         if weights.silhouette or weights.soft_iou or weights.depth or weights.shading:
@@ -135,10 +144,11 @@ def image_objective(
         if weights.normal:
             terms["normal"] = losses.normal_consistency_loss(v, faces, topo)
         if weights.prior:
-            coeffs = [params[k] for k in ("identity", "expression") if k in params]
+            # A rig may have no identity (or no expression) shapes: a mean over nothing is NaN.
+            coeffs = [params[k] for k in ("identity", "expression") if k in params and params[k].size]
             terms["prior"] = sum(losses.l2_prior(c) for c in coeffs) if coeffs else jnp.zeros(())
         if weights.pose_prior:
-            pose = [params[k] for k in ("rotation", "log_scale") if k in params]
+            pose = [params[k] for k in ("rotation", "log_scale") if k in params and params[k].size]
             terms["pose_prior"] = sum(losses.l2_prior(p) for p in pose) if pose else jnp.zeros(())
         total = sum(getattr(weights, k) * t for k, t in terms.items())
         return total, terms

@@ -1,12 +1,14 @@
-"""The picture report of a fit: per-view overlays, loss curves, a turntable, in ``report.html``.
+"""The picture report of a fit, in ``report.html``, for a person to judge it at a glance.
 
 ``write_report(folder, result, views, rendered, metrics)`` writes into an existing folder (the
-CLI's output, which appears atomically as a whole)::
+fit's output, which appears atomically as a whole)::
 
-    report.html           the page, linking the pictures below
+    report.html           headline figures and warnings first, then the pictures below
     overlays/NAME.png     target | fitted render | silhouette agreement (white both, red fit only,
-                          blue target only), one per view (up to ``max_views``)
-    loss.png              loss per step, log scale, stages marked
+                          blue target only) [| depth error], one per view (a sequence: per view of
+                          its first, middle and last frames, FRAME_NAME.png), small images upscaled
+    loss.png              the loss and each of its terms per step, log scale, stages marked
+    sequence.png          a sequence: its per-frame parameters against the frame index
     turntable.gif         the fitted mesh turning, lit as meshfit synth lights its scenes
 """
 
@@ -21,20 +23,37 @@ import numpy as np
 
 from meshfit.camera import orbit_rig
 from meshfit.io import Views, write_image
+from meshfit.mesh import bounding_sphere
 from meshfit.render.views import RenderedViews, render_views
 
 __all__ = ["write_report"]
 
+MIN_OVERLAY_HEIGHT = 256  # smaller images are upscaled (nearest) so a person can see the pixels
 
-def _overlay(target_rgb, target_mask, fit_rgb, fit_mask) -> np.ndarray:
-    """[H, 3W, 3] uint8: target | fit | agreement of the silhouettes."""
+
+def _depth_error(target_depth, fit_depth, fit_mask, scale: float) -> np.ndarray:
+    """[H, W, 3] float: |depth error| where both are covered, from black (0) to yellow (>= scale);
+    blue where only one of them has depth."""
+    both = (target_depth > 0) & fit_mask
+    err = np.clip(np.abs(fit_depth - target_depth) / max(scale, 1e-12), 0, 1)
+    img = np.zeros(target_depth.shape + (3,), np.float32)
+    img[both] = np.stack([err[both], err[both] ** 0.5 * 0.9, np.zeros(both.sum())], -1)
+    img[(target_depth > 0) ^ fit_mask] = (0.1, 0.2, 0.6)
+    return img
+
+
+def _overlay(target_rgb, target_mask, fit_rgb, fit_mask, depth_panel=None) -> np.ndarray:
+    """[H', k W', 3] uint8: target | fit | agreement of the silhouettes [| depth error]."""
     agree = np.zeros(fit_rgb.shape, np.float32)
     agree[target_mask & fit_mask] = 1.0
     agree[fit_mask & ~target_mask] = (1.0, 0.15, 0.1)
     agree[target_mask & ~fit_mask] = (0.1, 0.35, 1.0)
     if target_rgb is None:
         target_rgb = np.repeat(target_mask[..., None], 3, -1).astype(np.float32)
-    return (np.clip(np.concatenate([target_rgb, fit_rgb, agree], 1), 0, 1) * 255 + 0.5).astype(np.uint8)
+    panels = [target_rgb, fit_rgb, agree] + ([] if depth_panel is None else [depth_panel])
+    img = (np.clip(np.concatenate(panels, 1), 0, 1) * 255 + 0.5).astype(np.uint8)
+    up = int(np.ceil(MIN_OVERLAY_HEIGHT / img.shape[0]))
+    return np.repeat(np.repeat(img, up, 0), up, 1) if up > 1 else img
 
 
 def _loss_plot(history: list[dict], path: Path) -> None:
@@ -43,22 +62,64 @@ def _loss_plot(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
     start = 0
+    colours = {}
     for entry in history:
         losses = entry["losses"]
         xs = np.arange(start, start + len(losses))
         if len(losses):
-            ax.plot(
-                xs, np.maximum(losses, 1e-12), lw=1.2, label=f"{entry['name']} ({entry['resolution'][0]} px)"
-            )
-        ax.axvline(start, color="0.8", lw=0.8)
+            ax.plot(xs, np.maximum(losses, 1e-12), lw=1.6, color="k",
+                    label="total" if start == 0 else None)  # fmt: skip
+            for name, values in entry.get("term_history", {}).items():
+                label = None if name in colours else name  # one legend entry per term
+                colour = colours.setdefault(name, f"C{len(colours)}")
+                ax.plot(xs, np.maximum(values, 1e-12), lw=0.9, color=colour, label=label)
+        ax.axvline(start, color="0.75", lw=0.8)
+        label = f" {entry['name']} ({entry['resolution'][0]} px)"
+        ax.text(start, 1.0, label, transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="0.35")
         start += len(losses)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_ylabel("loss and terms (unweighted)")
+    ax.legend(fontsize=7, loc="lower left", ncol=4)
     ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _sequence_plot(params: dict, path: Path) -> None:
+    """Per-frame parameters of a sequence against the frame index."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = params["frames"]
+    panels = []
+    if "expression" in frames[0]:
+        names = list(frames[0]["expression"])
+        panels.append(
+            ("expression coefficients", names, [[f["expression"][n] for n in names] for f in frames])
+        )
+    if "rotation_axis_angle" in frames[0]:
+        rot = np.degrees([f["rotation_axis_angle"] for f in frames])
+        panels.append(("rotation (axis-angle, degrees)", ["x", "y", "z"], rot))
+        panels.append(("translation", ["x", "y", "z"], [f["translation"] for f in frames]))
+    else:  # rigid: the 4x4 object_to_world per frame
+        M = np.asarray([f["object_to_world"] for f in frames])
+        panels.append(("translation", ["x", "y", "z"], M[:, :3, 3]))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), dpi=100, squeeze=False)
+    for ax, (title, names, values) in zip(axes[:, 0], panels):
+        values = np.asarray(values)
+        for k, name in enumerate(names):
+            ax.plot(values[:, k], lw=1.0, label=name if len(names) <= 12 else None)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(names) <= 12:
+            ax.legend(fontsize=6, ncol=6, loc="upper right")
+    axes[-1, 0].set_xlabel("frame")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -67,9 +128,7 @@ def _loss_plot(history: list[dict], path: Path) -> None:
 def _turntable(mesh, path: Path, *, frames: int, size: int) -> None:
     from PIL import Image
 
-    v = np.asarray(mesh.vertices, np.float64)
-    centre = (v.min(0) + v.max(0)) / 2
-    radius = float(np.linalg.norm(v - centre, axis=1).max())
+    centre, radius = bounding_sphere(mesh.vertices)
     cams = orbit_rig(
         frames, radius=3.0 * radius, target=centre, elevation=20.0, width=size, height=size, fov=45.0
     )
@@ -78,34 +137,73 @@ def _turntable(mesh, path: Path, *, frames: int, size: int) -> None:
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=80, loop=0)
 
 
+def _headline(metrics: dict) -> str:
+    im = metrics["images"]
+    rows = [
+        ("silhouette IoU, mean / min over views", f"{im['mask_iou_mean']:.4f} / {im['mask_iou_min']:.4f}")
+    ]
+    if "depth_rmse" in im:
+        rows.append(("depth RMSE (world units)", f"{im['depth_rmse']:.4g}"))
+    g = metrics.get("ground_truth")
+    if g:
+        rows += [
+            ("RMS point-to-mesh (unit-sphere units)", f"{g['rms_point_to_mesh']:.5f}"),
+            ("normal consistency", f"{g['normal_consistency']:.4f}"),
+            ("F-score at 1%", f"{g['fscore_1pct']:.4f}"),
+        ]
+        if "vertex_error_mean" in g:
+            rows.append(("mean vertex error (file units)", f"{g['vertex_error_mean']:.4g}"))
+    rows.append(("fit time (after compilation)", f"{metrics['seconds']:.1f} s, {metrics['steps']} steps"))
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    warn = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in metrics.get("warnings", []))
+    return f'<table class="head">{body}</table>{warn}'
+
+
 def write_report(
     folder: str | os.PathLike,
     result,
     views: Views,
-    rendered: RenderedViews,
+    rendered: RenderedViews | list[RenderedViews],
     metrics: dict,
     *,
     config: dict | None = None,
-    max_views: int = 8,
     turntable_frames: int = 24,
 ) -> Path:
-    """Write the report of ``result`` (a ``meshfit.pipeline.FitResult``) fitted to ``views``.
+    """Write the report of ``result`` (a ``meshfit.fitting.FitResult``) fitted to ``views``.
 
-    ``rendered``: the fitted mesh rendered for every view (``render_views``); ``metrics``: what
-    metrics.json holds (its ``images`` from ``metrics.image_metrics``). Returns the path of
-    ``report.html``."""
+    ``rendered``: the fitted mesh rendered for every view (``render_views``), a list per frame
+    for a sequence; ``metrics``: what metrics.json holds. Returns the path of ``report.html``."""
     folder = Path(folder)
     (folder / "overlays").mkdir(parents=True, exist_ok=True)
-    n = min(len(views.names), max_views)
-    pick = np.linspace(0, len(views.names) - 1, n).round().astype(int) if n else np.zeros(0, int)
-    overlays = []
-    for i in pick:
-        name = Path(views.names[i]).stem
-        target_rgb = None if views.rgb is None else views.rgb[i]
-        img = _overlay(target_rgb, np.asarray(views.mask[i]) > 0.5, rendered.rgb[i], rendered.mask[i])
-        write_image(folder / "overlays" / f"{name}.png", img)
-        overlays.append((name, metrics["images"]["mask_iou"][i]))
+    sequence = views.frames is not None
+    if sequence:
+        T = len(views.frames)
+        picks = sorted({0, T // 2, T - 1})
+        per_frame = metrics["images"]["frames"]
+    else:
+        picks, rendered, per_frame = [None], [rendered], [metrics["images"]]
+    depth_scale = 0.05 * bounding_sphere(result.mesh.vertices)[1]
+    figures = []
+    for t in picks:
+        r = rendered[0 if t is None else t]
+        ious = per_frame[0 if t is None else t]["mask_iou"]
+        for i, view in enumerate(views.names):
+            index = i if t is None else (t, i)
+            pick = lambda a, index=index: None if a is None else a[index]  # noqa: E731
+            target_depth = pick(views.depth)
+            depth_panel = None
+            if target_depth is not None:
+                depth_panel = _depth_error(np.asarray(target_depth), r.depth[i], r.mask[i], depth_scale)
+            img = _overlay(
+                pick(views.rgb), np.asarray(pick(views.mask)) > 0.5, r.rgb[i], r.mask[i], depth_panel
+            )
+            name = Path(view).stem if t is None else f"{views.frames[t]}_{Path(view).stem}"
+            write_image(folder / "overlays" / f"{name}.png", img)
+            label = f"view {Path(view).stem}" + ("" if t is None else f", frame {views.frames[t]}")
+            figures.append((name, label, ious[i]))
     _loss_plot(result.history, folder / "loss.png")
+    if sequence:
+        _sequence_plot(result.params, folder / "sequence.png")
     _turntable(result.mesh, folder / "turntable.gif", frames=turntable_frames, size=256)
 
     rows = "".join(
@@ -115,21 +213,30 @@ def write_report(
         for h in result.history
     )
     figs = "".join(
-        f'<figure><img src="overlays/{html.escape(name)}.png"><figcaption>view {html.escape(name)}: '
+        f'<figure><img src="overlays/{html.escape(name)}.png"><figcaption>{html.escape(label)}: '
         f"silhouette IoU {iou:.4f}</figcaption></figure>"
-        for name, iou in overlays
+        for name, label, iou in figures
     )
+    depth_note = " | depth error (black 0, yellow &ge; 5% of the radius; blue: depth on one side only)"
+    has_depth = views.depth is not None
+    sequence_html = '<h2>Sequence</h2><img src="sequence.png">' if sequence else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>meshfit report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}img{{max-width:100%}}
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}
+img{{max-width:100%;image-rendering:pixelated}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
-figure{{margin:1em 0}}pre{{background:#f6f6f6;padding:8px}}</style></head><body>
+table.head th{{text-align:left}}.warn{{background:#fde8e4;border-left:4px solid #d33;padding:6px 10px}}
+figure{{margin:1em 0}}pre{{background:#f6f6f6;padding:8px;white-space:pre-wrap}}</style></head><body>
 <h1>meshfit fit report</h1>
-<p>Overlays: target | fit (meshfit render) | silhouettes: white both, red fit only, blue target only.</p>
+{_headline(metrics)}
+<p>Data: <code>{html.escape(str(metrics.get("data", "")))}</code><br>
+Command: <code>{html.escape(str(metrics.get("command") or "(library call)"))}</code></p>
 <h2>Stages</h2><table><tr><th>stage</th><th>image</th><th>faces</th><th>steps</th><th>seconds</th>
 <th>compile s</th><th>final loss</th></tr>{rows}</table>
 <h2>Loss</h2><img src="loss.png">
+{sequence_html}
 <h2>Turntable</h2><img src="turntable.gif">
-<h2>Views</h2>{figs}
+<h2>Views</h2><p>target | fit (meshfit render) | silhouettes: white both, red fit only, blue target
+only{depth_note if has_depth else ""}</p>{figs}
 <h2>Metrics</h2><pre>{html.escape(json.dumps(metrics, indent=1))}</pre>
 <h2>Parameters</h2><pre>{html.escape(json.dumps(result.params, indent=1))}</pre>
 <h2>Config</h2><pre>{html.escape(json.dumps(config or {}, indent=1))}</pre>

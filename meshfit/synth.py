@@ -27,18 +27,15 @@ from typing import NamedTuple
 import numpy as np
 
 from meshfit.camera import Camera, sphere_rig
-from meshfit.io import atomic_dir, load_mesh, save_cameras, save_mesh, write_views
-from meshfit.mesh import Mesh
+from meshfit.io import atomic_dir, check_output_dir, load_mesh, save_cameras, save_mesh, write_views
+from meshfit.mesh import Mesh, bounding_sphere
 from meshfit.render.views import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
 
-__all__ = ["PyrenderViews", "pyrender_views", "synthesize"]
+__all__ = ["MAX_SIZE", "MAX_VIEWS", "PyrenderViews", "pyrender_views", "synthesize"]
 
-# A fixed world-space light, so shading is the same function of the normal in every view;
-# meshfit.render.views uses the same constants.
-DEFAULT_LIGHT_DIRECTION = LIGHT_DIRECTION  # direction the light travels (world)
-DEFAULT_LIGHT_INTENSITY = LIGHT_INTENSITY
-DEFAULT_AMBIENT = AMBIENT
-DEFAULT_BASE_COLOR = BASE_COLOR
+# What one synth call may ask for: OpenGL's offscreen buffers and memory set the size.
+MAX_SIZE = 8192
+MAX_VIEWS = 2000
 
 
 class PyrenderViews(NamedTuple):
@@ -130,9 +127,9 @@ def pyrender_views(
     far: float,
     textured: bool = False,
     face_ids: bool = False,
-    light_direction=DEFAULT_LIGHT_DIRECTION,
-    light_intensity: float = DEFAULT_LIGHT_INTENSITY,
-    ambient: float = DEFAULT_AMBIENT,
+    light_direction=LIGHT_DIRECTION,
+    light_intensity: float = LIGHT_INTENSITY,
+    ambient: float = AMBIENT,
 ) -> PyrenderViews:
     """Render ``mesh`` from each camera of a [N] batch with pyrender (OpenGL, offscreen).
 
@@ -155,7 +152,7 @@ def pyrender_views(
     material = None
     if not textured and mesh.colors is None:
         material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=(*DEFAULT_BASE_COLOR, 1.0),
+            baseColorFactor=(*BASE_COLOR, 1.0),
             metallicFactor=0.0,
             roughnessFactor=1.0,
             doubleSided=True,
@@ -243,22 +240,26 @@ def synthesize(
         The dataset folder.
     """
     src = str(mesh) if not isinstance(mesh, Mesh) else "<Mesh>"
+    if not 1 <= views <= MAX_VIEWS:
+        raise ValueError(f"views must be in 1..{MAX_VIEWS}; got {views}")
+    W, H = size
+    if not (1 <= W <= MAX_SIZE and 1 <= H <= MAX_SIZE):
+        raise ValueError(f"size must be 1..{MAX_SIZE} pixels a side; got {W}x{H}")
+    if not 0 < fov < 180:
+        raise ValueError(f"fov is a horizontal field of view in degrees, in (0, 180); got {fov}")
+    if distance is not None and not (np.isfinite(distance) and distance > 0):
+        raise ValueError(f"distance must be a positive number; got {distance}")
+    inputs = [] if isinstance(mesh, Mesh) else [mesh]
+    inputs += [] if texture is None else [texture]
+    check_output_dir(out, overwrite=overwrite, inputs=inputs)
     if not isinstance(mesh, Mesh):
         mesh = load_mesh(mesh, texture=texture)
     elif texture is not None:
         raise ValueError("texture= binds an image file when loading; pass a Mesh with its texture instead")
     if textured and mesh.texture is None:
         raise ValueError(f"{src} has no texture; pass texture=IMAGE (CLI: --texture IMAGE) to bind one")
-    if views < 1:
-        raise ValueError(f"views must be >= 1; got {views}")
-    W, H = size
-    if W < 1 or H < 1:
-        raise ValueError(f"size must be positive; got {W}x{H}")
     out = Path(out)
-    v = np.asarray(mesh.vertices, np.float64)
-    lo, hi = v.min(0), v.max(0)
-    center = (lo + hi) / 2
-    radius = float(np.linalg.norm(v - center, axis=1).max())
+    center, radius = bounding_sphere(mesh.vertices)
     if radius <= 0:
         raise ValueError("mesh has zero extent")
     # fov is horizontal; the vertical one is narrower for landscape images.
@@ -274,7 +275,7 @@ def synthesize(
     far = distance + 1.05 * radius
     cams = sphere_rig(views, radius=distance, target=center, width=W, height=H, fov=fov, seed=seed)
     names = [f"{i:03d}" for i in range(views)]
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="synth") as tmp:
         r = pyrender_views(mesh, cams, near=near, far=far, textured=textured)
         write_views(tmp, names, rgb=r.rgb, mask=r.mask, depth=r.depth)
         save_cameras(tmp / "cameras.json", cams, names=names, near=near, far=far)
@@ -283,8 +284,8 @@ def synthesize(
             "source": src, "views": views, "size": [W, H], "seed": seed, "fov": fov,
             "distance": distance, "target": center.tolist(), "bounding_radius": radius,
             "near": near, "far": far, "textured": textured,
-            "light": {"direction": list(DEFAULT_LIGHT_DIRECTION), "intensity": DEFAULT_LIGHT_INTENSITY,
-                      "ambient": DEFAULT_AMBIENT},
+            "light": {"direction": list(LIGHT_DIRECTION), "intensity": LIGHT_INTENSITY,
+                      "ambient": AMBIENT},
             "renderer": "pyrender (OpenGL)",
         }  # fmt: skip
         (tmp / "scene.json").write_text(json.dumps(info, indent=1) + "\n")

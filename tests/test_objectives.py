@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import meshfit
-from meshfit.fit import FitState, make_optimizer, make_step, run_stage
+from meshfit.fitting import FitState, make_optimizer, make_step, run_stage
 from meshfit.models import BlendshapeModel, RigidModel
 from meshfit.objectives import LossWeights, Targets, image_objective
 from meshfit.synth import pyrender_views

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meshfit.fit import DivergenceWarning, FitState, make_optimizer, make_step, run_stage
+from meshfit.fitting import DivergenceWarning, FitState, make_optimizer, make_step, run_stage
 
 
 def _state(params, opt):

@@ -17,15 +17,9 @@ import yaml
 import meshfit
 from meshfit.cli import main
 from meshfit.config import ConfigError
+from meshfit.fitting import FitConfig, downsample_targets, estimate_placement, fit_views
 from meshfit.models import BlendshapeModel
-from meshfit.objectives import LossWeights, Targets
-from meshfit.pipeline import (
-    FitConfig,
-    StageConfig,
-    downsample_targets,
-    estimate_placement,
-    fit_blendshape_frames,
-)
+from meshfit.objectives import Targets
 from tests.helpers import REPO
 
 
@@ -46,7 +40,8 @@ def _config(path, name, overrides=()):
 def test_fit_free_mesh_cli_end_to_end(tmp_path, spot_data, capsys):
     out = tmp_path / "fit"
     args = _config(tmp_path / "c.yaml", "free_mesh",
-                   ["stages.0.steps=150", "stages.1.steps=40", "stages.2.steps=10"])  # fmt: skip
+                   ["stages.0.steps=150", "stages.1.steps=40", "stages.2.steps=10",
+                    "stages.1.views_per_step=2", "stages.2.views_per_step=2"])  # fmt: skip
     gt = REPO / "meshfit" / "data" / "spot.obj"
     rc = main(["fit", *args, "--data", str(spot_data), "--out", str(out), "--gt", str(gt), "--quiet"])
     assert rc == 0, capsys.readouterr().err
@@ -58,7 +53,6 @@ def test_fit_free_mesh_cli_end_to_end(tmp_path, spot_data, capsys):
     assert metrics["steps"] == 200
     # From the initial sphere towards the silhouettes, in 200 steps at 48^2.
     from meshfit.metrics import evaluate, image_metrics
-    from meshfit.pipeline import fit_views
 
     cfg = yaml.safe_load((REPO / "configs" / "free_mesh.yaml").read_text())
     cfg["stages"] = [{**cfg["stages"][0], "steps": 0}]
@@ -119,7 +113,7 @@ def test_fit_cli_errors_name_the_problem(tmp_path, spot_data, capsys):
     assert "needs --model" in capsys.readouterr().err
     args = _config(tmp_path / "f.yaml", "free_mesh", ["stages.0.lr=-1"])
     assert main(["fit", *args, "--data", str(spot_data), "--out", str(tmp_path / "o")]) == 2
-    assert "lr must be > 0" in capsys.readouterr().err
+    assert "lr must be a finite number > 0; got -1.0" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     args = _config(tmp_path / "f.yaml", "free_mesh")
@@ -145,6 +139,7 @@ def _tiny_blendshapes() -> BlendshapeModel:
 
 
 def _frames_problem(T=4, size=32):
+    """A tiny performance: T frames x 3 views of a blendshape rig (meshfit's renders), and the truth."""
     model = _tiny_blendshapes()
     rng = np.random.default_rng(0)
     truth = {"identity": jnp.asarray([0.6, -0.5], jnp.float32), "log_scale": jnp.zeros(()),
@@ -159,45 +154,81 @@ def _frames_problem(T=4, size=32):
                                         near=2.0, far=6.0)  # fmt: skip
         masks.append(r.mask)
         depths.append(r.depth)
-    targets = Targets(jnp.asarray(np.stack(masks), jnp.float32), jnp.asarray(np.stack(depths)))
-    start = {"identity": jnp.zeros(2), "log_scale": jnp.zeros(()), "expression": jnp.full((T, 3), 0.5),
-             "rotation": jnp.zeros((T, 3)), "translation": jnp.zeros((T, 3))}  # fmt: skip
+    views = meshfit.Views(cams, ["a", "b", "c"], None, np.stack(masks), np.stack(depths),
+                          frames=[f"{t:04d}" for t in range(T)])  # fmt: skip
     # Depth outweighs the silhouette: at 32^2 an antialiased silhouette against hard masks is
     # not minimal at the truth, but depth is.
-    stages = [StageConfig(name="fit", steps=150, lr=0.02, weights=LossWeights(silhouette=1.0, depth=20.0),
-                          patience=0)]  # fmt: skip
-    return model, cams, targets, start, stages, truth
+    config = {"model": "blendshapes", "near": 2.0, "far": 6.0,
+              "stages": [{"name": "fit", "steps": 150, "lr": 0.02, "patience": 0,
+                          "weights": {"silhouette": 1.0, "depth": 20.0}}]}  # fmt: skip
+    return model, views, config, truth
+
+
+def _coefficients(params, key):
+    if key == "identity":
+        return np.asarray(list(params["identity"].values()))
+    return np.asarray([list(f[key].values()) for f in params["frames"]])
 
 
 def test_multi_frame_blendshapes_recover_shared_identity():
-    model, cams, targets, start, stages, truth = _frames_problem()
-    params, history = fit_blendshape_frames(model, cams, targets, start, stages=stages, near=2.0, far=6.0,
-                                            smoothness=0.0, progress=False)  # fmt: skip
+    model, views, config, truth = _frames_problem()
+    result = fit_views(FitConfig.from_dict(config), views, model=model, progress=False)
+    history = result.history
     assert history[0]["losses"][-1] < 0.1 * history[0]["losses"][0]
-    np.testing.assert_allclose(params["identity"], truth["identity"], atol=0.05)
-    np.testing.assert_allclose(params["expression"], truth["expression"], atol=0.1)
-    kw = dict(near=2.0, far=6.0, bounds={"expression": (0.0, 0.3)}, progress=False)
-    bounded, _ = fit_blendshape_frames(model, cams, targets, start, stages=[StageConfig(steps=10)], **kw)
-    assert float(bounded["expression"].max()) <= 0.3 + 1e-6 and float(bounded["expression"].min()) >= 0.0
-    with pytest.raises(ValueError, match="must have 4 frames"):
-        fit_blendshape_frames(model, cams, targets, {**start, "expression": start["expression"][:3]},
-                              stages=stages, near=2.0, far=6.0, progress=False)  # fmt: skip
+    np.testing.assert_allclose(_coefficients(result.params, "identity"), truth["identity"], atol=0.05)
+    np.testing.assert_allclose(_coefficients(result.params, "expression"), truth["expression"], atol=0.1)
+    assert len(result.meshes) == 4 and result.mesh is result.meshes[0]
+    bounded = {**config, "bounds": {"expression": [0.0, 0.3]}, "stages": [{"steps": 10}]}
+    out = fit_views(FitConfig.from_dict(bounded), views, model=model, progress=False)
+    e = _coefficients(out.params, "expression")
+    assert e.max() <= 0.3 + 1e-6 and e.min() >= 0.0
+
+
+def test_multi_frame_cli_end_to_end(tmp_path, capsys):
+    """A sequence folder (one cameras.json, frames/NNNN/{mask,depth}/) through meshfit fit."""
+    model, views, config, truth = _frames_problem(T=3)
+    data = tmp_path / "perf"
+    meshfit.io.save_cameras(data / "cameras.json", views.cameras, names=views.names)
+    for t, name in enumerate(views.frames):
+        meshfit.io.write_views(data / "frames" / name, views.names, mask=views.mask[t], depth=views.depth[t])
+    model.save(tmp_path / "rig.npz")
+    stage = {**config["stages"][0], "steps": 60, "views_per_step": 2}
+    cfg = {**config, "smoothness": 0.01, "stages": [stage]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    rc = main(["fit", str(tmp_path / "c.yaml"), "--data", str(data), "--model", str(tmp_path / "rig.npz"),
+               "--out", str(tmp_path / "fit"), "--quiet"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    out = tmp_path / "fit"
+    for name in ("meshes/0000.obj", "meshes/0002.obj", "params.json", "metrics.json", "report.html",
+                 "sequence.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    params = json.loads((out / "params.json").read_text())
+    assert len(params["frames"]) == 3 and set(params["identity"]) == {"identity0", "identity1"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frames"] == 3 and len(metrics["images"]["frames"]) == 3
+    assert metrics["stages"][0]["views_per_step"] == 2
+    assert "smoothness" in metrics["stages"][0]["terms"]
 
 
 SHARDED = textwrap.dedent(
     """
     import jax, numpy as np
-    from tests.test_pipeline import _frames_problem
-    from meshfit.pipeline import fit_blendshape_frames
+    from tests.test_fitting import _frames_problem
+    from meshfit.fitting import FitConfig, fit_views
     assert len(jax.devices()) == 4
-    model, cams, targets, start, stages, truth = _frames_problem()
-    stages = [s.__class__(**{**s.__dict__, "steps": 30}) for s in stages]
-    kw = dict(stages=stages, near=2.0, far=6.0, smoothness=0.1, progress=False)
-    one, _ = fit_blendshape_frames(model, cams, targets, start, **kw)
-    four, _ = fit_blendshape_frames(model, cams, targets, start, devices=jax.devices(), **kw)
-    assert len(four["expression"].sharding.device_set) == 4
-    for k in one:
-        np.testing.assert_allclose(np.asarray(four[k]), np.asarray(one[k]), atol=2e-4, err_msg=k)
+    model, views, config, truth = _frames_problem()
+    config = FitConfig.from_dict({**config, "smoothness": 0.1,
+                                  "stages": [{**config["stages"][0], "steps": 30}]})
+    one = fit_views(config, views, model=model, progress=False)
+    four = fit_views(config, views, model=model, progress=False, devices=jax.devices())
+    for a, b in zip(one.meshes, four.meshes):
+        # Same maths, sums in another order: once a rounding difference flips a silhouette pixel
+        # (rasterization is discontinuous) the two trajectories part by up to ~1e-2 radii (measured
+        # 7.5e-3 at 30 steps), both fitting equally well.
+        np.testing.assert_allclose(np.asarray(b.vertices), np.asarray(a.vertices), atol=2e-2)
+    (l1,), (l4,) = [[h["losses"] for h in r.history] for r in (one, four)]
+    np.testing.assert_allclose(l4[:5], l1[:5], rtol=1e-5)  # before any flip: the same function
+    np.testing.assert_allclose(l4[-1], l1[-1], rtol=0.02)
     print("OK")
     """
 )
@@ -251,7 +282,8 @@ def test_estimate_placement_finds_a_sphere():
 
 
 def test_stage_config_checks_its_values():
-    for bad, message in [({"lr": 0}, "lr must be > 0"), ({"views_per_step": 0}, "views_per_step"),
+    for bad, message in [({"lr": 0}, "lr must be a finite number > 0"),
+                         ({"views_per_step": 0}, "views_per_step"),
                          ({"remesh": -1.0}, "remesh"), ({"resolution": 4}, "resolution")]:  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             FitConfig.from_dict({"model": "free_mesh", "stages": [bad]})
@@ -270,7 +302,6 @@ def test_stage_config_checks_its_values():
 
 
 def test_fit_is_deterministic_for_a_seed(spot_data):
-    from meshfit.pipeline import fit_views
 
     stage = {"views_per_step": 2, "patience": 0, "optimizer": "adam_uniform"}
     cfg = {"model": "free_mesh", "seed": 3,
@@ -333,7 +364,7 @@ def test_shipped_ict_model_spec_loads():
 def test_visual_hull_keeps_the_genus_of_a_torus():
     import trimesh
 
-    from meshfit.pipeline import visual_hull
+    from meshfit.fitting import visual_hull
 
     t = trimesh.creation.torus(major_radius=0.6, minor_radius=0.25)
     mesh = meshfit.Mesh(np.asarray(t.vertices, np.float32), np.asarray(t.faces, np.int32))

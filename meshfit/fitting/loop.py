@@ -5,7 +5,8 @@ divergence recovery and progress.
 over the ``FitState`` pytree. ``run_stage`` drives it on the host: it stops early when the loss
 stops improving, and when the loss or the gradient turns NaN/inf it restores the last good
 state, halves the learning rate and warns, instead of carrying NaNs on. Stages with different
-losses, resolutions or parameterisations are successive ``run_stage`` calls.
+losses, resolutions or parameterisations are successive ``run_stage`` calls, set up by
+``meshfit.fitting.stage``.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ class FitState(NamedTuple):
 
 
 class StageResult(NamedTuple):
-    """state: the final (best-so-far on stop) FitState. losses: per-step loss values (host
-    floats). steps: steps taken. stopped_early: whether the plateau rule ended the stage.
-    seconds: wall time after compilation. compile_seconds: the first step's extra time."""
+    """state: the final FitState, or on an early stop the best one seen (the parameters whose
+    loss was lowest). losses: per-step loss values (host floats). terms: per-step values of each
+    term the loss reports. steps: steps taken. stopped_early: whether the plateau rule ended the
+    stage. seconds: wall time after compilation. compile_seconds: the first step's extra time."""
 
     state: FitState
     losses: list[float]
+    terms: dict[str, list[float]]
     steps: int
     stopped_early: bool
     seconds: float
@@ -133,7 +136,9 @@ def run_stage(
 
         bar = tqdm(total=steps, desc=progress if isinstance(progress, str) else "fit", leave=True)
     losses: list[float] = []
+    terms: dict[str, list[float]] = {}
     best, best_at, recoveries = math.inf, 0, 0
+    lowest, lowest_state = math.inf, state
     stopped_early = False
     t_first = t_start = time.perf_counter()
     compile_s = 0.0
@@ -168,10 +173,16 @@ def run_stage(
                 continue
             previous = before
             losses.append(loss)
+            for k, v in aux.items():
+                if k not in ("loss", "finite"):
+                    terms.setdefault(k, []).append(float(v))
+            if loss < lowest:  # the loss was measured at the step's input parameters
+                lowest, lowest_state = loss, before
             if loss < best * (1 - min_improvement) or best == math.inf:
                 best, best_at = loss, i
             elif patience and i - best_at >= patience:
                 stopped_early = True
+                state = lowest_state._replace(step=state.step)
                 break
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
@@ -179,4 +190,6 @@ def run_stage(
     finally:
         if bar is not None:
             bar.close()
-    return StageResult(state, losses, len(losses), stopped_early, time.perf_counter() - t_start, compile_s)
+    return StageResult(
+        state, losses, terms, len(losses), stopped_early, time.perf_counter() - t_start, compile_s
+    )

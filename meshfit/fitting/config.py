@@ -1,0 +1,229 @@
+"""What a fit is: the representation, where it starts, and its stages, as frozen dataclasses.
+
+YAML only fills these (``meshfit.config.from_dict``); every value is checked here, so a bad
+config fails before any data is read, with the key named (``stages[1].lr: must be a finite
+number > 0; got nan``). Checks that need the data (view counts, image sizes) are in
+``meshfit.fitting.recipes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+from meshfit.config import ConfigError, from_dict
+from meshfit.objectives import LossWeights
+
+__all__ = ["PARAMETERS", "FitConfig", "InitConfig", "Representation", "StageConfig"]
+
+Representation = Literal["free_mesh", "blendshapes", "rigid"]
+
+# The parameters each representation fits (``StageConfig.params`` picks among them).
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "free_mesh": ("u",),
+    "rigid": ("rotation", "translation", "log_scale"),
+    "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale"),
+}
+
+# Bounds on what a config may ask for, so that a typo cannot ask for hours of work or gigabytes.
+MAX_STEPS = 100_000
+MAX_RESOLUTION = 8192
+MIN_REMESH = 0.005  # radii: about 10^5 faces on a sphere
+MAX_SPHERE_SUBDIVISIONS = 6  # 81,920 faces
+MAX_HULL_RESOLUTION = 256
+
+
+def _finite(value: float, what: str, *, positive: bool = False, nonnegative: bool = False) -> None:
+    if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
+        need = " > 0" if positive else (" >= 0" if nonnegative else "")
+        raise ValueError(f"{what} must be a finite number{need}; got {value}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """One optimisation stage.
+
+    name: label for progress and the report. steps: step budget.
+    lr: learning rate, in object radii for positions (translation, free-mesh u: the step is
+        scaled by the object's radius, so configs do not depend on units), radians for
+        rotations, plain for coefficients.
+    lr_scale: per-parameter factors on ``lr`` (e.g. ``{rotation: 0.2}``).
+    optimizer: "adam", "adam_uniform" (Nicolet et al.; for free meshes) or "sgd".
+    resolution: longest image side for this stage (targets area-averaged; None = the data's;
+        a value above the data's is lowered to it, with a note in the log and metrics.json).
+    weights: the objective's ``LossWeights``. A stage that gives ``weights`` names the terms it
+        wants; terms it leaves out are 0 (without ``weights``: silhouette 1). The depth term is
+        measured in object radii (its weight is divided by radius^2).
+    depth_max_error: depth errors beyond this (object radii) are truncated: no pull from pixels
+        that are far off (``losses.depth_loss``); None = plain quadratic.
+    params: parameters optimised (rigid/blendshapes: any of rotation, translation, log_scale,
+        identity, expression); empty = the representation's default set.
+    remesh: free mesh only: before the stage, remesh to this target edge length, as a fraction
+        of the object's radius (None = keep the mesh).
+    lam: free mesh only: large-steps lambda for this stage.
+    views_per_step: render a random subset of this many views per step (stochastic; None = all).
+    patience, min_improvement: early stop (``meshfit.fitting.run_stage``); patience 0 = never.
+    """
+
+    name: str = "stage"
+    steps: int = 200
+    lr: float = 0.01
+    lr_scale: dict[str, float] = dataclasses.field(default_factory=dict)
+    optimizer: Literal["adam", "adam_uniform", "sgd"] = "adam"
+    resolution: int | None = None
+    weights: LossWeights = LossWeights(silhouette=1.0)
+    depth_max_error: float | None = 0.1
+    params: tuple[str, ...] = ()
+    remesh: float | None = None
+    lam: float = 19.0
+    views_per_step: int | None = None
+    patience: int = 50
+    min_improvement: float = 1e-4
+
+    def __post_init__(self):
+        if not 0 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be in 0..{MAX_STEPS}; got {self.steps}")
+        _finite(self.lr, "lr", positive=True)
+        for k, v in self.lr_scale.items():
+            _finite(v, f"lr_scale.{k}", positive=True)
+        if self.resolution is not None and not 8 <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution must be in 8..{MAX_RESOLUTION} pixels; got {self.resolution}")
+        if not any(getattr(self.weights, f.name) for f in dataclasses.fields(LossWeights)):
+            raise ValueError("weights: every term is 0, so there is nothing to fit; name at least one term")
+        if self.depth_max_error is not None:
+            _finite(self.depth_max_error, "depth_max_error", positive=True)
+        if self.views_per_step is not None and self.views_per_step < 1:
+            raise ValueError(f"views_per_step must be >= 1; got {self.views_per_step}")
+        if self.remesh is not None:
+            _finite(self.remesh, "remesh", positive=True)
+            if self.remesh < MIN_REMESH:
+                raise ValueError(
+                    f"remesh must be >= {MIN_REMESH} radii (about 10^5 faces); got {self.remesh}"
+                )
+        _finite(self.lam, "lam", nonnegative=True)
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0; got {self.patience}")
+        _finite(self.min_improvement, "min_improvement", nonnegative=True)
+        if len(set(self.params)) != len(self.params):
+            raise ValueError(f"params lists a parameter twice: {list(self.params)}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InitConfig:
+    """Where a fit starts.
+
+    rotation: axis-angle in degrees (rigid, blendshapes), object -> world.
+    translation: world position of the object's centre (its bounding-box centre); None = the
+        centre estimated from the masks.
+    scale: initial scale (rigid, blendshapes).
+    rotation_search: rigid only: also try this many random rotations, refine the 8 whose
+        silhouettes match best for a few steps of the first stage, and start from the best of
+        those (0 = trust ``rotation``).
+    shape: free mesh without an initial mesh: "sphere" (an icosphere placed from the masks) or
+        "visual_hull" (the masks' visual hull: the right genus when the silhouettes show it).
+    sphere_subdivisions: the icosphere's level (3 = 1280 faces; at most 6).
+    sphere_radius: its radius as a fraction of the radius estimated from the masks.
+    hull_resolution: visual hull voxels per side (at most 256); hull_edge: its remeshed edge
+        length (radii).
+    """
+
+    rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    translation: tuple[float, float, float] | None = None
+    scale: float = 1.0
+    rotation_search: int = 0
+    shape: Literal["sphere", "visual_hull"] = "sphere"
+    sphere_subdivisions: int = 3
+    sphere_radius: float = 0.8
+    hull_resolution: int = 64
+    hull_edge: float = 0.08
+
+    def __post_init__(self):
+        for i, r in enumerate(self.rotation):
+            _finite(r, f"rotation[{i}]")
+        for i, t in enumerate(self.translation or ()):
+            _finite(t, f"translation[{i}]")
+        _finite(self.scale, "scale", positive=True)
+        if not 0 <= self.rotation_search <= 4096:
+            raise ValueError(f"rotation_search must be in 0..4096; got {self.rotation_search}")
+        if not 0 <= self.sphere_subdivisions <= MAX_SPHERE_SUBDIVISIONS:
+            raise ValueError(
+                f"sphere_subdivisions must be in 0..{MAX_SPHERE_SUBDIVISIONS} "
+                f"({20 * 4**MAX_SPHERE_SUBDIVISIONS} faces); got {self.sphere_subdivisions}"
+            )
+        _finite(self.sphere_radius, "sphere_radius", positive=True)
+        if not 8 <= self.hull_resolution <= MAX_HULL_RESOLUTION:
+            raise ValueError(
+                f"hull_resolution must be in 8..{MAX_HULL_RESOLUTION}; got {self.hull_resolution}"
+            )
+        _finite(self.hull_edge, "hull_edge", positive=True)
+        if self.hull_edge < MIN_REMESH:
+            raise ValueError(f"hull_edge must be >= {MIN_REMESH} radii; got {self.hull_edge}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """A whole fit: representation, start, stages, the clip range (None = from the data), and
+    ``bounds``: box constraints on blendshape coefficients, ``{expression: [0, 1]}``, enforced by
+    projecting after every step. ``smoothness``: for a sequence (multi-frame data), the weight of
+    the mean squared frame-to-frame change of expression and pose."""
+
+    model: Representation
+    stages: tuple[StageConfig, ...]
+    init: InitConfig = InitConfig()
+    seed: int = 0
+    near: float | None = None
+    far: float | None = None
+    bounds: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    smoothness: float = 0.0
+
+    def __post_init__(self):
+        if not self.stages:
+            raise ValueError("stages: at least one stage is needed")
+        allowed = set(PARAMETERS[self.model])
+        for i, s in enumerate(self.stages):
+            for key, names in (("params", s.params), ("lr_scale", s.lr_scale)):
+                bad = sorted(set(names) - allowed)
+                if bad:
+                    raise ValueError(
+                        f"stages[{i}].{key}: {bad} are not parameters of a {self.model} fit; "
+                        f"expected some of {sorted(allowed)}"
+                    )
+            if self.model != "free_mesh" and s.remesh is not None:
+                raise ValueError(f"stages[{i}].remesh: only a free_mesh fit can remesh")
+            if self.model != "free_mesh" and s.optimizer == "adam_uniform":
+                raise ValueError(f"stages[{i}].optimizer: adam_uniform is for free meshes; use adam")
+        if self.init.rotation_search and self.model != "rigid":
+            raise ValueError(
+                f"init.rotation_search: only a rigid fit searches rotations, not a {self.model} fit"
+            )
+        if self.model == "free_mesh" and (self.init.rotation != (0.0, 0.0, 0.0) or self.init.scale != 1.0):
+            raise ValueError("init.rotation and init.scale apply to rigid and blendshape fits, not free_mesh")
+        for name, (lo, hi) in self.bounds.items():
+            if name not in ("identity", "expression") or self.model != "blendshapes":
+                raise ValueError(
+                    f"bounds.{name}: only blendshape identity and expression coefficients take bounds"
+                )
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"bounds.{name}: expected [low, high] with low < high; got [{lo}, {hi}]")
+        for name, value in (("near", self.near), ("far", self.far)):
+            if value is not None:
+                _finite(value, name, positive=True)
+        if self.near is not None and self.far is not None and not self.near < self.far:
+            raise ValueError(f"near must be < far; got near={self.near}, far={self.far}")
+        _finite(self.smoothness, "smoothness", nonnegative=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FitConfig:
+        """Validate plain data (parsed YAML); errors name the key path."""
+        return from_dict(cls, data)
+
+    @classmethod
+    def load(cls, path) -> FitConfig:
+        """Read and validate a YAML config file."""
+        from meshfit.config import load_yaml
+
+        try:
+            return cls.from_dict(load_yaml(path))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e

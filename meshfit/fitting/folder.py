@@ -1,0 +1,179 @@
+"""The file-level edge of a fit (what ``meshfit fit`` calls): check everything, fit, write OUT.
+
+OUT holds ``mesh.obj`` (a sequence: ``meshes/FRAME.obj``), ``params.json``, ``metrics.json``,
+``config.yaml`` (the resolved config), ``history.json`` and ``report.html`` with its pictures. It
+appears complete or not at all, and ``--overwrite`` replaces only an earlier meshfit output that is
+not an input of this run (``meshfit.io.check_output_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from meshfit.config import ConfigError, load_yaml, to_dict
+from meshfit.fitting.config import FitConfig
+from meshfit.fitting.recipes import FitResult, fit_views
+from meshfit.io import (
+    atomic_dir,
+    check_output_dir,
+    is_sequence,
+    load_mesh,
+    load_sequence,
+    load_views,
+    save_mesh,
+)
+from meshfit.metrics import evaluate, image_metrics
+from meshfit.models import BlendshapeModel
+from meshfit.render.views import render_views
+
+__all__ = ["CONFIG_DIR", "POOR_FIT_IOU", "fit_folder", "resolve_config", "shipped_configs"]
+
+# The configs shipped inside the package (``meshfit fit free_mesh`` finds configs/free_mesh.yaml).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+# A fit whose rendered silhouettes overlap the masks less than this (mean IoU) is reported as poor.
+POOR_FIT_IOU = 0.8
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with meshfit."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | os.PathLike) -> Path:
+    """A config file: the path itself when it exists, else a shipped config by name
+    (``free_mesh`` or ``free_mesh.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; expected a YAML config file or one of {shipped_configs()}")
+    shipped = CONFIG_DIR / (path.stem + ".yaml")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(
+        f"config not found: {path} (not a file, nor one of the shipped configs {shipped_configs()})"
+    )
+
+
+def _image_metrics(result: FitResult, views) -> tuple[dict, list]:
+    """Per-view image metrics of the fitted mesh (for a sequence, per frame and pooled) and the
+    renders (a list per frame for a sequence)."""
+    if result.meshes is None:
+        rendered = render_views(result.mesh, views.cameras, near=result.near, far=result.far)
+        return image_metrics(rendered, views), rendered
+    frames, renders = [], []
+    for t, mesh in enumerate(result.meshes):
+        frame_views = views._replace(
+            rgb=None if views.rgb is None else views.rgb[t], mask=views.mask[t],
+            depth=None if views.depth is None else views.depth[t], frames=None,
+        )  # fmt: skip
+        rendered = render_views(mesh, views.cameras, near=result.near, far=result.far)
+        frames.append(image_metrics(rendered, frame_views))
+        renders.append(rendered)
+    pooled = {
+        "mask_iou_mean": float(np.mean([f["mask_iou_mean"] for f in frames])),
+        "mask_iou_min": float(np.min([f["mask_iou_min"] for f in frames])),
+        "frames": [{"frame": name, **f} for name, f in zip(views.frames, frames)],
+    }
+    if all("depth_rmse" in f for f in frames):
+        pooled["depth_rmse"] = float(np.sqrt(np.mean([f["depth_rmse"] ** 2 for f in frames])))
+    return pooled, renders
+
+
+def fit_folder(
+    config_data: dict,
+    data,
+    out,
+    *,
+    model=None,
+    gt=None,
+    overwrite: bool = False,
+    progress: bool = True,
+    inputs: tuple = (),
+    command: str | None = None,
+    devices=None,
+) -> dict:
+    """Validate, fit and write OUT.
+
+    Everything that can be checked (config, OUT, dataset, model) is checked before the fit.
+
+    Args:
+        config_data: plain config data (parsed YAML, overrides applied) for ``FitConfig``.
+        data: dataset folder: one frame (``meshfit.io.load_views``) or a sequence with
+            ``frames/`` (``meshfit.io.load_sequence``).
+        out: the output folder.
+        model: path of the known mesh (rigid), the blendshape model (folder, JSON or .npz), or
+            an initial mesh (free mesh, optional).
+        gt: ground-truth mesh path (one frame): adds ``metrics.evaluate``'s figures.
+        inputs: other paths this run reads (the config file): OUT may not be or contain them.
+        command: the command line, recorded in metrics.json and the report.
+        devices: a sequence only: split its frames over these jax devices.
+    Returns:
+        The metrics written to metrics.json; ``warnings`` lists what a person should know
+        (a poor fit, a stage resolution lowered to the data's).
+    """
+    from meshfit.report import write_report
+
+    config = FitConfig.from_dict(config_data)
+    check_output_dir(out, overwrite=overwrite, inputs=[data, model, gt, *inputs])
+    views = load_sequence(data) if is_sequence(data) else load_views(data)
+    loaded = None
+    if model is not None:
+        loaded = BlendshapeModel.load(model) if config.model == "blendshapes" else load_mesh(model)
+    elif config.model != "free_mesh":
+        what = "a mesh file" if config.model == "rigid" else "a blendshape folder or .npz"
+        raise ValueError(f"a {config.model} fit needs --model ({what})")
+    gt_mesh = load_mesh(gt) if gt is not None else None
+    if gt_mesh is not None and views.frames is not None:
+        raise ValueError("--gt compares one fitted mesh with one ground truth; this dataset is a sequence")
+    result = fit_views(config, views, model=loaded, progress=progress, devices=devices)
+    images, rendered = _image_metrics(result, views)
+    warnings_ = [h["resolution_note"] for h in result.history if "resolution_note" in h]
+    if images["mask_iou_mean"] < POOR_FIT_IOU:
+        warnings_.append(
+            f"poor fit: the fitted silhouettes overlap the masks with mean IoU {images['mask_iou_mean']:.3f} "
+            f"(< {POOR_FIT_IOU}); check the model, the cameras and the config"
+        )
+    metrics = {
+        "seconds": sum(h["seconds"] for h in result.history),
+        "compile_seconds": sum(h["compile_seconds"] for h in result.history),
+        "steps": sum(h["steps"] for h in result.history),
+        "stages": [
+            {k: v for k, v in h.items() if k not in ("losses", "term_history")} for h in result.history
+        ],
+        "images": images,
+        "warnings": warnings_,
+        "data": str(Path(data).resolve()),
+        "command": command,
+    }
+    if views.frames is not None:
+        metrics["frames"] = len(views.frames)
+    if gt_mesh is not None:
+        metrics["ground_truth"] = evaluate(result.mesh, gt_mesh)
+    resolved = to_dict(config)
+    with atomic_dir(out, overwrite=overwrite, inputs=[data, model, gt, *inputs], kind="fit") as tmp:
+        if result.meshes is None:
+            save_mesh(tmp / "mesh.obj", result.mesh)
+        else:
+            for name, mesh in zip(views.frames, result.meshes):
+                save_mesh(tmp / "meshes" / f"{name}.obj", mesh)
+        (tmp / "params.json").write_text(json.dumps(result.params, indent=1) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (tmp / "history.json").write_text(json.dumps(result.history) + "\n")
+        write_report(tmp, result, views, rendered, metrics, config=resolved)
+    return metrics
+
+
+def load_config(name_or_path, overrides=()) -> tuple[dict, Path]:
+    """Config data from a file or a shipped config name, with ``key=value`` overrides applied."""
+    from meshfit.config import apply_overrides
+
+    path = resolve_config(name_or_path)
+    return apply_overrides(load_yaml(path), list(overrides)), path

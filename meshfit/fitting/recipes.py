@@ -1,0 +1,295 @@
+"""Per-representation recipes: how a free mesh, a rigid pose and a blendshape rig start, which
+parameters their stages free by default, and what their results look like. Each recipe runs its
+stages through the one stage runner (``meshfit.fitting.stage``); ``fit_views`` picks the recipe
+for a config and a dataset of one frame or a sequence of frames.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from meshfit.camera import clip_range
+from meshfit.config import ConfigError
+from meshfit.fitting.config import FitConfig
+from meshfit.fitting.placement import estimate_placement, search_rotation, visual_hull
+from meshfit.fitting.stage import Problem, fit_stage
+from meshfit.io import Views
+from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
+from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp
+from meshfit.objectives import Targets
+
+__all__ = ["MAX_FACES", "FitResult", "fit_views"]
+
+# A remeshed surface above this many faces is refused: it would take minutes a step.
+MAX_FACES = 400_000
+
+# Parameters a stage frees when it names none; in a sequence, which ones have a frame axis.
+_DEFAULT_FREE = {
+    "free_mesh": ("u",),
+    "rigid": ("rotation", "translation"),
+    "blendshapes": ("identity", "expression", "rotation", "translation"),
+}
+_PER_FRAME = {"rigid": ("rotation", "translation"), "blendshapes": ("expression", "rotation", "translation")}
+
+
+class FitResult(NamedTuple):
+    """mesh: the fitted Mesh in the cameras' world frame (rigid/blendshapes: the model's vertex
+    order); for a sequence, the first frame's. params: JSON-ready parameters (rigid:
+    ``object_to_world`` 4x4 for the model file's frame; blendshapes: coefficients and pose; a
+    sequence: the shared ones and a ``frames`` list). history: one dict per stage (name, steps,
+    losses, term_history, final terms, seconds, compile_seconds, resolution, faces).
+    near, far: the clip range used. meshes: a sequence's fitted mesh per frame (else None)."""
+
+    mesh: Mesh
+    params: dict
+    history: list[dict]
+    near: float
+    far: float
+    meshes: list[Mesh] | None = None
+
+
+def _targets(views: Views) -> Targets:
+    if views.mask is None:
+        raise ValueError("fitting needs masks: the dataset has no mask/ folder")
+    return Targets(
+        jnp.asarray(views.mask, jnp.float32),
+        None if views.depth is None else jnp.asarray(views.depth, jnp.float32),
+        None if views.rgb is None else jnp.asarray(views.rgb, jnp.float32),
+    )
+
+
+def _remesh(
+    vertices: np.ndarray, faces: np.ndarray, edge: float, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    v, f = _gpytoolbox().remesh_botsch(
+        np.asarray(vertices, np.float64), np.asarray(faces, np.int32), i=5, h=float(edge), project=True
+    )
+    if len(f) > MAX_FACES:
+        raise ValueError(
+            f"{where}: remeshing made {len(f):,} faces (more than {MAX_FACES:,}); raise the edge length"
+        )
+    return np.asarray(v, np.float32), np.asarray(f, np.int32)
+
+
+def _fit_free(config: FitConfig, problem: Problem, centre, initial: Mesh | None, progress: bool):
+    radius = problem.radius
+    if initial is None and config.init.shape == "visual_hull":
+        hull = visual_hull(
+            problem.cameras, problem.targets.mask, centre, radius, resolution=config.init.hull_resolution
+        )
+        v, f = _remesh(
+            np.asarray(hull.vertices),
+            np.asarray(hull.faces),
+            config.init.hull_edge * radius,
+            "init.hull_edge",
+        )
+        initial = Mesh(v, f)
+    elif initial is None:
+        v, f = _gpytoolbox().icosphere(config.init.sphere_subdivisions)
+        v = np.asarray(v) * radius * config.init.sphere_radius + centre
+        initial = Mesh(v.astype(np.float32), np.asarray(f, np.int32))
+    v, f = np.asarray(initial.vertices), np.asarray(initial.faces)
+    history = []
+    for i, stage in enumerate(config.stages):
+        t = time.perf_counter()
+        if stage.remesh is not None:
+            v, f = _remesh(v, f, stage.remesh * radius, f"stages[{i}].remesh")
+        remesh_s = time.perf_counter() - t
+        mesh = Mesh(v, f)
+        model = FreeMeshModel.from_mesh(mesh, lam=stage.lam)
+        params, entry = fit_stage(problem, model, model.init_params(mesh.vertices), stage,
+                                  free=stage.params or _DEFAULT_FREE["free_mesh"], seed=config.seed + i,
+                                  progress=progress)  # fmt: skip
+        entry["seconds"] += remesh_s
+        entry["remesh_seconds"] = remesh_s
+        v = np.asarray(model.vertices(params))
+        history.append(entry)
+    mesh = Mesh(v, f)
+    return mesh, {"vertices": int(v.shape[0]), "faces": int(f.shape[0])}, history, None
+
+
+def _initial_rotation(config: FitConfig) -> np.ndarray:
+    """Start rotation [3, 3] (object -> world)."""
+    return np.asarray(so3_exp(jnp.asarray(np.radians(config.init.rotation), jnp.float32)))
+
+
+def _centres(config: FitConfig, centres: np.ndarray) -> np.ndarray:
+    """Where the object's centre starts: [3], or [T, 3] for a sequence."""
+    if config.init.translation is None:
+        return centres
+    return np.broadcast_to(np.asarray(config.init.translation, np.float64), centres.shape)
+
+
+def _run_stages(config, problem, model, params, default_free, progress):
+    history = []
+    for i, stage in enumerate(config.stages):
+        params, entry = fit_stage(problem, model, params, stage, free=stage.params or default_free,
+                                  seed=config.seed + i, progress=progress)  # fmt: skip
+        if isinstance(model, RigidModel) and problem.frames is None:
+            model, params = model.rebased(params)  # keep the increments small
+        history.append(entry)
+    return model, params, history
+
+
+def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progress: bool):
+    c_model, _ = bounding_sphere(mesh.vertices)
+    # Rotate about the object's centre: the template is centred, and the file frame comes back at the end.
+    model = RigidModel.from_mesh(Mesh(np.asarray(mesh.vertices) - c_model.astype(np.float32), mesh.faces),
+                                 rotation=_initial_rotation(config))  # fmt: skip
+    start = _centres(config, centres)
+    T = problem.frames
+    params = model.init_params(scale=config.init.scale)
+    params["translation"] = jnp.asarray(start, jnp.float32)
+    if T is not None:
+        params["rotation"] = jnp.zeros((T, 3), jnp.float32)
+    if config.init.rotation_search:
+        first = problem if T is None else _frame_problem(problem, 0)
+        p0 = params if T is None else {**params, "rotation": params["rotation"][0],
+                                       "translation": params["translation"][0]}  # fmt: skip
+        model = search_rotation(first, model, p0, config.stages[0], count=config.init.rotation_search,
+                                seed=config.seed)  # fmt: skip
+    model, params, history = _run_stages(config, problem, model, params, _DEFAULT_FREE["rigid"], progress)
+    shift = np.eye(4)
+    shift[:3, 3] = -c_model
+
+    def frame_out(p):
+        M = np.asarray(model.object_to_world(p), np.float64)
+        return {"object_to_world": (M @ shift).tolist(), "scale": float(np.exp(p["log_scale"]))}
+
+    if T is None:
+        return Mesh(np.asarray(model.vertices(params)), mesh.faces), frame_out(params), history, None
+    frames = [_frame_params(params, t, _PER_FRAME["rigid"]) for t in range(T)]
+    meshes = [Mesh(np.asarray(model.vertices(p)), mesh.faces) for p in frames]
+    return meshes[0], {"frames": [frame_out(p) for p in frames]}, history, meshes
+
+
+def _frame_params(params: dict, t: int, per_frame) -> dict:
+    return {k: (v[t] if k in per_frame else v) for k, v in params.items()}
+
+
+def _frame_problem(problem: Problem, t: int) -> Problem:
+    tg = Targets(*(None if x is None else x[t] for x in problem.targets))
+    return Problem(problem.cameras, tg, problem.near, problem.far, problem.radius, problem.bounds)
+
+
+def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: BlendshapeModel, progress: bool):
+    c_model, _ = bounding_sphere(model.neutral)
+    R = _initial_rotation(config)
+    start = _centres(config, centres)
+    t = start - config.init.scale * (R @ c_model)  # vertices = s R x + t: the centre lands on `start`
+    T = problem.frames
+    coeffs = {
+        k: jnp.clip(v, *config.bounds[k]) if k in config.bounds else v for k, v in model.init_params().items()
+    }
+    params = {
+        **coeffs,
+        "rotation": jnp.asarray(np.radians(config.init.rotation), jnp.float32),
+        "translation": jnp.asarray(t, jnp.float32),
+        "log_scale": jnp.asarray(np.log(config.init.scale), jnp.float32),
+    }
+    if T is not None:
+        for k in ("expression", "rotation"):
+            params[k] = jnp.broadcast_to(params[k], (T, *params[k].shape))
+    _, params, history = _run_stages(config, problem, model, params, _DEFAULT_FREE["blendshapes"], progress)
+    id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
+    exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
+
+    def frame_out(p):
+        return {
+            "expression": dict(zip(exp_names, np.asarray(p["expression"]).tolist())),
+            "rotation_axis_angle": np.asarray(p["rotation"]).tolist(),
+            "translation": np.asarray(p["translation"]).tolist(),
+        }
+
+    shared = {"identity": dict(zip(id_names, np.asarray(params["identity"]).tolist())),
+              "scale": float(np.exp(params["log_scale"]))}  # fmt: skip
+    if T is None:
+        out = {"identity": shared["identity"], **frame_out(params), "scale": shared["scale"]}
+        return Mesh(np.asarray(model.vertices(params)), model.faces), out, history, None
+    frames = [_frame_params(params, i, _PER_FRAME["blendshapes"]) for i in range(T)]
+    meshes = [Mesh(np.asarray(model.vertices(p)), model.faces) for p in frames]
+    return meshes[0], {**shared, "frames": [frame_out(p) for p in frames]}, history, meshes
+
+
+def _check_data(config: FitConfig, views: Views, targets: Targets) -> None:
+    n = len(views.names)
+    for i, s in enumerate(config.stages):
+        w = s.weights
+        if w.depth and targets.depth is None:
+            raise ValueError(f"stages[{i}] ({s.name}) weighs depth but the dataset has no depth/ folder")
+        if w.shading and targets.rgb is None:
+            raise ValueError(f"stages[{i}] ({s.name}) weighs shading but the dataset has no rgb/ folder")
+        if s.views_per_step is not None and s.views_per_step > n:
+            raise ValueError(
+                f"stages[{i}].views_per_step is {s.views_per_step} but the dataset has {n} views"
+            )
+
+
+def fit_views(
+    config: FitConfig,
+    views: Views,
+    *,
+    model: Mesh | BlendshapeModel | None = None,
+    progress: bool = True,
+    devices=None,
+) -> FitResult:
+    """Fit ``config.model`` to a dataset of one frame, or of a sequence (``views.frames``).
+
+    Args:
+        config: the FitConfig.
+        views: cameras and images (``meshfit.io.load_views`` / ``load_sequence``); masks are
+            required, rgb and depth when a stage weighs the shading or depth terms.
+        model: rigid: the known Mesh (required); blendshapes: the BlendshapeModel (required);
+            free_mesh: an initial Mesh (default: an icosphere placed from the masks).
+        progress: tqdm bars per stage.
+        devices: a sequence only: split the frames over these jax devices (``jax.shard_map``).
+    A sequence fits per-frame pose (and expression) with shared shape (identity, scale), plus
+    ``config.smoothness``; a free mesh fits one frame only.
+    """
+    targets = _targets(views)
+    cams = views.cameras
+    _check_data(config, views, targets)
+    sequence = views.frames is not None
+    if sequence and config.model == "free_mesh":
+        raise ValueError("a free_mesh fit takes one frame; sequences fit blendshape rigs or rigid poses")
+    if devices is not None and not sequence:
+        raise ValueError("devices= splits the frames of a sequence; this dataset has one frame")
+    masks = np.asarray(views.mask)
+    if sequence:
+        placed = [estimate_placement(cams, m) for m in masks]
+        centres = np.stack([c for c, _ in placed])
+        radius = float(np.median([r for _, r in placed]))
+    else:
+        centres, radius = estimate_placement(cams, masks)
+    if config.model == "rigid":
+        if not isinstance(model, Mesh):
+            raise ValueError("a rigid fit needs the known mesh (CLI: --model MESH)")
+        _, radius = bounding_sphere(model.vertices)
+    elif config.model == "blendshapes":
+        if not isinstance(model, BlendshapeModel):
+            raise ValueError("a blendshape fit needs the model (CLI: --model FOLDER_OR_NPZ)")
+        _, radius = bounding_sphere(model.neutral)
+    elif model is not None and not isinstance(model, Mesh):
+        raise ValueError("a free_mesh fit takes an optional initial Mesh as its model")
+    # Room for the object about every frame's centre: 2 radii (the start may be off).
+    ranges = [clip_range(cams, c, radius, margin=2.0) for c in np.reshape(centres, (-1, 3))]
+    near = config.near if config.near is not None else min(r[0] for r in ranges)
+    far = config.far if config.far is not None else max(r[1] for r in ranges)
+    if not 0 < near < far:
+        raise ConfigError(f"near/far must satisfy 0 < near < far; got near={near}, far={far}")
+    problem = Problem(
+        cams, targets, near, far, radius, dict(config.bounds),
+        per_frame=_PER_FRAME.get(config.model, ()) if sequence else (), smoothness=config.smoothness,
+        devices=None if devices is None else tuple(devices),
+    )  # fmt: skip
+    if config.model == "free_mesh":
+        mesh, params, history, meshes = _fit_free(config, problem, centres, model, progress)
+    elif config.model == "rigid":
+        mesh, params, history, meshes = _fit_rigid(config, problem, centres, model, progress)
+    else:
+        mesh, params, history, meshes = _fit_blendshapes(config, problem, centres, model, progress)
+    return FitResult(mesh, params, history, near, far, meshes)

@@ -1,0 +1,284 @@
+"""The one stage runner: a ``StageConfig`` applied to a model, a rig and its target images.
+
+Every fit goes through here: the single-frame recipes, sequences (T frames through one rig, some
+parameters shared by all frames, the frame axis optionally split over devices with
+``jax.shard_map``) and the rigid rotation search. ``prepare_stage`` builds the jitted step once
+(targets area-averaged to the stage's resolution, the objective in units of the object's radius,
+the stage's optimiser); ``PreparedStage.run`` runs it from given parameters, for any model with
+the template's faces (the model is an argument of the step, so a search over base rotations
+compiles once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from meshfit.camera import Camera
+from meshfit.fitting.config import StageConfig
+from meshfit.fitting.loop import FitState, make_optimizer, make_step, run_stage
+from meshfit.objectives import Targets, image_objective
+
+log = logging.getLogger("meshfit")
+
+__all__ = ["PreparedStage", "Problem", "downsample_targets", "fit_stage", "prepare_stage", "stage_optimizer"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What a fit is fitted to, and how its units are measured.
+
+    cameras: [N] rig at the data's resolution. targets: images [N, H, W] (one frame) or
+    [T, N, H, W] (a sequence through the same rig). near, far: clip range (world units).
+    radius: the object's radius (world units): positions, depth and edge lengths in a config are
+    measured in it. bounds: box constraints on coefficients (``{"expression": (0, 1)}``).
+    per_frame: in a sequence, the parameters with a leading frame axis (the others are shared).
+    smoothness: in a sequence, weight of the mean squared frame-to-frame change of the per-frame
+    parameters. devices: in a sequence, split the frame axis over these devices (T must be a
+    multiple of their number).
+    """
+
+    cameras: Camera
+    targets: Targets
+    near: float
+    far: float
+    radius: float
+    bounds: dict = dataclasses.field(default_factory=dict)
+    per_frame: tuple[str, ...] = ()
+    smoothness: float = 0.0
+    devices: tuple | None = None
+
+    @property
+    def frames(self) -> int | None:
+        """T for a sequence, None for one frame."""
+        return self.targets.mask.shape[0] if self.targets.mask.ndim == 4 else None
+
+
+def downsample_targets(targets: Targets, cameras: Camera, resolution: int | None) -> tuple[Targets, Camera]:
+    """Targets and cameras with the longest image side ``resolution`` (no-op if None or larger).
+
+    Images [..., H, W(, C)] (any leading dimensions, e.g. frames x views) are area-averaged
+    (exactly, by whole blocks, when the size divides; otherwise by an antialiased linear resize);
+    depth is averaged only over fully covered blocks, 0 elsewhere.
+    """
+    H, W = cameras.height, cameras.width
+    if resolution is None or resolution >= max(H, W):
+        return targets, cameras
+    s = resolution / max(H, W)
+    h, w = max(1, round(H * s)), max(1, round(W * s))
+    lead = targets.mask.ndim - 2
+
+    def area(img):
+        img = jnp.asarray(img, jnp.float32)
+        batch, rest = img.shape[:lead], img.shape[lead + 2 :]
+        if H % h == 0 and W % w == 0:
+            blocks = img.reshape(*batch, h, H // h, w, W // w, *rest)
+            return blocks.mean((lead + 1, lead + 3))
+        return jax.image.resize(img, (*batch, h, w, *rest), "linear", antialias=True)
+
+    mask = area(targets.mask)
+    depth = None
+    if targets.depth is not None:
+        full = mask >= 1.0 - 1e-6
+        depth = jnp.where(full, area(targets.depth), 0.0)
+    rgb = None if targets.rgb is None else area(targets.rgb)
+    return Targets(mask, depth, rgb), cameras.resized(w, h)
+
+
+def stage_optimizer(
+    stage: StageConfig, radius: float, bounds: dict | None = None
+) -> optax.GradientTransformation:
+    """The stage's optimiser, its updates scaled per parameter: positions by the radius, then
+    ``lr_scale``; parameters named in ``bounds`` are projected back into their box after each
+    step. The inner state stays the inject_hyperparams one, so divergence recovery can lower lr."""
+    scales = {"translation": radius, "u": radius}
+    scales = {k: scales.get(k, 1.0) * stage.lr_scale.get(k, 1.0) for k in {*scales, *stage.lr_scale}}
+    inner = make_optimizer(stage.optimizer, stage.lr)
+    bounds = bounds or {}
+
+    def update(updates, state, params=None):
+        updates, state = inner.update(updates, state, params)
+        out = {}
+        for k, u in updates.items():
+            u = u * scales.get(k, 1.0)
+            if k in bounds:
+                lo, hi = bounds[k]
+                u = jnp.clip(params[k] + u, lo, hi) - params[k]
+            out[k] = u
+        return out, state
+
+    return optax.GradientTransformation(inner.init, update)
+
+
+def _objective(template, cameras: Camera, problem: Problem, stage: StageConfig):
+    """The stage's image objective, with depth measured in object radii."""
+    r = problem.radius
+    weights = dataclasses.replace(stage.weights, depth=stage.weights.depth / r**2)
+    trunc = None if stage.depth_max_error is None else stage.depth_max_error * r
+    return image_objective(
+        template, cameras, near=problem.near, far=problem.far, weights=weights, depth_max_error=trunc
+    )
+
+
+def _take_views(targets: Targets, idx, axis: int) -> Targets:
+    return Targets(*(None if x is None else jnp.take(x, idx, axis=axis) for x in targets))
+
+
+@dataclasses.dataclass
+class PreparedStage:
+    """A compiled-once stage: ``run(model, params)`` fits ``free`` from ``params``.
+
+    cameras, targets: at the stage's resolution. resolution_note: set when the stage asked for
+    more pixels than the data has.
+    """
+
+    stage: StageConfig
+    free: tuple[str, ...]
+    cameras: Camera
+    targets: Targets
+    step: Any
+    loss: Any
+    views: int
+    seed: int
+    resolution_note: str | None
+    optimizer: optax.GradientTransformation
+
+    def run(self, model, params: dict, *, progress: bool = True) -> tuple[dict, dict]:
+        """Run the stage; returns (params with the free ones fitted, history entry)."""
+        missing = sorted(set(self.free) - set(params))
+        if missing:
+            raise ValueError(
+                f"stage {self.stage.name!r}: parameters {missing} are not in the model's parameters"
+            )
+        fixed = {k: v for k, v in params.items() if k not in self.free}
+        start = {k: params[k] for k in self.free}
+        n, k = self.views, self.step_views
+        rng = np.random.default_rng(self.seed)
+        everything = jnp.arange(n, dtype=jnp.int32)
+
+        def batch(i):
+            idx = jnp.asarray(np.sort(rng.permutation(n)[:k]), jnp.int32) if k < n else everything
+            return model, fixed, self.targets, idx
+
+        res = run_stage(
+            self.step, FitState(start, self.optimizer.init(start), jnp.zeros((), jnp.int32)), batch,
+            steps=self.stage.steps, patience=self.stage.patience, min_improvement=self.stage.min_improvement,
+            progress=self.stage.name if progress else False,
+        )  # fmt: skip
+        params = {**params, **res.state.params}
+        _, terms = self.loss(params, (model, {}, self.targets, everything))
+        entry = {
+            "name": self.stage.name, "steps": res.steps, "stopped_early": res.stopped_early,
+            "seconds": res.seconds, "compile_seconds": res.compile_seconds, "losses": res.losses,
+            "term_history": res.terms, "terms": {k: float(v) for k, v in terms.items()},
+            "resolution": [self.cameras.width, self.cameras.height], "faces": int(model.faces.shape[0]),
+            "views_per_step": k,
+        }  # fmt: skip
+        if self.resolution_note:
+            entry["resolution_note"] = self.resolution_note
+        return params, entry
+
+    @property
+    def step_views(self) -> int:
+        return min(self.stage.views_per_step or self.views, self.views)
+
+
+def prepare_stage(
+    problem: Problem, template, stage: StageConfig, *, free: tuple[str, ...], seed: int = 0
+) -> PreparedStage:
+    """Build the jitted step of ``stage`` for models with ``template``'s faces.
+
+    The step's batch is (model, fixed params, targets, view indices): each step renders the
+    ``views_per_step`` views the host draws (all views when None), for one frame or, in a
+    sequence, for every frame (per-frame terms summed and divided by T, plus ``smoothness``).
+    """
+    tg, cs = downsample_targets(problem.targets, problem.cameras, stage.resolution)
+    data_side = max(problem.cameras.width, problem.cameras.height)
+    note = None
+    if stage.resolution is not None and stage.resolution > data_side:
+        note = (
+            f"stage {stage.name!r} asked for {stage.resolution} px; the data has {data_side} px, "
+            f"so it ran at {data_side}"
+        )
+        log.warning(note)
+    views = cs.batch_shape[0]
+    if stage.views_per_step is not None and stage.views_per_step > views:
+        raise ValueError(
+            f"stage {stage.name!r}: views_per_step={stage.views_per_step} but the data has {views} views"
+        )
+    T = problem.frames
+    if T is None:
+
+        def loss_fn(q, batch):
+            model, fixed, targets, idx = batch
+            objective = _objective(template, cs[idx], problem, stage)
+            return objective({**fixed, **q}, _take_views(targets, idx, 0), model)
+
+    else:
+        per_frame = problem.per_frame
+
+        def frames_terms(split, targets, model, cams):
+            objective = _objective(template, cams, problem, stage)
+
+            def one(frame_params, frame_targets):
+                return objective({**split["shared"], **frame_params}, frame_targets, model)
+
+            loss, terms = jax.vmap(one)(split["frames"], targets)
+            return jnp.sum(loss), jax.tree.map(jnp.sum, terms)
+
+        if problem.devices is not None:
+            from jax.sharding import Mesh as DeviceMesh
+            from jax.sharding import PartitionSpec as P
+
+            devices = list(problem.devices)
+            if T % len(devices):
+                raise ValueError(f"{T} frames do not split evenly over {len(devices)} devices")
+            mesh = DeviceMesh(np.array(devices), ("frames",))
+            inner = frames_terms
+            frames_terms = jax.shard_map(
+                lambda s, t, m, c: jax.tree.map(lambda a: jax.lax.psum(a, "frames"), inner(s, t, m, c)),
+                mesh=mesh, in_specs=({"shared": P(), "frames": P("frames")}, P("frames"), P(), P()),
+                out_specs=P(),
+            )  # fmt: skip
+
+        def loss_fn(q, batch):
+            model, fixed, targets, idx = batch
+            full = {**fixed, **q}
+            split = {"shared": {k: v for k, v in full.items() if k not in per_frame},
+                     "frames": {k: full[k] for k in per_frame}}  # fmt: skip
+            total, terms = frames_terms(split, _take_views(targets, idx, 1), model, cs[idx])
+            terms = {k: v / T for k, v in terms.items()}
+            total = total / T
+            if problem.smoothness:
+                jerk = sum(jnp.mean(jnp.diff(full[k], axis=0) ** 2) for k in per_frame)
+                terms["smoothness"] = jerk
+                total = total + problem.smoothness * jerk
+            return total, terms
+
+    opt = stage_optimizer(stage, problem.radius, problem.bounds)
+    if T is not None and problem.devices is not None:
+        from jax.sharding import Mesh as DeviceMesh
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        mesh = DeviceMesh(np.array(list(problem.devices)), ("frames",))
+        tg = Targets(
+            *(None if x is None else jax.device_put(x, NamedSharding(mesh, P("frames"))) for x in tg)
+        )
+    return PreparedStage(
+        stage, tuple(free), cs, tg, make_step(loss_fn, opt), jax.jit(loss_fn), views, seed, note, opt
+    )
+
+
+def fit_stage(
+    problem: Problem, model, params: dict, stage: StageConfig, *, free: tuple[str, ...], seed: int = 0,
+    progress: bool = True,
+) -> tuple[dict, dict]:  # fmt: skip
+    """Prepare and run one stage: returns (params, history entry)."""
+    return prepare_stage(problem, model, stage, free=free, seed=seed).run(model, params, progress=progress)

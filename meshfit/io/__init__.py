@@ -1,0 +1,34 @@
+"""Files in and out: meshes, images, camera files, datasets, and atomic output folders.
+
+Every writer is atomic (``meshfit.io.atomic``): a crash or bad input never leaves a half-written
+output, and ``--overwrite`` only ever replaces a folder meshfit made.
+"""
+
+from meshfit.io.atomic import MARKER, OutputError, atomic_dir, atomic_path, check_output_dir
+from meshfit.io.cameras import CameraSet, load_cameras, save_cameras
+from meshfit.io.dataset import DatasetError, Views, is_sequence, load_sequence, load_views, write_views
+from meshfit.io.images import read_image, write_image
+from meshfit.io.meshes import MESH_SUFFIXES, MeshIOError, load_mesh, save_mesh
+
+__all__ = [
+    "MARKER",
+    "MESH_SUFFIXES",
+    "CameraSet",
+    "DatasetError",
+    "MeshIOError",
+    "OutputError",
+    "Views",
+    "atomic_dir",
+    "atomic_path",
+    "check_output_dir",
+    "is_sequence",
+    "load_cameras",
+    "load_mesh",
+    "load_sequence",
+    "load_views",
+    "read_image",
+    "save_cameras",
+    "save_mesh",
+    "write_image",
+    "write_views",
+]

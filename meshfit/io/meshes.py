@@ -1,0 +1,188 @@
+"""Mesh files through trimesh: OBJ, PLY, STL, OFF, GLB/glTF, the file's vertex order kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from meshfit.io.atomic import atomic_path
+from meshfit.io.images import float_to_uint8, image_to_float, read_image, write_image
+from meshfit.mesh import Mesh, MeshError
+
+__all__ = ["MESH_SUFFIXES", "MeshIOError", "load_mesh", "save_mesh"]
+
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+
+
+class MeshIOError(MeshError):
+    """A mesh file that cannot be read or written."""
+
+
+def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = None) -> Mesh:
+    """Read a mesh file (OBJ, PLY, STL, OFF, GLB/glTF) through trimesh, keeping the file's vertex order.
+
+    Vertices are never merged, split or reordered (``process=False, maintain_order=True``), so
+    files in vertex correspondence (blendshapes) stay in correspondence. Quads and polygons are
+    triangulated by trimesh. OBJ texture coordinates keep their own indices (``uv_faces``), so
+    UV seams do not split vertices. A glTF/GLB scene is flattened into one mesh with its node
+    transforms applied. Per-vertex colours and a texture image (from the material) are kept.
+
+    Args:
+        path: the mesh file.
+        texture: optional image file to use as the texture (e.g. an OBJ shipped without .mtl);
+            the mesh must have texture coordinates.
+    """
+    import trimesh
+
+    path = Path(path)
+    if path.is_dir():
+        raise MeshIOError(f"{path} is a folder; expected a mesh file ({', '.join(MESH_SUFFIXES)})")
+    if not path.is_file():
+        raise FileNotFoundError(f"mesh file not found: {path}")
+    if path.suffix.lower() not in MESH_SUFFIXES:
+        raise MeshIOError(
+            f"unsupported mesh format {path.suffix!r} for {path}; expected one of {MESH_SUFFIXES}"
+        )
+    try:
+        loaded = trimesh.load(path, process=False, maintain_order=True)
+        if isinstance(loaded, trimesh.Scene):
+            if not loaded.geometry:
+                raise MeshIOError(f"{path} contains no geometry")
+            loaded = loaded.to_mesh()
+    except MeshIOError:
+        raise
+    except Exception as e:  # trimesh raises many types on corrupt or truncated input
+        kind = path.suffix.lower()[1:].upper()
+        raise MeshIOError(f"{path} is not a readable {kind} file ({type(e).__name__}: {e})") from e
+    if not isinstance(loaded, trimesh.Trimesh):
+        raise MeshIOError(f"{path} holds a {type(loaded).__name__}, not a triangle mesh (no faces?)")
+    if len(loaded.faces) == 0:
+        raise MeshIOError(f"{path} has no faces ({len(loaded.vertices)} vertices)")
+
+    if path.suffix.lower() == ".obj":
+        _check_obj_records(path, len(loaded.vertices), len(loaded.faces))
+    vertices = np.asarray(loaded.vertices, np.float32)
+    faces = np.asarray(loaded.faces, np.int64)
+    visual = loaded.visual
+    colors = uvs = uv_faces = tex = None
+    if visual.kind == "vertex":
+        rgba = np.asarray(visual.vertex_colors, np.float32) / 255.0
+        colors = rgba if (rgba[:, 3] < 1).any() else rgba[:, :3]
+    uv = getattr(visual, "uv", None)
+    if uv is not None and len(uv):
+        if path.suffix.lower() == ".obj":
+            # maintain_order keeps one UV per vertex and loses seams; a plain load splits
+            # vertices at seams instead, face for face, which gives the per-corner UV indices.
+            split = trimesh.load(path, process=False)
+            if isinstance(split, trimesh.Scene):
+                split = split.to_mesh()
+            if len(split.faces) != len(faces) or not np.allclose(
+                split.vertices[split.faces], vertices[faces]
+            ):
+                raise MeshIOError(f"{path}: texture coordinates do not line up with the faces")
+            uvs = np.asarray(split.visual.uv, np.float32)
+            uv_faces = np.asarray(split.faces, np.int64)
+        elif len(uv) == len(vertices):
+            uvs = np.asarray(uv, np.float32)
+        material = getattr(visual, "material", None)
+        image = getattr(material, "image", None) or getattr(material, "baseColorTexture", None)
+        # trimesh gives a texture-less OBJ a placeholder 2x2 grey image: that is no texture.
+        placeholder = np.asarray(trimesh.visual.material.color_image())
+        if image is not None and not np.array_equal(np.asarray(image), placeholder):
+            tex = image_to_float(np.asarray(image))
+    if texture is not None:
+        if uvs is None:
+            raise MeshIOError(f"{path} has no texture coordinates, so a texture cannot be bound")
+        tex = read_image(texture)
+    return Mesh(vertices, faces, colors=colors, uvs=uvs, uv_faces=uv_faces, texture=tex)
+
+
+def _check_obj_records(path: Path, num_vertices: int, num_faces: int) -> None:
+    """trimesh skips OBJ records it cannot parse (a truncated file loses faces without a word):
+    count the file's own ``v`` and ``f`` records and refuse a load that lost any."""
+    v_records = f_records = 0
+    last = b""
+    with open(path, "rb") as fh:
+        for line in fh:
+            last = line
+            head = line.lstrip()[:2]
+            if head == b"v " or head == b"v\t":
+                v_records += 1
+            elif head == b"f " or head == b"f\t":
+                f_records += 1
+    truncated = last and not last.endswith(b"\n") and last.lstrip()[:2] in (b"v ", b"f ", b"vt", b"vn")
+    if num_vertices != v_records or num_faces < f_records:
+        raise MeshIOError(
+            f"{path}: the file has {v_records} vertex and {f_records} face records but only "
+            f"{num_vertices} vertices and {num_faces} faces could be read"
+            + (": it looks truncated" if truncated else " (malformed records or indices)")
+        )
+    if truncated:
+        last_text = last.decode("utf-8", "replace").strip()
+        fields = last_text.split()
+        if (fields[0] == "v" and len(fields) < 4) or (fields[0] == "f" and len(fields) < 4):
+            raise MeshIOError(f"{path} looks truncated: its last line is {last_text!r}")
+
+
+def save_mesh(path: str | os.PathLike, mesh: Mesh) -> None:
+    """Write a mesh. OBJ keeps everything (UV indices, vertex colours, texture as .mtl + .png);
+    PLY/STL/OFF/GLB go through trimesh (UVs only when they are per vertex)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES or suffix == ".gltf":
+        raise MeshIOError(f"cannot write {suffix!r}; use one of .obj .ply .stl .off .glb")
+    v = np.asarray(mesh.vertices, np.float64)
+    f = np.asarray(mesh.faces)
+    if suffix == ".obj":
+        _save_obj(path, mesh, v, f)
+        return
+    import trimesh
+
+    visual = None
+    if mesh.uvs is not None:
+        if not np.array_equal(np.asarray(mesh.uv_faces), f):
+            raise MeshIOError(
+                f"{suffix} stores one UV per vertex but this mesh has UV seams (uv_faces != faces); "
+                "write .obj to keep them"
+            )
+        image = None
+        if mesh.texture is not None:
+            from PIL import Image
+
+            image = Image.fromarray(float_to_uint8(np.asarray(mesh.texture)).squeeze())
+        visual = trimesh.visual.TextureVisuals(uv=np.asarray(mesh.uvs), image=image)
+    elif mesh.colors is not None:
+        visual = trimesh.visual.ColorVisuals(vertex_colors=float_to_uint8(np.asarray(mesh.colors)))
+    tm = trimesh.Trimesh(v, f, visual=visual, process=False, maintain_order=True)
+    with atomic_path(path) as tmp:
+        tm.export(tmp, file_type=suffix[1:])
+
+
+def _save_obj(path: Path, mesh: Mesh, v: np.ndarray, f: np.ndarray) -> None:
+    lines = ["# written by meshfit"]
+    if mesh.texture is not None:
+        lines.append(f"mtllib {path.stem}.mtl")
+    if mesh.colors is not None:
+        c = np.asarray(mesh.colors)[:, :3]
+        lines += [
+            f"v {a:.9g} {b:.9g} {z:.9g} {r:.6g} {g:.6g} {bl:.6g}" for (a, b, z), (r, g, bl) in zip(v, c)
+        ]
+    else:
+        lines += [f"v {a:.9g} {b:.9g} {z:.9g}" for a, b, z in v]
+    f1 = f + 1
+    if mesh.uvs is not None:
+        lines += [f"vt {a:.9g} {b:.9g}" for a, b in np.asarray(mesh.uvs, np.float64)]
+        if mesh.texture is not None:
+            lines.append("usemtl material0")
+        t1 = np.asarray(mesh.uv_faces) + 1
+        lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}" for (a, b, c), (ta, tb, tc) in zip(f1, t1)]
+    else:
+        lines += [f"f {a} {b} {c}" for a, b, c in f1]
+    if mesh.texture is not None:
+        write_image(path.with_suffix(".png"), np.asarray(mesh.texture))
+        with atomic_path(path.with_suffix(".mtl")) as tmp:
+            tmp.write_text(f"newmtl material0\nKd 1 1 1\nmap_Kd {path.stem}.png\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
