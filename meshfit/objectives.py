@@ -18,7 +18,7 @@ import numpy as np
 from meshfit import losses
 from meshfit.camera import Camera
 from meshfit.render import antialias, normal_image, rasterize, soft_silhouette, studio_lighting
-from meshfit.render.views import BASE_COLOR
+from meshfit.render.lighting import BASE_COLOR
 from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
 
 __all__ = ["LossWeights", "Targets", "image_objective"]

@@ -29,7 +29,7 @@ import numpy as np
 from meshfit.camera import Camera, sphere_rig
 from meshfit.io import atomic_dir, check_output_dir, load_mesh, save_cameras, save_mesh, write_views
 from meshfit.mesh import Mesh, bounding_sphere
-from meshfit.render.views import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
+from meshfit.render.lighting import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
 
 __all__ = ["MAX_SIZE", "MAX_VIEWS", "PyrenderViews", "pyrender_views", "synthesize"]
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests.helpers import require_native
+
 SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np, trimesh, meshfit
@@ -49,6 +51,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_frames_sharded_over_four_devices_match_one():
+    require_native()  # the point is the native kernels inside shard_map
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300

@@ -10,10 +10,11 @@ A typical render, for a Mesh and a [B] batch of Cameras::
 
 from meshfit.render.antialias import antialias, soft_silhouette
 from meshfit.render.interpolate import interpolate
+from meshfit.render.lighting import studio_lighting
 from meshfit.render.rasterize import Fragments, rasterize
 from meshfit.render.shade import lambert, normal_image, sh_irradiance
 from meshfit.render.texture import mip_pyramid, texture
-from meshfit.render.views import RenderedViews, render_views, studio_lighting
+from meshfit.render.views import RenderedViews, render_views
 
 __all__ = [
     "Fragments",

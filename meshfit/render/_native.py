@@ -7,13 +7,22 @@ extension is built (``pip install`` builds it); everything works without it. Und
 (e.g. over frames) each call runs once per batch element ("sequential"), each call itself
 multi-threaded. Their gradients are reverse-mode only (custom VJPs; no jvp, no second
 derivatives): use ``backend="jax"`` for those.
+
+The library is meshfit.render._rasterize_native, or the file named by ``MESHFIT_NATIVE_LIB``
+(e.g. a sanitizer build, kernels/sanitize.sh). It records the XLA FFI API version and jaxlib
+version it was compiled against; it is refused, with the reason, when its FFI major version
+differs from the headers of the jaxlib running it (XLA FFI handlers are versioned by that API).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.metadata
 import importlib.util
+import os
+import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -31,19 +40,107 @@ _TARGETS = {
 }
 
 
+LIBRARY_ENV = "MESHFIT_NATIVE_LIB"
+
+
+def _library_path() -> str | None:
+    """The kernels' shared library: MESHFIT_NATIVE_LIB if set, else the built extension."""
+    if os.environ.get(LIBRARY_ENV):
+        return os.environ[LIBRARY_ENV]
+    spec = importlib.util.find_spec("meshfit.render._rasterize_native")
+    return None if spec is None or spec.origin is None else spec.origin
+
+
+@functools.cache
+def runtime_ffi_api() -> str | None:
+    """XLA_FFI_API_MAJOR.MINOR of the running jaxlib's FFI headers, or None if unreadable."""
+    try:
+        header = Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h"
+        text = header.read_text()
+    except (OSError, AttributeError):
+        return None
+    major = re.search(r"#define XLA_FFI_API_MAJOR (\d+)", text)
+    minor = re.search(r"#define XLA_FFI_API_MINOR (\d+)", text)
+    return f"{major[1]}.{minor[1]}" if major and minor else None
+
+
+def incompatibility(built: str | None, runtime: str | None) -> str | None:
+    """Why a library built against FFI API ``built`` ("MAJOR.MINOR") cannot run under ``runtime``,
+    or None when it can: the major versions must agree (minor versions are ABI-compatible)."""
+    if built is None:
+        return "the library does not say which XLA FFI API it was built against (rebuild it)"
+    if runtime is None:
+        return None  # cannot tell: XLA checks the handlers' API version when they are registered
+    if built.split(".")[0] != runtime.split(".")[0]:
+        return (
+            f"built against XLA FFI API {built}, but the running jaxlib has FFI API {runtime}: "
+            "reinstall meshfit so its kernels are compiled against this jaxlib"
+        )
+    return None
+
+
+def _library_info(lib) -> dict:
+    """What MeshfitBuildInfo() records: {"ffi_api": "0.3", "jaxlib": "0.10.2"} (values or None)."""
+    try:
+        fn = lib.MeshfitBuildInfo
+    except AttributeError:
+        return {"ffi_api": None, "jaxlib": None}
+    fn.restype = ctypes.c_char_p
+    fields = dict(kv.split("=", 1) for kv in fn().decode().split(";") if "=" in kv)
+    return {"ffi_api": fields.get("ffi"), "jaxlib": fields.get("jaxlib")}
+
+
+@functools.cache
+def _open() -> tuple[object | None, str | None]:
+    """(the loaded library, None) or (None, why it is unavailable)."""
+    path = _library_path()
+    if path is None:
+        return None, "the native kernels were not built (reinstall meshfit with a C++ compiler)"
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as e:
+        return None, f"cannot load {path}: {e}"
+    reason = incompatibility(_library_info(lib)["ffi_api"], runtime_ffi_api())
+    if reason is not None:
+        return None, f"{path}: {reason}"
+    return lib, None
+
+
 @functools.cache
 def _load() -> str | None:
     """Register the FFI targets once; returns None on success or the reason they are unavailable."""
-    spec = importlib.util.find_spec("meshfit.render._rasterize_native")
-    if spec is None or spec.origin is None:
-        return "the native kernels were not built (reinstall meshfit with a C++ compiler)"
+    lib, reason = _open()
+    if reason is not None:
+        return reason
     try:
-        lib = ctypes.CDLL(spec.origin)
         for target, symbol in _TARGETS.items():
             jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-    except (OSError, AttributeError) as e:
-        return f"cannot load {spec.origin}: {e}"
+    except (AttributeError, ValueError, RuntimeError) as e:
+        return f"cannot register the kernels of {_library_path()}: {e}"
     return None
+
+
+def build_info() -> dict:
+    """What the native kernels are and what they were built against, for ``meshfit info``:
+    library (path or None), loaded (bool), reason (why not loaded, or None), ffi_api and jaxlib
+    (the FFI API version and jaxlib version the library was compiled against, or None), and
+    runtime_ffi_api and runtime_jaxlib (those of the jaxlib running now)."""
+    lib, _ = _open()
+    reason = _load()
+    built = _library_info(lib) if lib is not None else {"ffi_api": None, "jaxlib": None}
+    if lib is None and _library_path() is not None:  # refused: still say what it was built against
+        try:
+            built = _library_info(ctypes.CDLL(_library_path()))
+        except OSError:
+            pass
+    return {
+        "library": _library_path(),
+        "loaded": reason is None,
+        "reason": reason,
+        **built,
+        "runtime_ffi_api": runtime_ffi_api(),
+        "runtime_jaxlib": importlib.metadata.version("jaxlib"),
+    }
 
 
 def available() -> bool:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from meshfit.render import _native
-from meshfit.render.rasterize import Fragments, _use_native, pixel_ndc
+from meshfit.render._backend import use_native
+from meshfit.render._checks import check_faces
+from meshfit.render._pixels import pixel_ndc
+from meshfit.render.rasterize import Fragments
 
 __all__ = ["antialias", "soft_silhouette"]
 
@@ -25,16 +27,6 @@ def _edge_values(corners: jax.Array, px: jax.Array, py: jax.Array) -> jax.Array:
     a = corners[..., 0] - px[..., None] * corners[..., 3]
     b = corners[..., 1] - py[..., None] * corners[..., 3]
     return jnp.cross(a, b)
-
-
-def _check_faces(faces: jax.Array, num_vertices: int) -> None:
-    """faces [F, 3] int, indices in range when concrete (the native kernel checks them again)."""
-    if faces.ndim != 2 or faces.shape[1] != 3 or not jnp.issubdtype(faces.dtype, jnp.integer):
-        raise ValueError(f"faces must be [F, 3] int32; got {tuple(faces.shape)} {faces.dtype}")
-    if not isinstance(faces, jax.core.Tracer) and faces.size:
-        f = np.asarray(faces)
-        if f.min() < 0 or f.max() >= num_vertices:
-            raise ValueError(f"faces index outside 0..{num_vertices - 1} (found {f.min()}..{f.max()})")
 
 
 def _pair_deltas(color_p, color_q, fid_p, fid_q, depth_p, depth_q, clip, faces, p_xy, q_xy, horizontal, size):
@@ -107,7 +99,7 @@ def antialias(
     color, clip, faces = jnp.asarray(color), jnp.asarray(clip), jnp.asarray(faces)
     if not jnp.issubdtype(color.dtype, jnp.floating):
         raise ValueError(f"color must be a float image; got {color.dtype}")
-    _check_faces(faces, clip.shape[-2])
+    check_faces(faces, clip.shape[-2])
     batch = fragments.face_id.shape[:-2]
     H, W = fragments.face_id.shape[-2:]
     if color.shape[:-1] != fragments.face_id.shape:
@@ -119,7 +111,7 @@ def antialias(
     fid = fragments.face_id.reshape((-1, H, W))
     dep = jax.lax.stop_gradient(fragments.depth).reshape((-1, H, W))
     cl = clip.reshape((-1,) + clip.shape[-2:])
-    if _use_native(backend, col, cl):
+    if use_native(backend, col, cl):
         out = _native.antialias(col, fid, dep, cl, faces.astype(jnp.int32))
         return out.reshape(color.shape)
     nb = col.shape[0]

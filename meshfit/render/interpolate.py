@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from meshfit.render import _native
-from meshfit.render.antialias import _check_faces
-from meshfit.render.rasterize import Fragments, _use_native
+from meshfit.render._backend import use_native
+from meshfit.render._checks import check_faces
+from meshfit.render.rasterize import Fragments
 
 __all__ = ["interpolate"]
 
@@ -32,9 +33,9 @@ def interpolate(
     attr, faces = jnp.asarray(attr), jnp.asarray(faces)
     if attr.ndim < 2:
         raise ValueError(f"attr must be [A, C] or [B..., A, C]; got {tuple(attr.shape)}")
-    _check_faces(faces, attr.shape[-2])
+    check_faces(faces, attr.shape[-2])
     batch = fragments.face_id.shape[:-2]
-    if attr.ndim == 2 and attr.dtype == jnp.float32 and _use_native(backend, attr, fragments.bary):
+    if attr.ndim == 2 and attr.dtype == jnp.float32 and use_native(backend, attr, fragments.bary):
         fid = fragments.face_id.reshape((-1,) + fragments.face_id.shape[-2:])
         bary = fragments.bary.reshape(fid.shape + (3,))
         out = _native.interpolate(attr, faces.astype(jnp.int32), fid, bary)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
@@ -120,8 +118,3 @@ def texture(
         weight = jnp.clip(1.0 - jnp.abs(lod - i), 0.0, 1.0)[..., None]
         out = out + weight * _bilinear(level, uv, wrap)
     return out
-
-
-def num_mip_levels(height: int, width: int) -> int:
-    """Number of levels ``mip_pyramid`` makes for a texture of this size."""
-    return 1 + math.ceil(math.log2(max(height, width, 1)))

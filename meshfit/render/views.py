@@ -1,5 +1,5 @@
 """Whole images of a mesh from a rig of cameras with meshfit's renderer (the twin of synth's
-pyrender_views): colour, coverage, depth and normals, with the same lighting conventions."""
+pyrender_views): colour, coverage, depth and normals, lit as ``render.lighting`` says."""
 
 from __future__ import annotations
 
@@ -9,37 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meshfit.camera import Camera
-from meshfit.mesh import Mesh
+from meshfit.camera import Camera, clip_range
+from meshfit.mesh import Mesh, bounding_sphere
 from meshfit.render.interpolate import interpolate
+from meshfit.render.lighting import BASE_COLOR, srgb_to_linear, studio_lighting
 from meshfit.render.rasterize import rasterize
-from meshfit.render.shade import lambert, normal_image
+from meshfit.render.shade import normal_image
 from meshfit.render.texture import texture
 
-__all__ = ["RenderedViews", "depth_range", "render_views", "studio_lighting"]
-
-# The lighting meshfit synth uses (pyrender, PBR with metallic 0 and roughness 1): a fixed
-# world-space directional light plus ambient, in linear colour, written with gamma 1/2.2 as
-# pyrender's shader does (textures are decoded from sRGB first). Its diffuse term is
-# (1 - F0) * intensity / pi with the glTF dielectric F0 = 0.04; its specular term is not modelled.
-LIGHT_DIRECTION = (-0.3, -0.8, -0.5)
-LIGHT_INTENSITY = 3.0
-AMBIENT = 0.3
-BASE_COLOR = (0.75, 0.75, 0.75)
-_DIFFUSE = (1.0 - 0.04) * LIGHT_INTENSITY / np.pi
-_GAMMA = 2.2
-
-
-def _srgb_to_linear(c: jax.Array) -> jax.Array:
-    return jnp.where(c <= 0.04045, c / 12.92, ((jnp.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4)
-
-
-def studio_lighting(normals: jax.Array, albedo: jax.Array) -> jax.Array:
-    """Display colour [..., C] in [0, 1] of linear ``albedo`` [..., C] (C = 3, or 1 for grey)
-    with unit world ``normals`` [..., 3], lit as ``meshfit synth`` lights its scenes
-    (``LIGHT_DIRECTION`` + ``AMBIENT``, gamma 2.2). Differentiable; mask the background yourself."""
-    linear = lambert(normals, albedo * _DIFFUSE, jnp.asarray(LIGHT_DIRECTION)) + AMBIENT * albedo
-    return jnp.clip(linear, 1e-12, 1.0) ** (1.0 / _GAMMA)
+__all__ = ["RenderedViews", "render_views"]
 
 
 class RenderedViews(NamedTuple):
@@ -51,19 +29,6 @@ class RenderedViews(NamedTuple):
     mask: np.ndarray
     depth: np.ndarray
     normal: np.ndarray
-
-
-def depth_range(mesh: Mesh, cameras: Camera) -> tuple[float, float]:
-    """Near and far planes that enclose the mesh's bounding sphere in every camera."""
-    v = np.asarray(mesh.vertices, np.float64)
-    centre = (v.min(0) + v.max(0)) / 2
-    radius = float(np.linalg.norm(v - centre, axis=1).max())
-    z = np.asarray(cameras.to_camera(jnp.asarray(centre[None], jnp.float32)))[..., 0, 2]
-    near = max(float(z.min()) - 1.05 * radius, 1e-3 * max(float(z.max()), 1e-6))
-    far = float(z.max()) + 1.05 * radius
-    if far <= near:
-        raise ValueError("the mesh is entirely behind the cameras")
-    return near, far
 
 
 def render_views(
@@ -87,7 +52,7 @@ def render_views(
     if textured and mesh.texture is None:
         raise ValueError("textured rendering needs a mesh with a texture")
     if near is None or far is None:
-        auto_near, auto_far = depth_range(mesh, cameras)
+        auto_near, auto_far = clip_range(cameras, *bounding_sphere(mesh.vertices))
         near = auto_near if near is None else near
         far = auto_far if far is None else far
     H, W = cameras.height, cameras.width
@@ -100,7 +65,7 @@ def render_views(
         if textured:
             uv = interpolate(mesh.uvs, frags, mesh.uv_faces)
             tex = texture(mesh.texture, uv, filter="trilinear", mask=frags.mask)[..., :3]
-            albedo = _srgb_to_linear(tex)
+            albedo = srgb_to_linear(tex)
         elif mesh.colors is not None:
             albedo = interpolate(mesh.colors[:, :3], frags, mesh.faces)
         else:
