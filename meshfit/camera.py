@@ -35,6 +35,9 @@ __all__ = [
     "triangulate_points",
 ]
 
+# Shortest focal length accepted, as a fraction of the image side: a 179.4 degree field of view.
+MIN_FOCAL = 0.005
+
 # OpenCV camera axes -> OpenGL camera axes (x right, y up, z backward).
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 
@@ -99,6 +102,16 @@ class Camera:
                 raise CameraError(f"camera {name} contains non-finite values")
         if (np.asarray(self.fx) <= 0).any() or (np.asarray(self.fy) <= 0).any():
             raise CameraError("focal lengths fx, fy must be positive")
+        # A focal length this short sees (nearly) 180 degrees: projections blow up and every
+        # estimate derived from the images with them (the object's size, say).
+        for name, f, size in (("fx", self.fx, self.width), ("fy", self.fy, self.height)):
+            short = float(np.min(np.asarray(f)))
+            if short < MIN_FOCAL * size:
+                fov = np.degrees(2 * np.arctan(0.5 * size / short))
+                raise CameraError(
+                    f"degenerate intrinsics: {name} = {short:.3g} px across {size} px is a {fov:.2f} degree "
+                    f"field of view; focal lengths must be at least {MIN_FOCAL} x the image size"
+                )
         R = np.asarray(self.R, dtype=np.float64)
         err = np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max(initial=0.0)
         det = np.linalg.det(R) if R.size else np.ones(())

@@ -86,16 +86,25 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     data, config_path = load_config(args.config, args.set)
     metrics = fit_folder(
         data, args.data, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
-        progress=not args.quiet, inputs=(config_path,), command=_command_line(),
+        progress=not args.quiet, inputs=(config_path,), command=args.command_line,
         devices=_devices(args.devices),
     )  # fmt: skip
     _summary(metrics, args.out)
 
 
-def _command_line() -> str:
-    import shlex
+def _log_to_stderr() -> None:
+    """meshfit's notes (a lowered stage resolution, ...) go to stderr, one line each."""
+    import logging
 
-    return " ".join(shlex.quote(a) for a in ["meshfit", *sys.argv[1:]])
+    class Stderr(logging.Handler):
+        def emit(self, record):  # the stderr of the moment (tests swap it)
+            print(f"meshfit: {record.getMessage()}", file=sys.stderr)
+
+    logger = logging.getLogger("meshfit")
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
+        logger.addHandler(Stderr())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _summary(metrics: dict, out) -> None:
@@ -143,7 +152,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     synthesize(mesh, data, views=args.views, size=(args.size, args.size), seed=args.seed, overwrite=True)
     print(f"2/2 fitting a sphere to them ({config_path.name}, shipped with meshfit)")
     metrics = fit_folder(config_data, data, out, gt=mesh, overwrite=args.overwrite, progress=not args.quiet,
-                         command=_command_line())  # fmt: skip
+                         command=args.command_line)  # fmt: skip
     _summary(metrics, out)
 
 
@@ -228,18 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
+    import shlex
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    # meshfit's notes (a lowered stage resolution, ...) go to stderr, one line each.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("meshfit: %(message)s"))
-    logger = logging.getLogger("meshfit")
-    if not logger.handlers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    args.command_line = shlex.join(["meshfit", *argv])
+    _log_to_stderr()
     try:
         args.func(args)
     except KeyboardInterrupt:

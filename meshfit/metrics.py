@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meshfit.mesh import Mesh, _gpytoolbox, face_normals, sample_surface
+from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere, face_normals, sample_surface
 
 __all__ = ["evaluate", "image_metrics"]
 
@@ -57,10 +57,11 @@ def evaluate(pred: Mesh, gt: Mesh, *, num_samples: int = 30_000, seed: int = 0) 
     """
     from scipy.spatial import cKDTree
 
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive whole number; got {num_samples!r}")
     gv = np.asarray(gt.vertices, np.float64)
     pv = np.asarray(pred.vertices, np.float64)
-    centre = (gv.min(0) + gv.max(0)) / 2
-    radius = float(np.linalg.norm(gv - centre, axis=1).max())
+    centre, radius = bounding_sphere(gv)
     if radius <= 0:
         raise ValueError("the ground-truth mesh has zero extent")
     gvn, pvn = (gv - centre) / radius, (pv - centre) / radius

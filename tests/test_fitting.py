@@ -392,3 +392,34 @@ def test_fit_views_keeps_blendshape_coefficients_in_bounds():
     expression = np.array(list(result.params["expression"].values()))
     assert expression.max() <= 0.3 + 1e-6 and expression.min() >= 0.0
     assert expression.max() > 0.29  # pushed against the bound the truth lies beyond
+
+
+def test_expressions_only_rig_fits(tmp_path, capsys):
+    """An artist's rig has no identity shapes: the ICT expressions with an empty identity list fit
+    from 4 views to <= 0.1% of the bounding-box diagonal (issue 8: the prior was NaN before)."""
+    from tests.helpers import shared
+
+    folder = shared("ict_face/face_region")
+    expressions = ["jawOpen", "eyeBlink_L", "mouthSmile_R", "browInnerUp_L", "mouthFunnel"]
+    spec = {"neutral": str(folder / "neutral.obj"), "identity": [],
+            "expression": [str(folder / f"{n}.obj") for n in expressions]}  # fmt: skip
+    (tmp_path / "blendshapes.json").write_text(json.dumps(spec))
+    model = BlendshapeModel.load(tmp_path)
+    assert model.num_identity == 0
+    rng = np.random.default_rng(3)
+    axis = rng.normal(size=3)
+    truth = {**model.init_params(), "expression": jnp.asarray(rng.uniform(0, 1, 5), jnp.float32),
+             "rotation": jnp.asarray(np.radians(10) * axis / np.linalg.norm(axis), jnp.float32),
+             "translation": jnp.asarray(rng.normal(0, 1.0, 3), jnp.float32)}  # fmt: skip
+    posed = meshfit.Mesh(np.asarray(model.vertices(truth)), model.faces)
+    meshfit.synthesize(posed, tmp_path / "data", views=4, size=(128, 128), seed=0)
+    rc = main(["fit", "face_blendshapes", "--data", str(tmp_path / "data"), "--model", str(tmp_path),
+               "--out", str(tmp_path / "fit"), "--quiet"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    fitted = meshfit.load_mesh(tmp_path / "fit" / "mesh.obj")
+    err = np.linalg.norm(np.asarray(fitted.vertices) - np.asarray(posed.vertices), axis=1).mean()
+    v = np.asarray(posed.vertices)
+    diagonal = float(np.linalg.norm(v.max(0) - v.min(0)))
+    assert err <= 1e-3 * diagonal, (err, diagonal)
+    params = json.loads((tmp_path / "fit" / "params.json").read_text())
+    assert params["identity"] == {} and set(params["expression"]) == set(expressions)
