@@ -35,8 +35,8 @@ __all__ = [
     "triangulate_points",
 ]
 
-# Shortest focal length accepted, as a fraction of the image side: a 179.4 degree field of view.
-MIN_FOCAL = 0.005
+# Shortest focal length accepted, as a fraction of the image side: a 179.9 degree field of view.
+MIN_FOCAL = 1e-3
 
 # OpenCV camera axes -> OpenGL camera axes (x right, y up, z backward).
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0])
@@ -335,6 +335,17 @@ def clip_range(cameras: Camera, centre, radius: float, *, margin: float = 1.05) 
     return near, far
 
 
+def rotation_from_quaternion(q) -> np.ndarray:
+    """[3, 3] float64 rotation of the quaternion ``q`` = (w, x, y, z) (normalised here; COLMAP's order)."""
+    q = np.asarray(q, np.float64)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])  # fmt: skip
+
+
 def focal_from_fov(fov_deg: float, size: int) -> float:
     """Focal length in pixels for a field of view (degrees) across ``size`` pixels."""
     if not 0 < fov_deg < 180:
@@ -442,15 +453,7 @@ def sphere_rig(
     phi = np.pi * (3 - np.sqrt(5)) * k
     d = np.stack([r * np.cos(phi), y, r * np.sin(phi)], -1)
     if seed is not None:
-        q = np.random.default_rng(seed).normal(size=4)
-        q /= np.linalg.norm(q)
-        w, x, yq, z = q
-        rot = np.array([
-            [1 - 2 * (yq * yq + z * z), 2 * (x * yq - z * w), 2 * (x * z + yq * w)],
-            [2 * (x * yq + z * w), 1 - 2 * (x * x + z * z), 2 * (yq * z - x * w)],
-            [2 * (x * z - yq * w), 2 * (yq * z + x * w), 1 - 2 * (x * x + yq * yq)],
-        ])  # fmt: skip
-        d = d @ rot.T
+        d = d @ rotation_from_quaternion(np.random.default_rng(seed).normal(size=4)).T
     eye = np.asarray(target, np.float64) + radius * d
     return look_at(eye, target=target, up=up, width=width, height=height, fov=fov)
 

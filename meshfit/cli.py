@@ -117,8 +117,6 @@ def _summary(metrics: dict, out) -> None:
         f"{metrics['steps']} steps; "
         f"silhouette IoU{frames} mean {im['mask_iou_mean']:.4f}, min {im['mask_iou_min']:.4f}"
     )
-    for w in metrics.get("warnings", []):
-        print(f"warning: {w}", file=sys.stderr)
     if "ground_truth" in metrics:
         g = metrics["ground_truth"]
         print(
@@ -129,6 +127,8 @@ def _summary(metrics: dict, out) -> None:
     out = Path(out)
     meshes = out / ("meshes/" if "frames" in metrics else "mesh.obj")
     print(f"wrote {meshes}, params.json, metrics.json; report: {(out / 'report.html').resolve()}")
+    for w in metrics.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meshfit.camera import Camera, CameraError
+from meshfit.camera import Camera, CameraError, rotation_from_quaternion
 from meshfit.io.atomic import atomic_path
 
 __all__ = ["CameraSet", "load_cameras", "save_cameras"]
@@ -141,6 +141,16 @@ def _size(entries: list[tuple[int, int]], path: Path) -> tuple[int, int]:
     return sizes[0]
 
 
+def _camera_set(path: Path, Ks: list, w2cs: list, names: list[str], sizes: list) -> CameraSet:
+    """The batch of cameras read from ``path``; errors name the file."""
+    w, h = _size(sizes, path)
+    try:
+        cams = Camera.from_matrices(np.stack(Ks).astype(np.float32), np.stack(w2cs).astype(np.float32), w, h)
+    except CameraError as e:
+        raise CameraError(f"{path}: {e}") from e
+    return CameraSet(cams, _unique(names, path))
+
+
 def _load_cameras_json(path: Path, data: dict) -> CameraSet:
     if data.get("convention") != "opencv":
         raise CameraError(f"{path}: convention must be 'opencv'; got {data.get('convention')!r}")
@@ -157,12 +167,7 @@ def _load_cameras_json(path: Path, data: dict) -> CameraSet:
         w2cs.append(_matrix(e["world_to_camera"], (4, 4), f"{where}.world_to_camera"))
         names.append(str(e.get("name", f"{i:03d}")))
         sizes.append((_pixels(e["width"], f"{where}.width"), _pixels(e["height"], f"{where}.height")))
-    w, h = _size(sizes, path)
-    try:
-        cams = Camera.from_matrices(np.stack(Ks).astype(np.float32), np.stack(w2cs).astype(np.float32), w, h)
-    except CameraError as e:
-        raise CameraError(f"{path}: {e}") from e
-    return CameraSet(cams, _unique(names, path))
+    return _camera_set(path, Ks, w2cs, names, sizes)
 
 
 def _load_transforms(path: Path, data: dict) -> CameraSet:
@@ -207,12 +212,7 @@ def _load_transforms(path: Path, data: dict) -> CameraSet:
         w2cs.append(np.linalg.inv(c2w))
         names.append(str(fr.get("file_path", f"{i:03d}")))
         sizes.append((w, h))
-    w, h = _size(sizes, path)
-    try:
-        cams = Camera.from_matrices(np.stack(Ks).astype(np.float32), np.stack(w2cs).astype(np.float32), w, h)
-    except CameraError as e:
-        raise CameraError(f"{path}: {e}") from e
-    return CameraSet(cams, _unique(names, path))
+    return _camera_set(path, Ks, w2cs, names, sizes)
 
 
 # COLMAP camera models we accept, with the index of their distortion parameters.
@@ -272,24 +272,11 @@ def _load_colmap(folder: Path) -> CameraSet:
             raise CameraError(f"{folder / 'images.txt'}: cannot parse line {ln!r}") from e
         if cam_id not in intr:
             raise CameraError(f"{folder / 'images.txt'}: image {name} uses unknown camera {cam_id}")
-        q = np.array([qw, qx, qy, qz]) / np.linalg.norm([qw, qx, qy, qz])
-        w_, x, y, z = q
-        R = np.array([
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w_), 2 * (x * z + y * w_)],
-            [2 * (x * y + z * w_), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w_)],
-            [2 * (x * z - y * w_), 2 * (y * z + x * w_), 1 - 2 * (x * x + y * y)],
-        ])  # fmt: skip
         w2c = np.eye(4)
-        w2c[:3, :3], w2c[:3, 3] = R, (tx, ty, tz)
+        w2c[:3, :3], w2c[:3, 3] = rotation_from_quaternion([qw, qx, qy, qz]), (tx, ty, tz)
         records.append((name, intr[cam_id][0], w2c, intr[cam_id][1]))
     if not records:
         raise CameraError(f"{folder / 'images.txt'} lists no images")
     records.sort(key=lambda r: r[0])
-    w, h = _size([r[3] for r in records], folder)
-    cams = Camera.from_matrices(
-        np.stack([r[1] for r in records]).astype(np.float32),
-        np.stack([r[2] for r in records]).astype(np.float32),
-        w,
-        h,
-    )
-    return CameraSet(cams, _unique([r[0] for r in records], folder / "images.txt"))
+    names, Ks, w2cs, sizes = (list(col) for col in zip(*records))
+    return _camera_set(folder / "images.txt", Ks, w2cs, names, sizes)
