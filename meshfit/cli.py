@@ -244,6 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["meshfit", *argv])
     _log_to_stderr()
+    if args.command in ("fit", "demo", "render"):
+        from meshfit.render import _native
+
+        reason = _native._load()
+        if reason is not None:
+            import logging
+
+            logging.getLogger("meshfit").warning(
+                f"native kernels not loaded ({reason}): rendering runs on pure JAX, slower on the CPU"
+            )
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -64,3 +64,17 @@ def test_gives_up_after_repeated_divergence():
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="optimizer must be one of"):
         make_optimizer("lbfgs2", 0.1)
+
+
+def test_early_stop_returns_the_best_parameters_seen():
+    """SGD with too long a step moves away from the minimum: the plateau rule stops, and the
+    state returned is the best one seen (the start here), not the last."""
+    loss = lambda p, _: ((p["x"] - 1.0) ** 2, {})  # noqa: E731
+    opt = make_optimizer("sgd", 1.05)
+    start = {"x": jnp.asarray(0.9)}
+    step = make_step(loss, opt)
+    res = run_stage(step, FitState(start, opt.init(start), jnp.zeros((), jnp.int32)), None, steps=50,
+                    patience=3, progress=False)  # fmt: skip
+    assert res.stopped_early and res.steps == 4
+    assert res.losses[0] == min(res.losses) and res.losses[-1] > res.losses[0]
+    np.testing.assert_allclose(float(res.state.params["x"]), 0.9, rtol=1e-6)
