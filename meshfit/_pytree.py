@@ -52,16 +52,6 @@ def pytree_dataclass(cls: type[T]) -> type[T]:
     return cls
 
 
-def replace(obj: T, **changes: Any) -> T:
-    """Copy of a pytree dataclass with some fields changed, skipping validation (internal use)."""
-    new = object.__new__(type(obj))
-    for f in dataclasses.fields(obj):
-        object.__setattr__(new, f.name, changes.pop(f.name, getattr(obj, f.name)))
-    if changes:
-        raise TypeError(f"{type(obj).__name__} has no fields {sorted(changes)}")
-    return new
-
-
 def is_concrete(x: Any) -> bool:
     """True for a value we can inspect now (numpy or a committed jax array, not a tracer)."""
     return not isinstance(x, jax.core.Tracer) and hasattr(x, "shape") and hasattr(x, "dtype")

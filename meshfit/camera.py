@@ -229,16 +229,6 @@ class Camera:
         pc = jnp.stack([x, y, depth], -1) - self.t[..., None, :]
         return jnp.einsum("...ji,...pj->...pi", self.R, pc)
 
-    def pixel_rays(self) -> tuple[jax.Array, jax.Array]:
-        """Ray through every pixel centre: origins [B..., 3] and unit directions [B..., H, W, 3] (world)."""
-        u, v = jnp.meshgrid(jnp.arange(self.width), jnp.arange(self.height), indexing="xy")
-        uv = jnp.stack([u, v], -1).reshape(-1, 2).astype(self.R.dtype)
-        uv = jnp.broadcast_to(uv, self.batch_shape + uv.shape)
-        far = self.unproject(uv, jnp.ones(uv.shape[:-1], self.R.dtype))
-        d = far - self.center[..., None, :]
-        d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
-        return self.center, d.reshape(self.batch_shape + (self.height, self.width, 3))
-
     # ---- clip space and OpenGL --------------------------------------------------------------
     def projection_matrix(self, near: float, far: float) -> jax.Array:
         """[B..., 4, 4] camera (OpenCV) -> clip space, OpenGL-style depth range.

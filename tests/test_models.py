@@ -175,3 +175,28 @@ def test_large_steps_fit_moves_smoothly_to_a_target(icosphere):
             n = np.asarray(meshfit.face_normals(model.vertices(p), mesh.faces))
             assert (np.sum(n * n0, 1) > 0).all()  # no face flipped
     assert float(loss) < 1e-3
+
+
+@pytest.mark.parametrize("empty", ["identity", "expression"])
+def test_blendshape_rig_with_an_empty_shape_set_has_a_finite_objective(icosphere, empty):
+    """An artist's rig may have no identity shapes (or no expressions): the objective, its prior
+    included, and its gradient are finite at the initial parameters (the prior of an empty
+    coefficient vector was a mean over nothing: NaN)."""
+    from meshfit.objectives import LossWeights, Targets, image_objective
+
+    v, f = icosphere
+    deltas = {
+        "identity": np.zeros((0, len(v), 3), np.float32),
+        "expression": np.zeros((0, len(v), 3), np.float32),
+    }
+    deltas["expression" if empty == "identity" else "identity"] = 0.1 * np.ones((2, len(v), 3), np.float32)
+    model = BlendshapeModel(jnp.asarray(v), jnp.asarray(f), jnp.asarray(deltas["identity"]),
+                            jnp.asarray(deltas["expression"]))  # fmt: skip
+    cams = meshfit.sphere_rig(2, radius=4.0, width=16, height=16, seed=0)
+    loss = image_objective(model, cams, near=1.0, far=8.0,
+                           weights=LossWeights(silhouette=1.0, prior=1.0, pose_prior=1.0))  # fmt: skip
+    params = model.init_params()
+    target = Targets(jnp.zeros((2, 16, 16)))
+    (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(params, target)
+    assert np.isfinite(float(value)) and float(terms["prior"]) == 0.0
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
