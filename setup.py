@@ -45,8 +45,9 @@ class OptionalBuildExt(build_ext):
             if os.environ.get("MESHFIT_REQUIRE_NATIVE", "") not in ("", "0"):
                 raise
             bar = "=" * 78
+            why = f"{type(e).__name__}: {e}"
             print(
-                f"\n{bar}\nWARNING: meshfit's native CPU kernels could not be built ({type(e).__name__}: {e}).\n"
+                f"\n{bar}\nWARNING: meshfit's native CPU kernels could not be built ({why}).\n"
                 "meshfit is installed without them and runs its pure-JAX path (slower on the CPU).\n"
                 "Install a C++17 compiler and reinstall to get them; `meshfit info` shows which path runs.\n"
                 f"Set MESHFIT_REQUIRE_NATIVE=1 to make this an error.\n{bar}\n",
