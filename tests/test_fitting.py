@@ -423,3 +423,33 @@ def test_expressions_only_rig_fits(tmp_path, capsys):
     assert err <= 1e-3 * diagonal, (err, diagonal)
     params = json.loads((tmp_path / "fit" / "params.json").read_text())
     assert params["identity"] == {} and set(params["expression"]) == set(expressions)
+
+
+def test_rigid_sequence_recovers_a_pose_per_frame():
+    """A tracked object through one rig: one pose per frame (scale shared), from silhouettes and depth."""
+    m = _box_with_nose()
+    mesh = meshfit.Mesh(np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int32))
+    rng = np.random.default_rng(1)
+    cams = meshfit.sphere_rig(4, radius=4.0, width=48, height=48, fov=40.0, seed=0)
+    poses, masks, depths = [], [], []
+    for _ in range(3):
+        R = np.asarray(meshfit.models.so3_exp(jnp.asarray(rng.normal(0, 0.15, 3), jnp.float32)))
+        t = rng.normal(0, 0.05, 3)
+        r = meshfit.render.render_views(meshfit.Mesh((np.asarray(m.vertices) @ R.T + t).astype(np.float32),
+                                                     mesh.faces), cams, near=2.0, far=6.0)  # fmt: skip
+        poses.append((R, t))
+        masks.append(r.mask)
+        depths.append(r.depth)
+    views = meshfit.Views(cams, ["a", "b", "c", "d"], None, np.stack(masks), np.stack(depths),
+                          frames=["0", "1", "2"])  # fmt: skip
+    silhouette = {"steps": 120, "lr": 0.02, "patience": 0, "weights": {"silhouette": 1.0}}
+    depth = {"steps": 80, "lr": 0.005, "patience": 0, "weights": {"silhouette": 1.0, "depth": 1.0}}
+    config = {"model": "rigid", "stages": [silhouette, depth]}
+    result = fit_views(FitConfig.from_dict(config), views, model=mesh, progress=False)
+    for (R, t), frame in zip(poses, result.params["frames"]):
+        M = np.asarray(frame["object_to_world"])
+        err = np.degrees(
+            np.linalg.norm(np.asarray(meshfit.models.so3_log(jnp.asarray(M[:3, :3] @ R.T, jnp.float32))))
+        )
+        assert err < 1.0, err
+        np.testing.assert_allclose(M[:3, 3], t, atol=0.01)
