@@ -99,10 +99,9 @@ def search_rotation(
     refine = prepare_stage(problem, model, short, free=("rotation", "translation"), seed=seed)
     scoring = dataclasses.replace(short, steps=0, weights=LossWeights(silhouette=1.0), depth_max_error=None)
     score_stage = prepare_stage(problem, model, scoring, free=("rotation",), seed=seed)
-    everything = jnp.arange(score_stage.views, dtype=jnp.int32)
 
     def score(m, p) -> float:
-        loss, _ = score_stage.loss(p, (m, {}, score_stage.targets, everything))
+        loss, _ = score_stage.loss(p, (m, {}, score_stage.targets, None))
         return float(loss)
 
     rng = np.random.default_rng(seed)

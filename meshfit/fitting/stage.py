@@ -126,8 +126,11 @@ def _objective(template, cameras: Camera, problem: Problem, stage: StageConfig):
     )
 
 
-def _take_views(targets: Targets, idx, axis: int) -> Targets:
-    return Targets(*(None if x is None else jnp.take(x, idx, axis=axis) for x in targets))
+def _take_views(cameras: Camera, targets: Targets, idx, axis: int) -> tuple[Camera, Targets]:
+    """The views ``idx`` of a rig and its targets (views on ``axis``); all of them when idx is None."""
+    if idx is None:
+        return cameras, targets
+    return cameras[idx], Targets(*(None if x is None else jnp.take(x, idx, axis=axis) for x in targets))
 
 
 @dataclasses.dataclass
@@ -160,10 +163,9 @@ class PreparedStage:
         start = {k: params[k] for k in self.free}
         n, k = self.views, self.step_views
         rng = np.random.default_rng(self.seed)
-        everything = jnp.arange(n, dtype=jnp.int32)
 
         def batch(i):
-            idx = jnp.asarray(np.sort(rng.permutation(n)[:k]), jnp.int32) if k < n else everything
+            idx = jnp.asarray(np.sort(rng.permutation(n)[:k]), jnp.int32) if k < n else None
             return model, fixed, self.targets, idx
 
         res = run_stage(
@@ -172,7 +174,7 @@ class PreparedStage:
             progress=self.stage.name if progress else False,
         )  # fmt: skip
         params = {**params, **res.state.params}
-        _, terms = self.loss(params, (model, {}, self.targets, everything))
+        _, terms = self.loss(params, (model, {}, self.targets, None))
         entry = {
             "name": self.stage.name, "steps": res.steps, "stopped_early": res.stopped_early,
             "seconds": res.seconds, "compile_seconds": res.compile_seconds, "losses": res.losses,
@@ -217,8 +219,8 @@ def prepare_stage(
 
         def loss_fn(q, batch):
             model, fixed, targets, idx = batch
-            objective = _objective(template, cs[idx], problem, stage)
-            return objective({**fixed, **q}, _take_views(targets, idx, 0), model)
+            cams, targets = _take_views(cs, targets, idx, 0)
+            return _objective(template, cams, problem, stage)({**fixed, **q}, targets, model)
 
     else:
         per_frame = problem.per_frame
@@ -252,7 +254,8 @@ def prepare_stage(
             full = {**fixed, **q}
             split = {"shared": {k: v for k, v in full.items() if k not in per_frame},
                      "frames": {k: full[k] for k in per_frame}}  # fmt: skip
-            total, terms = frames_terms(split, _take_views(targets, idx, 1), model, cs[idx])
+            cams, targets = _take_views(cs, targets, idx, 1)
+            total, terms = frames_terms(split, targets, model, cams)
             terms = {k: v / T for k, v in terms.items()}
             total = total / T
             if problem.smoothness:
