@@ -1,7 +1,7 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
 from meshfit import config, fitting, io, losses, metrics, models, objectives, optim, render, synth
-from meshfit.camera import Camera, CameraError, clip_range, look_at, orbit_rig, sphere_rig, triangulate_points
+from meshfit.camera import Camera, CameraError, clip_range
 from meshfit.fitting import FitConfig, fit_views
 from meshfit.io import (
     CameraSet,
@@ -28,6 +28,7 @@ from meshfit.mesh import (
     triangulate,
     vertex_normals,
 )
+from meshfit.rigs import look_at, orbit_rig, sphere_rig, triangulate_points
 from meshfit.synth import synthesize
 from meshfit.topology import LaplacianOp, Topology, cotangent_laplacian, uniform_laplacian
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from meshfit.camera import orbit_rig
 from meshfit.io import Views, write_image
 from meshfit.mesh import bounding_sphere
 from meshfit.render.views import RenderedViews, render_views
+from meshfit.rigs import orbit_rig
 
 __all__ = ["write_report"]
 

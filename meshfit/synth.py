@@ -26,10 +26,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meshfit.camera import Camera, sphere_rig
+from meshfit.camera import Camera
 from meshfit.io import atomic_dir, check_output_dir, load_mesh, save_cameras, save_mesh, write_views
 from meshfit.mesh import Mesh, bounding_sphere
 from meshfit.render.lighting import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
+from meshfit.rigs import sphere_rig
 
 __all__ = ["MAX_SIZE", "MAX_VIEWS", "PyrenderViews", "pyrender_views", "synthesize"]
 

@@ -8,12 +8,13 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from meshfit.camera import Camera, triangulate_points
+from meshfit.camera import Camera
 from meshfit.fitting.config import StageConfig
 from meshfit.fitting.stage import Problem, prepare_stage
 from meshfit.mesh import Mesh, _gpytoolbox
 from meshfit.models import RigidModel, so3_exp
 from meshfit.objectives import LossWeights
+from meshfit.rigs import triangulate_points
 
 __all__ = ["estimate_placement", "search_rotation", "visual_hull"]
 

@@ -25,8 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meshfit.camera import Camera, CameraError, rotation_from_quaternion
+from meshfit.camera import Camera, CameraError
 from meshfit.io.atomic import atomic_path
+from meshfit.rigs import rotation_from_quaternion
 
 __all__ = ["CameraSet", "load_cameras", "save_cameras"]
 
