@@ -24,11 +24,12 @@
 //   face_id:[B, H, W]  int32    output: visible face index, -1 for background
 // Ties in depth go to the lower face index (faces are visited in increasing order).
 //
-// Memory (besides XLA's buffers), bounded whatever the boxes: faces are binned in chunks of at
-// most MESHFIT_MAX_TILE_PAIRS face-tile pairs (default 2^24, 4 bytes each = 64 MiB) over all views
-// in flight, plus one H x W float depth buffer and (H/32 + 1)(W/32 + 1) int64 tile offsets per view
-// in flight. Views are resolved one at a time (tiles in parallel), or one per worker when an image
-// has fewer tiles than there are workers. Triangles crossing the camera plane get whole-image boxes
+// Memory (besides XLA's buffers), bounded whatever the boxes: when all views' face-tile pairs fit
+// MESHFIT_MAX_TILE_PAIRS (default 2^24, 4 bytes each = 64 MiB), all views are binned at once (in
+// parallel) and every (view, tile) resolved in parallel, with (H/32 + 1)(W/32 + 1) int64 tile
+// offsets per view. Otherwise faces are binned in chunks of at most that many pairs over all views
+// in flight, plus one H x W float depth buffer per view in flight; views are then resolved one at a
+// time (tiles in parallel), or one per worker when an image has fewer tiles than there are workers. Triangles crossing the camera plane get whole-image boxes
 // and so cost whole-image tile lists; chunking bounds that memory, the time stays O(faces x tiles).
 
 #include <algorithm>
@@ -99,7 +100,8 @@ void BinFaces(const int32_t* bbox, int64_t f0, int64_t f1, int width, int height
 }
 
 // Resolves one tile against its face list, continuing from (and writing back to) the view's depth
-// buffer depth [H, W] (1/w of the nearest fragment so far, 0 = none) and ids out [H, W].
+// buffer depth [H, W] (1/w of the nearest fragment so far, 0 = none) and ids out [H, W]; with
+// depth == nullptr the list holds all the view's faces: start empty and write the ids only.
 void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists, int64_t tile, int tiles_x, int height,
                  int width, const float* xs, const float* ys, float* depth, int32_t* out) {
   const int tx = int(tile % tiles_x), ty = int(tile / tiles_x);
@@ -109,8 +111,8 @@ void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists,
   int32_t best_f[kTile * kTile];
   for (int y = py0; y <= py1; ++y)
     for (int x = px0; x <= px1; ++x) {
-      best_w[(y - py0) * kTile + (x - px0)] = depth[int64_t(y) * width + x];
-      best_f[(y - py0) * kTile + (x - px0)] = out[int64_t(y) * width + x];
+      best_w[(y - py0) * kTile + (x - px0)] = depth ? depth[int64_t(y) * width + x] : 0.0f;
+      best_f[(y - py0) * kTile + (x - px0)] = depth ? out[int64_t(y) * width + x] : -1;
     }
   Box b{};
   for (int64_t k = lists.start[size_t(tile)]; k < lists.start[size_t(tile + 1)]; ++k) {
@@ -145,7 +147,7 @@ void ResolveTile(const float* coef, const int32_t* bbox, const TileLists& lists,
   }
   for (int y = py0; y <= py1; ++y)
     for (int x = px0; x <= px1; ++x) {
-      depth[int64_t(y) * width + x] = best_w[(y - py0) * kTile + (x - px0)];
+      if (depth) depth[int64_t(y) * width + x] = best_w[(y - py0) * kTile + (x - px0)];
       out[int64_t(y) * width + x] = best_f[(y - py0) * kTile + (x - px0)];
     }
 }
@@ -286,6 +288,31 @@ ffi::Error Visibility(ffi::Buffer<ffi::F32> coeffs, ffi::Buffer<ffi::S32> bbox, 
     int32_t* out = face_id->typed_data();
     const int64_t pixels = int64_t(height) * width;
     const int64_t num_tiles = int64_t((width + kTile - 1) / kTile) * ((height + kTile - 1) / kTile);
+    const int tiles_x = (width + kTile - 1) / kTile;
+    // The common case: every view's whole tile lists fit the pair budget together. Bin the views
+    // in parallel, then resolve all (view, tile) items in parallel, one pass, no depth buffers.
+    std::vector<int64_t> pairs(size_t(views), 0);
+    ParallelFor(views, [&](int64_t v) {
+      Box b{};
+      const int32_t* vb = bdata + v * num_faces * 4;
+      for (int64_t f = 0; f < num_faces; ++f)
+        if (ClampBox(vb + 4 * f, width, height, &b))
+          pairs[size_t(v)] += int64_t(b.y1 / kTile - b.y0 / kTile + 1) * (b.x1 / kTile - b.x0 / kTile + 1);
+    });
+    int64_t total = 0;
+    for (const int64_t n : pairs) total += n;
+    if (total <= MaxTilePairs()) {
+      std::vector<TileLists> lists(static_cast<size_t>(views));
+      ParallelFor(views, [&](int64_t v) {
+        BinFaces(bdata + v * num_faces * 4, 0, num_faces, width, height, tiles_x, num_tiles, &lists[size_t(v)]);
+      });
+      ParallelFor(views * num_tiles, [&](int64_t item) {
+        const int64_t v = item / num_tiles, t = item % num_tiles;
+        ResolveTile(cdata + v * num_faces * kCoeffs, bdata + v * num_faces * 4, lists[size_t(v)], t, tiles_x, height,
+                    width, xs.data(), ys.data(), nullptr, out + v * pixels);
+      });
+      return ffi::Error::Success();
+    }
     const int workers = meshfit::Pool::Get().size();
     // Few tiles per image: one whole view per worker (the nested tile loop then runs inline).
     const bool view_parallel = views > 1 && num_tiles < workers;

@@ -4,8 +4,8 @@
 # Builds kernels/*.cc with -fsanitize=address,undefined (and -Wall -Wextra -Werror), loads that
 # library instead of the installed one (MESHFIT_NATIVE_LIB, read by meshfit/render/_native.py;
 # libasan and libubsan preloaded into Python), and runs the render tests, the native-gradient
-# tests and the hostile-input property test against it, with tile lists capped at 64 pairs so
-# visibility's chunked binning runs on every render. Any sanitizer report aborts the run.
+# tests and the hostile-input property test against it, with tile lists capped at 2048 pairs so
+# that small renders take visibility's one-pass path and larger ones its chunked binning. Any sanitizer report aborts the run.
 #
 # Usage: kernels/sanitize.sh [--full] [pytest args]   (from an activated environment with
 # meshfit's dev extra; CXX picks the compiler, g++ by default; MESHFIT_HOSTILE_EXAMPLES the
@@ -39,7 +39,7 @@ done
 
 export MESHFIT_NATIVE_LIB="$LIB"
 export MESHFIT_STRICT_TESTS=1          # an unloadable library fails, never skips
-export MESHFIT_MAX_TILE_PAIRS=64       # chunked binning on every render
+export MESHFIT_MAX_TILE_PAIRS=2048     # both visibility paths: one pass (small) and chunked (large)
 export MESHFIT_HOSTILE_EXAMPLES=${MESHFIT_HOSTILE_EXAMPLES:-40}
 # Leak checking is off: Python and jaxlib keep allocations alive until exit by design (the
 # kernels own memory only through RAII containers). Everything else aborts on the first report.
