@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -92,6 +93,10 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     _summary(metrics, args.out)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"meshfit: warning: {message}", file=sys.stderr)
+
+
 def _log_to_stderr() -> None:
     """meshfit's notes (a lowered stage resolution, ...) go to stderr, one line each."""
     import logging
@@ -143,11 +148,16 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     fewer = [f"stages.{i}.views_per_step=null" for i, s in enumerate(base["stages"])
              if (s.get("views_per_step") or 0) > args.views]  # fmt: skip
     config_data, config_path = load_config("free_mesh", [*fewer, *args.set])
+    if args.views < 2:
+        raise ValueError(f"--views {args.views}: the demo needs at least two views to place the object")
     mesh = Path(__file__).resolve().parent / "data" / "spot.obj"
     out = Path(args.out)
     data = out.parent / (out.name + "_data")
     check_output_dir(out, overwrite=args.overwrite, inputs=[data])
-    check_output_dir(data, overwrite=True, inputs=[out])  # the demo's own data: replaced if meshfit made it
+    try:  # the demo's own data folder, replaced on every run if meshfit made it
+        check_output_dir(data, overwrite=True, inputs=[out])
+    except ValueError as e:
+        raise ValueError(f"the demo writes its data to {data}, which it cannot use: {e}") from e
     print(f"1/2 rendering {args.views} views of Spot at {args.size}x{args.size} with pyrender -> {data}")
     synthesize(mesh, data, views=args.views, size=(args.size, args.size), seed=args.seed, overwrite=True)
     print(f"2/2 fitting a sphere to them ({config_path.name}, shipped with meshfit)")
@@ -255,11 +265,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"native kernels not loaded ({reason}): rendering runs on pure JAX, slower on the CPU"
             )
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            # A warning is one line for a person ("meshfit: warning: ..."), not a source listing.
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            args.func(args)
     except KeyboardInterrupt:
         print(f"meshfit {args.command}: interrupted; no half-written output was left", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, FloatingPointError) as e:
         print(f"meshfit {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -50,7 +50,12 @@ def environment() -> dict:
 def describe() -> str:
     """A few lines for a person (and for bug reports)."""
     e = environment()
-    path = "native CPU kernels" if e["native_kernels"] == "loaded" else "pure JAX (slower on the CPU)"
+    if e["jax_backend"] != "cpu":
+        path = f"pure JAX on the {e['jax_backend']} (the native kernels are CPU-only)"
+    elif e["native_kernels"] == "loaded":
+        path = "native CPU kernels for float32 data (pure JAX for float64)"
+    else:
+        path = "pure JAX (slower on the CPU)"
     gl = e["opengl"]
     gl_text = f"{gl['platform']}, " + ("works" if gl["works"] else f"does not work: {gl['error']}")
     lines = [
@@ -61,5 +66,10 @@ def describe() -> str:
         f"OpenGL for pyrender (meshfit synth, tests): {gl_text}",
     ]
     if "native_build" in e:
-        lines.append(f"native build: {e['native_build']}")
+        b = e["native_build"]
+        lines.append(
+            f"native build: {b.get('library')} (built against jaxlib {b.get('jaxlib')}, "
+            f"FFI {b.get('ffi_api')}; running jaxlib {b.get('runtime_jaxlib')}, "
+            f"FFI {b.get('runtime_ffi_api')})"
+        )
     return "\n".join(lines)

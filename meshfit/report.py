@@ -33,12 +33,12 @@ MIN_OVERLAY_HEIGHT = 256  # smaller images are upscaled (nearest) so a person ca
 
 def _depth_error(target_depth, fit_depth, fit_mask, scale: float) -> np.ndarray:
     """[H, W, 3] float: |depth error| where both are covered, from black (0) to yellow (>= scale);
-    blue where only one of them has depth."""
+    magenta where only one of them has depth."""
     both = (target_depth > 0) & fit_mask
     err = np.clip(np.abs(fit_depth - target_depth) / max(scale, 1e-12), 0, 1)
     img = np.zeros(target_depth.shape + (3,), np.float32)
     img[both] = np.stack([err[both], err[both] ** 0.5 * 0.9, np.zeros(both.sum())], -1)
-    img[(target_depth > 0) ^ fit_mask] = (0.1, 0.2, 0.6)
+    img[(target_depth > 0) ^ fit_mask] = (0.6, 0.1, 0.6)
     return img
 
 
@@ -53,7 +53,24 @@ def _overlay(target_rgb, target_mask, fit_rgb, fit_mask, depth_panel=None) -> np
     panels = [target_rgb, fit_rgb, agree] + ([] if depth_panel is None else [depth_panel])
     img = (np.clip(np.concatenate(panels, 1), 0, 1) * 255 + 0.5).astype(np.uint8)
     up = int(np.ceil(MIN_OVERLAY_HEIGHT / img.shape[0]))
-    return np.repeat(np.repeat(img, up, 0), up, 1) if up > 1 else img
+    img = np.repeat(np.repeat(img, up, 0), up, 1) if up > 1 else img
+    labels = ["target", "fit", "silhouettes"] + ([] if depth_panel is None else ["depth error"])
+    return _label(img, labels)
+
+
+def _label(img: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Each of the equal-width panels of ``img`` with its name in its top-left corner."""
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    width = img.shape[1] // len(labels)
+    for k, text in enumerate(labels):
+        x, y = k * width + 4, 3
+        box = draw.textbbox((x, y), text)
+        draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(40, 40, 40))
+        draw.text((x, y), text, fill=(255, 255, 255))
+    return np.asarray(pil)
 
 
 def _loss_plot(history: list[dict], path: Path) -> None:
@@ -81,15 +98,16 @@ def _loss_plot(history: list[dict], path: Path) -> None:
         start += len(losses)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss and terms (unweighted)")
-    ax.legend(fontsize=7, loc="lower left", ncol=4)
+    ax.set_ylabel("loss (weighted sum); terms unweighted")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower left", ncol=4)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def _sequence_plot(params: dict, path: Path) -> None:
+def _sequence_plot(params: dict, path: Path, frame_names: list[str] | None = None) -> None:
     """Per-frame parameters of a sequence against the frame index."""
     import matplotlib
 
@@ -108,7 +126,12 @@ def _sequence_plot(params: dict, path: Path) -> None:
         panels.append(("rotation (axis-angle, degrees)", ["x", "y", "z"], rot))
         panels.append(("translation", ["x", "y", "z"], [f["translation"] for f in frames]))
     else:  # rigid: the 4x4 object_to_world per frame
-        M = np.asarray([f["object_to_world"] for f in frames])
+        from scipy.spatial.transform import Rotation
+
+        M = np.asarray([f["object_to_world"] for f in frames], np.float64)
+        scale = np.cbrt(np.linalg.det(M[:, :3, :3]))[:, None, None]
+        rot = Rotation.from_matrix(M[:, :3, :3] / scale).as_rotvec(degrees=True)
+        panels.append(("rotation (axis-angle, degrees)", ["x", "y", "z"], rot))
         panels.append(("translation", ["x", "y", "z"], M[:, :3, 3]))
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), dpi=100, squeeze=False)
     for ax, (title, names, values) in zip(axes[:, 0], panels):
@@ -119,6 +142,9 @@ def _sequence_plot(params: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         if len(names) <= 12:
             ax.legend(fontsize=6, ncol=6, loc="upper right")
+    ticks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), 12)).round().astype(int))
+    for ax in axes[:, 0]:
+        ax.set_xticks(ticks, [str(frame_names[t]) for t in ticks] if frame_names else ticks)
     axes[-1, 0].set_xlabel("frame")
     fig.tight_layout()
     fig.savefig(path)
@@ -203,7 +229,7 @@ def write_report(
             figures.append((name, label, ious[i]))
     _loss_plot(result.history, folder / "loss.png")
     if sequence:
-        _sequence_plot(result.params, folder / "sequence.png")
+        _sequence_plot(result.params, folder / "sequence.png", views.frames)
     _turntable(result.mesh, folder / "turntable.gif", frames=turntable_frames, size=256)
 
     rows = "".join(
@@ -217,7 +243,7 @@ def write_report(
         f"silhouette IoU {iou:.4f}</figcaption></figure>"
         for name, label, iou in figures
     )
-    depth_note = " | depth error (black 0, yellow &ge; 5% of the radius; blue: depth on one side only)"
+    depth_note = " | depth error (black 0, yellow &ge; 5% of the radius; magenta: depth on one side only)"
     has_depth = views.depth is not None
     sequence_html = '<h2>Sequence</h2><img src="sequence.png">' if sequence else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>meshfit report</title>

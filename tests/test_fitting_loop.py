@@ -78,3 +78,24 @@ def test_early_stop_returns_the_best_parameters_seen():
     assert res.stopped_early and res.steps == 4
     assert res.losses[0] == min(res.losses) and res.losses[-1] > res.losses[0]
     np.testing.assert_allclose(float(res.state.params["x"]), 0.9, rtol=1e-6)
+
+
+def test_run_stage_never_hands_on_nan_and_keeps_the_best():
+    """The last update's result is measured too: a step that lands on NaN (lr 1e30 here) is not
+    returned; with keep="best" a run that only got worse returns where it was best."""
+    loss = lambda p, _: (jnp.sum(p["x"] ** 2), {})  # noqa: E731
+    start = {"x": jnp.asarray([0.5, -0.5])}
+    opt = make_optimizer("sgd", 1e30)
+    with pytest.warns(DivergenceWarning, match="last step made the loss non-finite"):
+        res = run_stage(make_step(loss, opt), _state(start, opt), None, steps=1, patience=0, progress=False)
+    np.testing.assert_allclose(np.asarray(res.state.params["x"]), [0.5, -0.5])
+    grow = lambda p, _: ((p["x"] - 1.0) ** 2, {})  # noqa: E731
+    opt = make_optimizer("sgd", 1.05)  # overshoots further every step
+    start = {"x": jnp.asarray(0.9)}
+    for keep, expected in (("best", 0.9), ("last", None)):
+        res = run_stage(make_step(grow, opt), _state(start, opt), None, steps=5, patience=0, progress=False,
+                        keep=keep)  # fmt: skip
+        if expected is not None:
+            np.testing.assert_allclose(float(res.state.params["x"]), expected, rtol=1e-6)
+        else:
+            assert abs(float(res.state.params["x"]) - 1.0) > 0.1

@@ -85,17 +85,9 @@ def test_output_is_checked_before_any_work(tmp_path, spot_data, capsys):
     t = time.perf_counter()
     assert main(_tiny_fit(spot_data, tmp_path / "file")) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):  # root writes anywhere: the check cannot be observed
-            locked.chmod(0o700)
-        else:
-            assert main(_tiny_fit(spot_data, locked / "out")) == 2
-            assert "not a writable folder" in capsys.readouterr().err
-    finally:
-        locked.chmod(0o700)
+    # /proc takes no folders, whoever asks (root included: os.access would say yes).
+    assert main(_tiny_fit(spot_data, "/proc/meshfit-out")) == 2
+    assert "/proc is not a writable folder" in capsys.readouterr().err
     assert time.perf_counter() - t < 5.0  # refused before loading, compiling or fitting anything
 
 
@@ -232,7 +224,7 @@ def test_cli_messages_not_tracebacks(tmp_path, spot_data, capsys):
         (_tiny_fit(spot_data, tmp_path / "a", "--set", "stages.0={steps: [1"), "not valid YAML"),
         (
             _tiny_fit(spot_data, tmp_path / "a", "--set", "stages.0.views_per_step=9"),
-            "the dataset has 4 views",
+            "views_per_step is 9 but the data has 4 views",
         ),
         (["eval", str(SPOT), str(SPOT), "--samples", "0"], None),
         (["synth", str(SPOT), "--out", str(tmp_path / "s"), "--size", "100000"], "size must be 1..8192"),
@@ -300,3 +292,93 @@ def test_shipped_config_and_yaml_round_trip():
         cfg = FitConfig.from_dict(data)
         assert FitConfig.from_dict(yaml.safe_load(yaml.safe_dump(meshfit.config.to_dict(cfg)))) == cfg
     assert (REPO / "configs" / "free_mesh.yaml").resolve() == meshfit.fitting.resolve_config("free_mesh")
+
+
+# ---- found by review (issue 8, second pass) -----------------------------------------------------------
+
+
+def test_overwrite_never_replaces_a_folder_holding_a_blendshape_models_meshes(tmp_path, spot_data, capsys):
+    """A model JSON names meshes elsewhere: the folders holding them are inputs too."""
+    shapes = _copy(spot_data, tmp_path / "shapes")  # a meshfit output (it has the marker)
+    (tmp_path / "rig.json").write_text(
+        json.dumps({"neutral": "shapes/mesh.obj", "identity": [], "expression": []})
+    )
+    steps = [a for i in range(3) for a in ("--set", f"stages.{i}.steps=1")]
+    rc = main(["fit", "face_blendshapes", "--data", str(spot_data), "--model", str(tmp_path / "rig.json"),
+               "--out", str(shapes), "--overwrite", "--quiet", *steps])  # fmt: skip
+    assert rc == 2 and "contains the input" in capsys.readouterr().err
+    assert (shapes / "mesh.obj").is_file()
+
+
+def test_a_diverging_fit_is_a_message_and_hands_on_no_nan(tmp_path, spot_data, capsys):
+    rc = main(_tiny_fit(spot_data, tmp_path / "a", "--set", "stages.0.lr=1e30"))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if rc == 0:  # the run kept its best (finite) parameters
+        metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+        assert np.isfinite(metrics["images"]["mask_iou_mean"])
+    else:
+        assert rc == 2 and "non-finite" in err
+
+
+def test_hostile_camera_files_are_named(tmp_path):
+    base = {"fl_x": 50.0, "w": 64, "h": 64,
+            "frames": [{"file_path": "a", "transform_matrix": np.eye(4).tolist()}]}  # fmt: skip
+    cases = [
+        ({**base, "fl_x": None, "camera_angle_x": 0}, "camera_angle_x must be a field of view"),
+        ({**base, "fl_x": "abc"}, "fl_x must be a finite number"),
+        ({**base, "frames": [{"file_path": "a", "transform_matrix": np.zeros((4, 4)).tolist()}]}, "singular"),
+    ]
+    for data, message in cases:
+        (tmp_path / "transforms.json").write_text(
+            json.dumps({k: v for k, v in data.items() if v is not None})
+        )
+        with pytest.raises(meshfit.CameraError, match=message):
+            load_cameras(tmp_path / "transforms.json")
+    colmap = tmp_path / "colmap"
+    colmap.mkdir()
+    (colmap / "cameras.txt").write_text("1 PINHOLE 64 64 50\n")
+    (colmap / "images.txt").write_text("1 1 0 0 0 0 0 4 1 a.png\n\n")
+    with pytest.raises(meshfit.CameraError, match="needs at least 4 parameters"):
+        load_cameras(colmap)
+    (colmap / "cameras.txt").write_text("1 PINHOLE 64 64 50 50 32 32\n")
+    (colmap / "images.txt").write_text("1 0 0 0 0 0 0 4 1 a.png\n\n")
+    with pytest.raises(meshfit.CameraError, match="has no rotation"):
+        load_cameras(colmap)
+
+
+def test_truncated_off_and_foreign_bytes_are_refused(tmp_path):
+    import trimesh
+
+    trimesh.creation.icosphere(2).export(tmp_path / "a.off")
+    text = (tmp_path / "a.off").read_text()
+    (tmp_path / "b.off").write_text(text[: int(0.8 * len(text))])
+    with pytest.raises(meshfit.MeshIOError, match="header declares 162 vertices and 320 faces"):
+        meshfit.load_mesh(tmp_path / "b.off")
+    meshfit.write_image(tmp_path / "x.png", np.zeros((4, 4)))
+    (tmp_path / "x.obj").write_bytes((tmp_path / "x.png").read_bytes())
+    with pytest.raises(meshfit.MeshIOError, match="is not a readable OBJ file: its bytes are not mesh data"):
+        meshfit.load_mesh(tmp_path / "x.obj")
+
+
+def test_palette_masks_read_as_their_colours(tmp_path, spot_data):
+    from PIL import Image
+
+    data = _copy(spot_data, tmp_path / "d")
+    mask = meshfit.read_image(data / "mask" / "000.png")[..., 0] > 0.5
+    Image.fromarray(mask.astype(np.uint8) * 255).convert("P").save(data / "mask" / "000.png")
+    with Image.open(data / "mask" / "000.png") as im:
+        assert im.mode == "P"
+    np.testing.assert_array_equal(load_views(data).mask[0], mask)
+
+
+def test_one_view_or_one_frame_smoothness(tmp_path, spot_data, capsys):
+    one = _copy(spot_data, tmp_path / "one")
+    cams = json.loads((one / "cameras.json").read_text())
+    cams["cameras"] = cams["cameras"][:1]
+    (one / "cameras.json").write_text(json.dumps(cams))
+    assert main(_tiny_fit(one, tmp_path / "a")) == 2
+    assert "at least two views" in capsys.readouterr().err
+    assert main(_tiny_fit(spot_data, tmp_path / "b", "--set", "smoothness=0.1")) == 0
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert any("smoothness" in w for w in metrics["warnings"])

@@ -212,6 +212,8 @@ class FitConfig:
         if self.near is not None and self.far is not None and not self.near < self.far:
             raise ValueError(f"near must be < far; got near={self.near}, far={self.far}")
         _finite(self.smoothness, "smoothness", nonnegative=True)
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0; got {self.seed}")
 
     @classmethod
     def from_dict(cls, data: dict) -> FitConfig:

@@ -121,6 +121,8 @@ def fit_folder(
     from meshfit.report import write_report
 
     config = FitConfig.from_dict(config_data)
+    if model is not None and config.model == "blendshapes":
+        inputs = (*inputs, *BlendshapeModel.source_files(model))
     check_output_dir(out, overwrite=overwrite, inputs=[data, model, gt, *inputs])
     views = load_sequence(data) if is_sequence(data) else load_views(data)
     loaded = None
@@ -135,6 +137,10 @@ def fit_folder(
     result = fit_views(config, views, model=loaded, progress=progress, devices=devices)
     images, rendered = _image_metrics(result, views)
     warnings_ = [h["resolution_note"] for h in result.history if "resolution_note" in h]
+    if config.smoothness and views.frames is None:
+        warnings_.append(
+            "smoothness weighs frame-to-frame change; this dataset has one frame, so it was not used"
+        )
     if images["mask_iou_mean"] < POOR_FIT_IOU:
         warnings_.append(
             f"poor fit: the fitted silhouettes overlap the masks with mean IoU {images['mask_iou_mean']:.3f} "

@@ -37,8 +37,8 @@ class FitState(NamedTuple):
 
 
 class StageResult(NamedTuple):
-    """state: the final FitState, or on an early stop the best one seen (the parameters whose
-    loss was lowest). losses: per-step loss values (host floats). terms: per-step values of each
+    """state: the FitState kept (``run_stage``'s ``keep``: the lowest loss measured, or the last
+    finite one). losses: per-step loss values (host floats). terms: per-step values of each
     term the loss reports. steps: steps taken. stopped_early: whether the plateau rule ended the
     stage. seconds: wall time after compilation. compile_seconds: the first step's extra time."""
 
@@ -117,6 +117,7 @@ def run_stage(
     min_improvement: float = 1e-4,
     max_recoveries: int = 5,
     progress: bool | str = True,
+    keep: str = "best",
 ) -> StageResult:
     """Run up to ``steps`` steps.
 
@@ -125,11 +126,17 @@ def run_stage(
     parameters is non-finite, the step that led there is undone (back to its input state) with
     the learning rate halved, and a warning; after ``max_recoveries`` it raises.
     Progress: a tqdm bar with loss and ETA (``progress`` may be a label).
+    Result: ``keep="best"`` returns the parameters with the lowest loss measured (the final ones
+    are measured too); ``keep="last"`` the last ones (for a stochastic loss, e.g. a random subset
+    of views per step, where the lowest value is partly luck). Either way, never parameters whose
+    loss is non-finite.
     ``batch`` is the step's second argument: a fixed pytree, or a callable ``batch(i)`` giving
     step i's (e.g. a random subset of views; keep its shapes fixed so the step compiles once).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0; got {steps}")
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last'; got {keep!r}")
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -182,11 +189,25 @@ def run_stage(
                 best, best_at = loss, i
             elif patience and i - best_at >= patience:
                 stopped_early = True
-                state = lowest_state._replace(step=state.step)
+                state = (lowest_state if keep == "best" else before)._replace(step=state.step)
                 break
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 bar.update(1)
+        if losses and not stopped_early:
+            # The last update's result has not been measured yet: measure it (one more step's
+            # loss, its update discarded), and never hand on parameters that give NaN.
+            _, aux = step(state, batch(steps) if callable(batch) else batch)
+            final = float(aux["loss"])
+            if not bool(aux["finite"]):
+                warnings.warn(
+                    "the last step made the loss non-finite; kept the best parameters seen",
+                    DivergenceWarning,
+                    stacklevel=2,
+                )
+                state = lowest_state._replace(step=state.step)
+            elif keep == "best" and final > lowest:
+                state = lowest_state._replace(step=state.step)
     finally:
         if bar is not None:
             bar.close()

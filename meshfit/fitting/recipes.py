@@ -16,7 +16,7 @@ from meshfit.camera import clip_range
 from meshfit.config import ConfigError
 from meshfit.fitting.config import FitConfig
 from meshfit.fitting.placement import estimate_placement, search_rotation, visual_hull
-from meshfit.fitting.stage import Problem, fit_stage
+from meshfit.fitting.stage import Problem, check_frames_split, check_views_per_step, fit_stage
 from meshfit.io import Views
 from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
 from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp
@@ -223,10 +223,7 @@ def _check_data(config: FitConfig, views: Views, targets: Targets) -> None:
             raise ValueError(f"stages[{i}] ({s.name}) weighs depth but the dataset has no depth/ folder")
         if w.shading and targets.rgb is None:
             raise ValueError(f"stages[{i}] ({s.name}) weighs shading but the dataset has no rgb/ folder")
-        if s.views_per_step is not None and s.views_per_step > n:
-            raise ValueError(
-                f"stages[{i}].views_per_step is {s.views_per_step} but the dataset has {n} views"
-            )
+        check_views_per_step(s, n, f"stages[{i}]")
 
 
 def fit_views(
@@ -258,6 +255,12 @@ def fit_views(
         raise ValueError("a free_mesh fit takes one frame; sequences fit blendshape rigs or rigid poses")
     if devices is not None and not sequence:
         raise ValueError("devices= splits the frames of a sequence; this dataset has one frame")
+    if devices is not None:
+        check_frames_split(len(views.frames), list(devices))
+    if len(views.names) < 2:
+        raise ValueError(
+            f"fitting needs at least two views to place the object; the dataset has {len(views.names)}"
+        )
     masks = np.asarray(views.mask)
     if sequence:
         placed = [estimate_placement(cams, m) for m in masks]
@@ -287,7 +290,7 @@ def fit_views(
         devices=None if devices is None else tuple(devices),
     )  # fmt: skip
     if config.model == "free_mesh":
-        mesh, params, history, meshes = _fit_free(config, problem, centres, model, progress)
+        mesh, params, history, meshes = _fit_free(config, problem, _centres(config, centres), model, progress)
     elif config.model == "rigid":
         mesh, params, history, meshes = _fit_rigid(config, problem, centres, model, progress)
     else:

@@ -12,7 +12,6 @@ compiles once).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 import jax
@@ -24,8 +23,6 @@ from meshfit.camera import Camera
 from meshfit.fitting.config import StageConfig
 from meshfit.fitting.loop import FitState, make_optimizer, make_step, run_stage
 from meshfit.objectives import Targets, image_objective
-
-log = logging.getLogger("meshfit")
 
 __all__ = ["PreparedStage", "Problem", "downsample_targets", "fit_stage", "prepare_stage", "stage_optimizer"]
 
@@ -171,7 +168,7 @@ class PreparedStage:
         res = run_stage(
             self.step, FitState(start, self.optimizer.init(start), jnp.zeros((), jnp.int32)), batch,
             steps=self.stage.steps, patience=self.stage.patience, min_improvement=self.stage.min_improvement,
-            progress=self.stage.name if progress else False,
+            progress=self.stage.name if progress else False, keep="best" if k == n else "last",
         )  # fmt: skip
         params = {**params, **res.state.params}
         _, terms = self.loss(params, (model, {}, self.targets, None))
@@ -191,6 +188,21 @@ class PreparedStage:
         return min(self.stage.views_per_step or self.views, self.views)
 
 
+def check_views_per_step(stage: StageConfig, views: int, where: str) -> None:
+    """A stage cannot render more views a step than the data has."""
+    if stage.views_per_step is not None and stage.views_per_step > views:
+        raise ValueError(
+            f"{where}: views_per_step is {stage.views_per_step} but the data has {views} views "
+            "(set it to null to render every view)"
+        )
+
+
+def check_frames_split(frames: int, devices) -> None:
+    """The frame axis must split evenly over the devices (shard_map)."""
+    if frames % len(devices):
+        raise ValueError(f"{frames} frames do not split evenly over {len(devices)} devices")
+
+
 def prepare_stage(
     problem: Problem, template, stage: StageConfig, *, free: tuple[str, ...], seed: int = 0
 ) -> PreparedStage:
@@ -208,13 +220,20 @@ def prepare_stage(
             f"stage {stage.name!r} asked for {stage.resolution} px; the data has {data_side} px, "
             f"so it ran at {data_side}"
         )
-        log.warning(note)
     views = cs.batch_shape[0]
-    if stage.views_per_step is not None and stage.views_per_step > views:
-        raise ValueError(
-            f"stage {stage.name!r}: views_per_step={stage.views_per_step} but the data has {views} views"
-        )
+    check_views_per_step(stage, views, f"stage {stage.name!r}")
     T = problem.frames
+    mesh = None
+    if T is not None and problem.devices is not None:
+        from jax.sharding import Mesh as DeviceMesh
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        check_frames_split(T, problem.devices)
+        mesh = DeviceMesh(np.array(list(problem.devices)), ("frames",))
+        tg = Targets(
+            *(None if x is None else jax.device_put(x, NamedSharding(mesh, P("frames"))) for x in tg)
+        )
     if T is None:
 
         def loss_fn(q, batch):
@@ -234,14 +253,7 @@ def prepare_stage(
             loss, terms = jax.vmap(one)(split["frames"], targets)
             return jnp.sum(loss), jax.tree.map(jnp.sum, terms)
 
-        if problem.devices is not None:
-            from jax.sharding import Mesh as DeviceMesh
-            from jax.sharding import PartitionSpec as P
-
-            devices = list(problem.devices)
-            if T % len(devices):
-                raise ValueError(f"{T} frames do not split evenly over {len(devices)} devices")
-            mesh = DeviceMesh(np.array(devices), ("frames",))
+        if mesh is not None:
             inner = frames_terms
             frames_terms = jax.shard_map(
                 lambda s, t, m, c: jax.tree.map(lambda a: jax.lax.psum(a, "frames"), inner(s, t, m, c)),
@@ -258,22 +270,17 @@ def prepare_stage(
             total, terms = frames_terms(split, targets, model, cams)
             terms = {k: v / T for k, v in terms.items()}
             total = total / T
-            if problem.smoothness:
-                jerk = sum(jnp.mean(jnp.diff(full[k], axis=0) ** 2) for k in per_frame)
+            # Frame-to-frame change, positions in object radii; nothing to compare in one frame or
+            # in an empty parameter (a rig without expressions).
+            moving = [k for k in per_frame if full[k].size and full[k].shape[0] > 1]
+            if problem.smoothness and moving:
+                scale = {"translation": 1.0 / problem.radius}
+                jerk = sum(jnp.mean((jnp.diff(full[k], axis=0) * scale.get(k, 1.0)) ** 2) for k in moving)
                 terms["smoothness"] = jerk
                 total = total + problem.smoothness * jerk
             return total, terms
 
     opt = stage_optimizer(stage, problem.radius, problem.bounds)
-    if T is not None and problem.devices is not None:
-        from jax.sharding import Mesh as DeviceMesh
-        from jax.sharding import NamedSharding
-        from jax.sharding import PartitionSpec as P
-
-        mesh = DeviceMesh(np.array(list(problem.devices)), ("frames",))
-        tg = Targets(
-            *(None if x is None else jax.device_put(x, NamedSharding(mesh, P("frames"))) for x in tg)
-        )
     return PreparedStage(
         stage, tuple(free), cs, tg, make_step(loss_fn, opt), jax.jit(loss_fn), views, seed, note, opt
     )

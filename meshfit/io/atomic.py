@@ -127,8 +127,13 @@ def check_output_dir(
     parent = real.parent
     while not parent.exists():
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: {parent} is not a writable folder")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is not a folder")
+    try:  # os.access says yes to root everywhere, and knows nothing of /proc: try it
+        probe = tempfile.mkdtemp(prefix=f"{_partial_prefix(path)}{os.getpid()}-probe-", dir=parent)
+        os.rmdir(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {parent} is not a writable folder ({e.strerror})") from e
     return path
 
 

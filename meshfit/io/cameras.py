@@ -117,6 +117,20 @@ def _matrix(value, shape: tuple[int, int], where: str) -> np.ndarray:
     return m
 
 
+def _number(value, where: str) -> float:
+    """A finite number from JSON (not a string, not true)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CameraError(f"{where} must be a finite number; got {value!r}")
+    return float(value)
+
+
+def _angle(value: float, where: str) -> float:
+    """A field of view in radians, in (0, pi)."""
+    if not 0 < value < math.pi:
+        raise CameraError(f"{where} must be a field of view in radians, in (0, pi); got {value}")
+    return value
+
+
 def _pixels(value, where: str) -> int:
     """An image side: a positive whole number (128 or 128.0; not 128.5, "128" or true)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -195,20 +209,25 @@ def _load_transforms(path: Path, data: dict) -> CameraSet:
             else:
                 raise CameraError(f"{where}: no w/h and image {img} not found to read its size")
         w, h = _pixels(w, f"{where}.w"), _pixels(h, f"{where}.h")
+        number = lambda k, where=where, get=get: _number(get(k), f"{where}.{k}")  # noqa: E731
         if get("fl_x") is not None:
-            fx = float(get("fl_x"))
-            fy = float(get("fl_y") if get("fl_y") is not None else fx)
+            fx = number("fl_x")
+            fy = number("fl_y") if get("fl_y") is not None else fx
         elif get("camera_angle_x") is not None:
-            fx = 0.5 * w / math.tan(0.5 * float(get("camera_angle_x")))
-            fy = 0.5 * h / math.tan(0.5 * float(get("camera_angle_y"))) if get("camera_angle_y") else fx
+            fx = 0.5 * w / math.tan(0.5 * _angle(number("camera_angle_x"), f"{where}.camera_angle_x"))
+            fy = fx
+            if get("camera_angle_y") is not None:
+                fy = 0.5 * h / math.tan(0.5 * _angle(number("camera_angle_y"), f"{where}.camera_angle_y"))
         else:
             raise CameraError(f"{where}: no focal length (fl_x or camera_angle_x)")
-        cx = float(get("cx")) - 0.5 if get("cx") is not None else (w - 1) / 2
-        cy = float(get("cy")) - 0.5 if get("cy") is not None else (h - 1) / 2
+        cx = number("cx") - 0.5 if get("cx") is not None else (w - 1) / 2
+        cy = number("cy") - 0.5 if get("cy") is not None else (h - 1) / 2
         if "transform_matrix" not in fr:
             raise CameraError(f"{where} lacks transform_matrix")
         c2w = _matrix(fr["transform_matrix"], (4, 4), f"{where}.transform_matrix")
         c2w = c2w @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes -> OpenCV
+        if abs(np.linalg.det(c2w[:3, :3])) < 1e-6:
+            raise CameraError(f"{where}.transform_matrix is singular: its rotation part is not a rotation")
         Ks.append(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]))
         w2cs.append(np.linalg.inv(c2w))
         names.append(str(fr.get("file_path", f"{i:03d}")))
@@ -247,6 +266,11 @@ def _load_colmap(folder: Path) -> CameraSet:
         if model not in _COLMAP_MODELS:
             raise CameraError(f"{folder / 'cameras.txt'}: camera {cam_id} model {model} is not supported")
         kind, ndist = _COLMAP_MODELS[model]
+        if len(params) < ndist:
+            raise CameraError(
+                f"{folder / 'cameras.txt'}: camera {cam_id} ({model}) needs at least {ndist} parameters; "
+                f"got {len(params)} in line {ln!r}"
+            )
         if any(abs(p) > 0 for p in params[ndist:]):
             raise CameraError(
                 f"{folder / 'cameras.txt'}: camera {cam_id} ({model}) has lens distortion; "
@@ -273,6 +297,10 @@ def _load_colmap(folder: Path) -> CameraSet:
             raise CameraError(f"{folder / 'images.txt'}: cannot parse line {ln!r}") from e
         if cam_id not in intr:
             raise CameraError(f"{folder / 'images.txt'}: image {name} uses unknown camera {cam_id}")
+        if not np.isfinite([qw, qx, qy, qz]).all() or np.linalg.norm([qw, qx, qy, qz]) < 1e-12:
+            raise CameraError(
+                f"{folder / 'images.txt'}: image {name} has no rotation (quaternion {[qw, qx, qy, qz]})"
+            )
         w2c = np.eye(4)
         w2c[:3, :3], w2c[:3, 3] = rotation_from_quaternion([qw, qx, qy, qz]), (tx, ty, tz)
         records.append((name, intr[cam_id][0], w2c, intr[cam_id][1]))

@@ -99,7 +99,7 @@ def _read_depth(path: Path) -> np.ndarray:
     try:
         d = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"cannot read depth {path}: {e}") from e
+        raise DatasetError(f"cannot read depth {path}: not a NumPy .npy array of numbers") from e
     if d.ndim != 2:
         raise DatasetError(f"{path} must be an [H, W] depth map; got shape {d.shape}")
     if not np.issubdtype(d.dtype, np.floating):
@@ -123,9 +123,8 @@ def _read_images(folder: Path, names: list[str], width: int, height: int, where:
         for suffix in suffixes:
             if (folder / kind / f"{stem}{suffix}").is_file():
                 return folder / kind / f"{stem}{suffix}"
-        raise FileNotFoundError(
-            f"{folder / kind} has no file for view {name!r} (looked for {stem}{suffixes})"
-        )
+        looked = ", ".join(stem + x for x in suffixes)
+        raise FileNotFoundError(f"{folder / kind} has no file for view {name!r} (looked for {looked})")
 
     def check(path: Path, shape: tuple[int, ...]) -> None:
         if shape[:2] != (height, width):

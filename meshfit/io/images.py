@@ -38,6 +38,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
+            # Palette and grey+alpha images: their pixel values, not palette indices.
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("LA", "PA", "1"):
+                im = im.convert("RGBA" if im.mode != "1" else "L")
             return image_to_float(np.asarray(im))
     except OSError as e:
         raise OSError(f"cannot read image {path}: {e}") from e

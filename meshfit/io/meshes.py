@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,11 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
         raise MeshIOError(
             f"unsupported mesh format {path.suffix!r} for {path}; expected one of {MESH_SUFFIXES}"
         )
+    kind = path.suffix.lower()[1:].upper()
     try:
-        loaded = trimesh.load(path, process=False, maintain_order=True)
+        with warnings.catch_warnings():  # trimesh's parse warnings: the checks below say it plainly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            loaded = trimesh.load(path, process=False, maintain_order=True)
         if isinstance(loaded, trimesh.Scene):
             if not loaded.geometry:
                 raise MeshIOError(f"{path} contains no geometry")
@@ -54,7 +58,9 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
     except MeshIOError:
         raise
     except Exception as e:  # trimesh raises many types on corrupt or truncated input
-        kind = path.suffix.lower()[1:].upper()
+        if isinstance(e, (ImportError, UnicodeDecodeError)):
+            # trimesh reached for a text decoder: the bytes are neither the binary form nor text.
+            raise MeshIOError(f"{path} is not a readable {kind} file: its bytes are not mesh data") from e
         raise MeshIOError(f"{path} is not a readable {kind} file ({type(e).__name__}: {e})") from e
     if not isinstance(loaded, trimesh.Trimesh):
         raise MeshIOError(f"{path} holds a {type(loaded).__name__}, not a triangle mesh (no faces?)")
@@ -63,6 +69,8 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
 
     if path.suffix.lower() == ".obj":
         _check_obj_records(path, len(loaded.vertices), len(loaded.faces))
+    elif path.suffix.lower() == ".off":
+        _check_off_counts(path, len(loaded.vertices), len(loaded.faces))
     vertices = np.asarray(loaded.vertices, np.float32)
     faces = np.asarray(loaded.faces, np.int64)
     visual = loaded.visual
@@ -97,6 +105,29 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
             raise MeshIOError(f"{path} has no texture coordinates, so a texture cannot be bound")
         tex = read_image(texture)
     return Mesh(vertices, faces, colors=colors, uvs=uvs, uv_faces=uv_faces, texture=tex)
+
+
+def _check_off_counts(path: Path, num_vertices: int, num_faces: int) -> None:
+    """An OFF header declares its vertex and face counts: a load with fewer is a truncated file."""
+    tokens = []
+    with open(path, "rb") as fh:
+        for raw in fh:
+            line = raw.split(b"#", 1)[0].strip()
+            if line:
+                tokens += line.split()
+            if len(tokens) >= 4:
+                break
+    if tokens and tokens[0].upper().endswith(b"OFF") and len(tokens) >= 3:
+        tokens = tokens[1:]
+    try:
+        declared_v, declared_f = int(tokens[0]), int(tokens[1])
+    except (IndexError, ValueError):
+        raise MeshIOError(f"{path}: no OFF header with vertex and face counts") from None
+    if num_vertices < declared_v or num_faces < declared_f:
+        raise MeshIOError(
+            f"{path}: the header declares {declared_v} vertices and {declared_f} faces but only "
+            f"{num_vertices} and {num_faces} could be read: it looks truncated"
+        )
 
 
 def _check_obj_records(path: Path, num_vertices: int, num_faces: int) -> None:

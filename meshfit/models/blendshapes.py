@@ -98,6 +98,21 @@ class BlendshapeModel:
             tuple(Path(n).stem for n in ids), tuple(Path(n).stem for n in exps),
         )  # fmt: skip
 
+    @staticmethod
+    def source_files(path: str | os.PathLike) -> list[Path]:
+        """The files ``load(path)`` reads: the .npz, or the spec and every mesh it names (a run that
+        writes must never replace a folder holding any of them)."""
+        path = Path(path)
+        if path.suffix == ".npz" or not (path / "blendshapes.json" if path.is_dir() else path).is_file():
+            return [path]
+        spec_path = path / "blendshapes.json" if path.is_dir() else path
+        try:
+            spec = json.loads(spec_path.read_text())
+        except (OSError, ValueError):
+            return [path]  # load() names the problem
+        names = [spec.get("neutral"), *spec.get("identity", []), *spec.get("expression", [])]
+        return [path, *(spec_path.parent / n for n in names if isinstance(n, str))]
+
     @classmethod
     def _load_npz(cls, path: Path) -> BlendshapeModel:
         try:
