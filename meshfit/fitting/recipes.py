@@ -6,6 +6,7 @@ for a config and a dataset of one frame or a sequence of frames.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import NamedTuple
 
@@ -140,10 +141,9 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
     # Rotate about the object's centre: the template is centred, and the file frame comes back at the end.
     model = RigidModel.from_mesh(Mesh(np.asarray(mesh.vertices) - c_model.astype(np.float32), mesh.faces),
                                  rotation=_initial_rotation(config))  # fmt: skip
-    start = _centres(config, centres)
     T = problem.frames
     params = model.init_params(scale=config.init.scale)
-    params["translation"] = jnp.asarray(start, jnp.float32)
+    params["translation"] = jnp.asarray(centres, jnp.float32)
     if T is not None:
         params["rotation"] = jnp.zeros((T, 3), jnp.float32)
     if config.init.rotation_search:
@@ -173,14 +173,13 @@ def _frame_params(params: dict, t: int, per_frame) -> dict:
 
 def _frame_problem(problem: Problem, t: int) -> Problem:
     tg = Targets(*(None if x is None else x[t] for x in problem.targets))
-    return Problem(problem.cameras, tg, problem.near, problem.far, problem.radius, problem.bounds)
+    return dataclasses.replace(problem, targets=tg, per_frame=(), smoothness=0.0, devices=None)
 
 
 def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: BlendshapeModel, progress: bool):
     c_model, _ = bounding_sphere(model.neutral)
     R = _initial_rotation(config)
-    start = _centres(config, centres)
-    t = start - config.init.scale * (R @ c_model)  # vertices = s R x + t: the centre lands on `start`
+    t = centres - config.init.scale * (R @ c_model)  # vertices = s R x + t: the centre lands on `centres`
     T = problem.frames
     coeffs = {
         k: jnp.clip(v, *config.bounds[k]) if k in config.bounds else v for k, v in model.init_params().items()
@@ -289,10 +288,11 @@ def fit_views(
         per_frame=_PER_FRAME.get(config.model, ()) if sequence else (), smoothness=config.smoothness,
         devices=None if devices is None else tuple(devices),
     )  # fmt: skip
+    start = _centres(config, centres)
     if config.model == "free_mesh":
-        mesh, params, history, meshes = _fit_free(config, problem, _centres(config, centres), model, progress)
+        mesh, params, history, meshes = _fit_free(config, problem, start, model, progress)
     elif config.model == "rigid":
-        mesh, params, history, meshes = _fit_rigid(config, problem, centres, model, progress)
+        mesh, params, history, meshes = _fit_rigid(config, problem, start, model, progress)
     else:
-        mesh, params, history, meshes = _fit_blendshapes(config, problem, centres, model, progress)
+        mesh, params, history, meshes = _fit_blendshapes(config, problem, start, model, progress)
     return FitResult(mesh, params, history, near, far, meshes)
