@@ -16,9 +16,13 @@ each camera with its images.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import shutil
+import struct
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -27,9 +31,9 @@ import numpy as np
 
 from meshfit.camera import Camera, CameraError
 from meshfit.io.atomic import atomic_path
-from meshfit.rigs import rotation_from_quaternion
+from meshfit.io.lens import Lens, lens_from_opencv
 
-__all__ = ["CameraSet", "load_cameras", "save_cameras"]
+__all__ = ["CameraRecord", "CameraSet", "load_cameras", "read_camera_records", "save_cameras"]
 
 
 class CameraSet(NamedTuple):
@@ -37,6 +41,22 @@ class CameraSet(NamedTuple):
 
     cameras: Camera
     names: list[str]
+
+
+@dataclasses.dataclass
+class CameraRecord:
+    """One view as a camera file describes it, lens distortion included (``read_camera_records``).
+
+    name: the view / image name. lens: intrinsics and distortion (``meshfit.io.lens.Lens``).
+    world_to_camera: [4, 4] float64, OpenCV axes. entry: the file's own entry for the view (a
+    transforms.json frame, a cameras.json camera; for COLMAP ``points2D`` [P, 2] in meshfit pixels
+    and ``points3D`` [P, 3] world points of the view's triangulated observations).
+    """
+
+    name: str
+    lens: Lens
+    world_to_camera: np.ndarray
+    entry: dict
 
 
 def save_cameras(
@@ -72,28 +92,46 @@ def _stack(cams: Sequence[Camera]) -> Camera:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *cams)
 
 
-def load_cameras(path: str | os.PathLike) -> CameraSet:
-    """Read cameras from ``cameras.json``, a nerfstudio/Blender ``transforms.json``, or a COLMAP
-    text model (a folder with ``cameras.txt`` and ``images.txt``, also found under ``sparse/0``).
+class CameraRecords(NamedTuple):
+    """What ``read_camera_records`` found: the views, the file they came from, its kind, and the
+    names of images the file lists without a pose (COLMAP's unregistered images)."""
 
-    A folder is searched for those names in that order. All cameras must share one image size.
-    Returns a ``CameraSet`` with cameras in OpenCV convention, batch shape (N,).
+    records: list[CameraRecord]
+    source: Path
+    kind: str
+    unposed: list[str]
+
+
+def read_camera_records(path: str | os.PathLike) -> CameraRecords:
+    """Read every view of a camera file with its lens, distortion included.
+
+    ``path``: ``cameras.json`` (optionally with a ``distortion`` entry per camera: OpenCV's
+    ``[k1, k2, p1, p2, k3]``, or ``{"k1": ..., "p2": ...}``, or ``{"model": "fisheye", "k1": ...,
+    "k4": ...}``), a nerfstudio/Blender ``transforms.json`` (its ``k1..k4, p1, p2`` and
+    ``camera_model``), or a COLMAP model, binary or text, with or without rigs and frames (a folder
+    with ``cameras.bin|txt`` and ``images.bin|txt``, also found under ``sparse/0`` or ``sparse``;
+    read by pycolmap). A folder is searched in that order. Views keep the file's sizes: they may
+    differ.
     """
     path = Path(path)
     if path.is_dir():
         for candidate in ("cameras.json", "transforms.json"):
             if (path / candidate).is_file():
-                return load_cameras(path / candidate)
-        for folder in (path, path / "sparse" / "0", path / "sparse"):
-            if (folder / "cameras.txt").is_file() and (folder / "images.txt").is_file():
-                return _load_colmap(folder)
+                return read_camera_records(path / candidate)
+        found = _colmap_model(path)
+        if found is not None:
+            return _read_colmap(*found)
         raise FileNotFoundError(
-            f"no cameras in {path}: expected cameras.json, transforms.json or COLMAP cameras.txt + images.txt"
+            f"no cameras in {path}: expected cameras.json, transforms.json or a COLMAP model "
+            "(cameras.bin + images.bin, or cameras.txt + images.txt, in it or in sparse/0)"
         )
     if not path.is_file():
         raise FileNotFoundError(f"camera file not found: {path}")
-    if path.name in ("cameras.txt", "images.txt"):
-        return _load_colmap(path.parent)
+    if path.suffix in (".bin", ".txt") and path.stem in _COLMAP_FILES + _COLMAP_RIG_FILES:
+        found = _colmap_model(path.parent)
+        if found is None:
+            raise FileNotFoundError(f"{path.parent} holds no whole COLMAP model (cameras + images)")
+        return _read_colmap(*found)
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -101,10 +139,32 @@ def load_cameras(path: str | os.PathLike) -> CameraSet:
     if not isinstance(data, dict):
         raise CameraError(f"{path}: expected a JSON object at the top level")
     if "frames" in data:
-        return _load_transforms(path, data)
+        return CameraRecords(_load_transforms(path, data), path, "transforms.json", [])
     if "cameras" in data:
-        return _load_cameras_json(path, data)
+        return CameraRecords(_load_cameras_json(path, data), path, "cameras.json", [])
     raise CameraError(f"{path}: neither a cameras.json ('cameras' key) nor a transforms.json ('frames' key)")
+
+
+def load_cameras(path: str | os.PathLike) -> CameraSet:
+    """Read pinhole cameras from ``cameras.json``, a nerfstudio/Blender ``transforms.json``, or a
+    COLMAP model, binary or text (a folder with ``cameras`` and ``images``, also under ``sparse/0``).
+
+    A folder is searched for those names in that order. All cameras must share one image size and
+    be pinhole: a lens with distortion is refused, naming ``meshfit import``, which undistorts a
+    capture into a dataset. Returns a ``CameraSet`` with cameras in OpenCV convention, batch
+    shape (N,), in the file's order (COLMAP: sorted by image name).
+    """
+    records, source, _, _ = read_camera_records(path)
+    for r in records:
+        if r.lens.distorted:
+            raise CameraError(
+                f"{source}: view {r.name!r} has lens distortion ({r.lens.describe()}); meshfit's cameras "
+                "are pinhole: `meshfit import CAPTURE --out DATASET` undistorts a capture (and "
+                "`meshfit fit --data CAPTURE` imports it on the fly)"
+            )
+    w, h = _size([(r.lens.width, r.lens.height) for r in records], source)
+    Ks = [r.lens.K() for r in records]
+    return _camera_set(source, Ks, [r.world_to_camera for r in records], [r.name for r in records], [(w, h)])
 
 
 def _matrix(value, shape: tuple[int, int], where: str) -> np.ndarray:
@@ -166,36 +226,77 @@ def _camera_set(path: Path, Ks: list, w2cs: list, names: list[str], sizes: list)
     return CameraSet(cams, _unique(names, path))
 
 
-def _load_cameras_json(path: Path, data: dict) -> CameraSet:
+def _distortion(value, K: np.ndarray, w: int, h: int, where: str) -> Lens:
+    """A cameras.json ``distortion`` entry (see ``read_camera_records``) as a Lens."""
+    if isinstance(value, list):
+        coefficients = [_number(c, f"{where}[{i}]") for i, c in enumerate(value)]
+        return lens_from_opencv(K, w, h, coefficients)
+    if not isinstance(value, dict):
+        raise CameraError(f"{where} must be a list [k1, k2, p1, p2, k3] or an object of named coefficients")
+    model = value.get("model", "opencv")
+    names = {"opencv": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"), "fisheye": ("k1", "k2", "k3", "k4")}
+    if model not in names:
+        raise CameraError(f"{where}.model must be 'opencv' or 'fisheye'; got {model!r}")
+    unknown = sorted(set(value) - set(names[model]) - {"model"})
+    if unknown:
+        raise CameraError(
+            f"{where}: unknown coefficients {unknown} for the {model} model {list(names[model])}"
+        )
+    coefficients = [_number(value.get(k, 0.0), f"{where}.{k}") for k in names[model]]
+    if model == "opencv" and not any(coefficients[5:]):
+        coefficients = coefficients[:5]
+    return lens_from_opencv(K, w, h, coefficients, fisheye=model == "fisheye")
+
+
+def _record(name: str, K: np.ndarray, w2c: np.ndarray, size: tuple[int, int], where: str, *,
+            lens: Lens | None = None, entry: dict | None = None) -> CameraRecord:  # fmt: skip
+    """A view, its pinhole part checked as a Camera is (errors prefixed with ``where``)."""
+    try:
+        Camera.from_matrices(K.astype(np.float32), w2c.astype(np.float32), *size)
+        if lens is None:
+            lens = Lens("PINHOLE", *size, (K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5))
+    except CameraError as e:
+        raise CameraError(f"{where}: {e}") from e
+    return CameraRecord(name, lens, w2c, entry or {})
+
+
+def _load_cameras_json(path: Path, data: dict) -> list[CameraRecord]:
     if data.get("convention") != "opencv":
         raise CameraError(f"{path}: convention must be 'opencv'; got {data.get('convention')!r}")
     entries = data["cameras"]
     if not isinstance(entries, list) or not entries:
         raise CameraError(f"{path}: 'cameras' must be a non-empty list")
-    Ks, w2cs, names, sizes = [], [], [], []
+    records = []
     for i, e in enumerate(entries):
         where = f"{path}: cameras[{i}]"
+        if not isinstance(e, dict):
+            raise CameraError(f"{where} must be an object")
         missing = {"width", "height", "K", "world_to_camera"} - set(e)
         if missing:
             raise CameraError(f"{where} lacks {sorted(missing)}")
-        Ks.append(_matrix(e["K"], (3, 3), f"{where}.K"))
-        w2cs.append(_matrix(e["world_to_camera"], (4, 4), f"{where}.world_to_camera"))
-        names.append(str(e.get("name", f"{i:03d}")))
-        sizes.append((_pixels(e["width"], f"{where}.width"), _pixels(e["height"], f"{where}.height")))
-    return _camera_set(path, Ks, w2cs, names, sizes)
+        K = _matrix(e["K"], (3, 3), f"{where}.K")
+        w2c = _matrix(e["world_to_camera"], (4, 4), f"{where}.world_to_camera")
+        size = (_pixels(e["width"], f"{where}.width"), _pixels(e["height"], f"{where}.height"))
+        record = _record(str(e.get("name", f"{i:03d}")), K, w2c, size, where, entry=e)
+        if e.get("distortion") is not None:
+            record.lens = _distortion(e["distortion"], K, *size, f"{where}.distortion")
+        records.append(record)
+    _unique([r.name for r in records], path)
+    return records
 
 
-def _load_transforms(path: Path, data: dict) -> CameraSet:
-    """nerfstudio / Blender-NeRF ``transforms.json``: camera->world in OpenGL axes, pixel centres at +0.5."""
+def _load_transforms(path: Path, data: dict) -> list[CameraRecord]:
+    """nerfstudio / Blender-NeRF ``transforms.json``: camera->world in OpenGL axes, pixel centres at
+    +0.5, nerfstudio's distortion ``k1..k4, p1, p2`` for ``camera_model`` OPENCV or OPENCV_FISHEYE."""
     frames = data["frames"]
     if not isinstance(frames, list) or not frames:
         raise CameraError(f"{path}: 'frames' must be a non-empty list")
-    Ks, w2cs, names, sizes = [], [], [], []
+    records = []
     for i, fr in enumerate(frames):
         where = f"{path}: frames[{i}]"
+        if not isinstance(fr, dict):
+            raise CameraError(f"{where} must be an object")
         get = lambda k, fr=fr: fr.get(k, data.get(k))  # per-frame values override global ones
-        if any(get(k) not in (None, 0, 0.0) for k in ("k1", "k2", "k3", "k4", "p1", "p2")):
-            raise CameraError(f"{where}: lens distortion is not supported; undistort the images first")
         w, h = get("w"), get("h")
         if w is None or h is None:
             img = path.parent / fr.get("file_path", "")
@@ -228,84 +329,167 @@ def _load_transforms(path: Path, data: dict) -> CameraSet:
         c2w = c2w @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes -> OpenCV
         if abs(np.linalg.det(c2w[:3, :3])) < 1e-6:
             raise CameraError(f"{where}.transform_matrix is singular: its rotation part is not a rotation")
-        Ks.append(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]))
-        w2cs.append(np.linalg.inv(c2w))
-        names.append(str(fr.get("file_path", f"{i:03d}")))
-        sizes.append((w, h))
-    return _camera_set(path, Ks, w2cs, names, sizes)
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+        record = _record(str(fr.get("file_path", f"{i:03d}")), K, np.linalg.inv(c2w), (w, h), where, entry=fr)
+        k = {n: number(n) if get(n) is not None else 0.0 for n in ("k1", "k2", "k3", "k4", "p1", "p2")}
+        model = get("camera_model") or "OPENCV"
+        if model == "OPENCV_FISHEYE":
+            record.lens = lens_from_opencv(K, w, h, [k["k1"], k["k2"], k["k3"], k["k4"]], fisheye=True)
+        elif model in ("OPENCV", "PINHOLE", "PERSPECTIVE"):
+            if k["k4"]:
+                raise CameraError(
+                    f"{where}: k4 is a fisheye coefficient; camera_model {model} has k1, k2, k3, p1, p2"
+                )
+            if any(k.values()):
+                record.lens = lens_from_opencv(K, w, h, [k["k1"], k["k2"], k["p1"], k["p2"], k["k3"]])
+        else:
+            raise CameraError(f"{where}: camera_model {model!r} is not supported (OPENCV or OPENCV_FISHEYE)")
+        records.append(record)
+    _unique([r.name for r in records], path)
+    return records
 
 
-# COLMAP camera models we accept, with the index of their distortion parameters.
-_COLMAP_MODELS = {
-    "SIMPLE_PINHOLE": ("f", 3),
-    "PINHOLE": ("fxfy", 4),
-    "SIMPLE_RADIAL": ("f", 3),
-    "RADIAL": ("f", 3),
-    "OPENCV": ("fxfy", 4),
-    "FULL_OPENCV": ("fxfy", 4),
-}
+# A COLMAP model: these files, binary or text; rigs and frames since COLMAP 3.12.
+_COLMAP_FILES = ("cameras", "images", "points3D")
+_COLMAP_RIG_FILES = ("rigs", "frames")
+# The smallest record of each binary file (its count is checked against the file size before
+# pycolmap reads it: pycolmap trusts counts and reads past a file's end without a word).
+_COLMAP_MIN_RECORD = {"cameras": 32, "images": 73, "points3D": 51, "rigs": 8, "frames": 8}
 
 
-def _colmap_lines(path: Path) -> list[str]:
-    # Keep blank lines: in images.txt an image with no 2-D points has an empty second line.
-    return [ln.rstrip("\n") for ln in path.read_text().splitlines() if not ln.startswith("#")]
+def _colmap_model(path: Path) -> tuple[Path, str] | None:
+    for folder in (path, path / "sparse" / "0", path / "sparse"):
+        for ext in (".bin", ".txt"):
+            if (folder / f"cameras{ext}").is_file() and (folder / f"images{ext}").is_file():
+                return folder, ext
+    return None
 
 
-def _load_colmap(folder: Path) -> CameraSet:
-    """COLMAP text model: cameras.txt + images.txt (world->camera quaternion, OpenCV axes)."""
-    intr = {}
-    for ln in _colmap_lines(folder / "cameras.txt"):
-        if not ln.strip():
+def _check_colmap_binary(folder: Path) -> None:
+    for name, least in _COLMAP_MIN_RECORD.items():
+        f = folder / f"{name}.bin"
+        if not f.is_file():
             continue
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+        if len(head) < 8:
+            raise CameraError(f"{f} is truncated: {size} bytes, not even the record count")
+        (count,) = struct.unpack("<Q", head)
+        if count * least > size - 8:
+            raise CameraError(
+                f"{f} is truncated or corrupt: it says {count} records, which need at least "
+                f"{count * least} bytes after the count; the file has {size - 8}"
+            )
+
+
+def _check_colmap_text(folder: Path) -> None:
+    import pycolmap
+
+    known = set(pycolmap.CameraModelId.__members__) - {"INVALID"}
+    for n, line in enumerate((folder / "cameras.txt").read_text(errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) < 4 or parts[1] not in known:
+            raise CameraError(
+                f"{folder / 'cameras.txt'} line {n}: {line.strip()!r} is not 'CAMERA_ID MODEL WIDTH HEIGHT "
+                f"PARAMS...' with a COLMAP model ({', '.join(sorted(known))})"
+            )
+        cam = pycolmap.Camera.create_from_model_name(0, parts[1], 1.0, 1, 1)
+        if len(parts) - 4 != len(cam.params):
+            raise CameraError(
+                f"{folder / 'cameras.txt'} line {n}: camera {parts[0]} ({parts[1]}) needs {len(cam.params)} "
+                f"parameters ({cam.params_info}); got {len(parts) - 4}"
+            )
+
+
+def _check_colmap_images_text(folder: Path) -> None:
+    """pycolmap normalises a zero quaternion into some rotation: refuse it first."""
+    lines = [
+        ln
+        for ln in (folder / "images.txt").read_text(errors="replace").splitlines()
+        if not ln.startswith("#")
+    ]
+    for ln in lines[::2]:  # an image line, then its POINTS2D line (possibly empty)
         parts = ln.split()
-        try:
-            cam_id, model, w, h = int(parts[0]), parts[1], int(parts[2]), int(parts[3])
-            params = [float(p) for p in parts[4:]]
-        except (IndexError, ValueError) as e:
-            raise CameraError(f"{folder / 'cameras.txt'}: cannot parse line {ln!r}") from e
-        if model not in _COLMAP_MODELS:
-            raise CameraError(f"{folder / 'cameras.txt'}: camera {cam_id} model {model} is not supported")
-        kind, ndist = _COLMAP_MODELS[model]
-        if len(params) < ndist:
-            raise CameraError(
-                f"{folder / 'cameras.txt'}: camera {cam_id} ({model}) needs at least {ndist} parameters; "
-                f"got {len(params)} in line {ln!r}"
-            )
-        if any(abs(p) > 0 for p in params[ndist:]):
-            raise CameraError(
-                f"{folder / 'cameras.txt'}: camera {cam_id} ({model}) has lens distortion; "
-                "meshfit cameras are pinhole: run `colmap image_undistorter` first"
-            )
-        fx, fy = (params[0], params[0]) if kind == "f" else (params[0], params[1])
-        cx, cy = params[ndist - 2], params[ndist - 1]
-        # COLMAP puts the centre of the top-left pixel at (0.5, 0.5); meshfit at (0, 0).
-        intr[cam_id] = (np.array([[fx, 0, cx - 0.5], [0, fy, cy - 0.5], [0, 0, 1]]), (w, h))
-    lines = _colmap_lines(folder / "images.txt")
-    records = []
-    i = 0
-    while i < len(lines):
-        ln = lines[i].strip()
-        i += 1
-        if not ln:
+        if not parts:
             continue
-        i += 1  # the POINTS2D line that follows each image line (possibly empty)
-        parts = ln.split(maxsplit=9)
         try:
-            qw, qx, qy, qz, tx, ty, tz = (float(p) for p in parts[1:8])
-            cam_id, name = int(parts[8]), parts[9]
-        except (IndexError, ValueError) as e:
+            q = [float(x) for x in parts[1:5]]
+        except ValueError as e:
             raise CameraError(f"{folder / 'images.txt'}: cannot parse line {ln!r}") from e
-        if cam_id not in intr:
-            raise CameraError(f"{folder / 'images.txt'}: image {name} uses unknown camera {cam_id}")
-        if not np.isfinite([qw, qx, qy, qz]).all() or np.linalg.norm([qw, qx, qy, qz]) < 1e-12:
-            raise CameraError(
-                f"{folder / 'images.txt'}: image {name} has no rotation (quaternion {[qw, qx, qy, qz]})"
-            )
+        if len(q) < 4 or not np.isfinite(q).all() or np.linalg.norm(q) < 1e-12:
+            name = parts[9] if len(parts) > 9 else parts[0]
+            raise CameraError(f"{folder / 'images.txt'}: image {name} has no rotation (quaternion {q})")
+
+
+def _read_colmap(folder: Path, ext: str) -> CameraRecords:
+    """A COLMAP model read by pycolmap: posed images sorted by name, with their triangulated points."""
+    import pycolmap
+
+    kind = "COLMAP binary model" if ext == ".bin" else "COLMAP text model"
+    if ext == ".bin":
+        _check_colmap_binary(folder)
+    else:
+        _check_colmap_text(folder)
+        _check_colmap_images_text(folder)
+    with tempfile.TemporaryDirectory(prefix="meshfit-colmap-") as tmp:
+        source = folder
+        if not (folder / f"points3D{ext}").is_file():
+            # Hand-made models often have no points; pycolmap wants the file.
+            source = Path(tmp) / "model"
+            source.mkdir()
+            for name in _COLMAP_FILES + _COLMAP_RIG_FILES:
+                if (folder / f"{name}{ext}").is_file():
+                    shutil.copy(folder / f"{name}{ext}", source / f"{name}{ext}")
+            (source / f"points3D{ext}").write_bytes(bytes(8) if ext == ".bin" else b"")
+        try:
+            rec = pycolmap.Reconstruction(str(source))
+        except (ValueError, RuntimeError, MemoryError) as e:
+            raise CameraError(f"cannot read the {kind} in {folder}: {e}") from e
+        if ext == ".bin":
+            # pycolmap reads a truncated record as garbage; what it read, written back, is as long
+            # as the file only when every record was whole.
+            back = Path(tmp) / "back"
+            back.mkdir()
+            rec.write_binary(str(back))
+            for name in _COLMAP_FILES + _COLMAP_RIG_FILES:
+                f = source / f"{name}.bin"
+                if f.is_file() and f.stat().st_size != (back / f"{name}.bin").stat().st_size:
+                    raise CameraError(
+                        f"{folder / f.name} is truncated or corrupt: its records do not fill the file"
+                    )
+    records, unposed = [], []
+    for image in sorted(rec.images.values(), key=lambda im: im.name):
+        if not image.has_pose:
+            unposed.append(image.name)
+            continue
+        where = f"{folder}/images{ext}: image {image.name}"
         w2c = np.eye(4)
-        w2c[:3, :3], w2c[:3, 3] = rotation_from_quaternion([qw, qx, qy, qz]), (tx, ty, tz)
-        records.append((name, intr[cam_id][0], w2c, intr[cam_id][1]))
+        w2c[:3] = np.asarray(image.cam_from_world().matrix(), np.float64)
+        cam = image.camera
+        try:
+            lens = Lens.from_colmap(cam)
+        except CameraError as e:
+            raise CameraError(f"{folder}/cameras{ext}: camera {image.camera_id}: {e}") from e
+        xy, xyz = [], []
+        for p in image.points2D:
+            if p.has_point3D():
+                xy.append(p.xy)
+                xyz.append(rec.points3D[p.point3D_id].xyz)
+        entry = {
+            "camera_id": int(image.camera_id),
+            "points2D": np.asarray(xy, np.float64).reshape(-1, 2) - 0.5,
+            "points3D": np.asarray(xyz, np.float64).reshape(-1, 3),
+        }
+        records.append(
+            _record(image.name, lens.K(), w2c, (lens.width, lens.height), where, lens=lens, entry=entry)
+        )
     if not records:
-        raise CameraError(f"{folder / 'images.txt'} lists no images")
-    records.sort(key=lambda r: r[0])
-    names, Ks, w2cs, sizes = (list(col) for col in zip(*records))
-    return _camera_set(folder / "images.txt", Ks, w2cs, names, sizes)
+        raise CameraError(
+            f"the {kind} in {folder} has no posed images"
+            + (f" ({len(unposed)} unregistered)" if unposed else "")
+        )
+    _unique([r.name for r in records], folder / f"images{ext}")
+    return CameraRecords(records, folder / f"images{ext}", kind, unposed)

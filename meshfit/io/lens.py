@@ -1,0 +1,212 @@
+"""Real lenses: a camera's intrinsics with distortion, and their undistortion into a pinhole camera.
+
+COLMAP's camera models are the vocabulary and pycolmap (COLMAP's own bindings) evaluates them, so
+every model COLMAP writes is understood the same way COLMAP understood it: SIMPLE_PINHOLE, PINHOLE,
+SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV, OPENCV_FISHEYE, the fisheye variants, FOV, THIN_PRISM_FISHEYE,
+... OpenCV's ``k1, k2, p1, p2, k3[, k4, k5, k6]`` (``cameras.json``) is COLMAP's FULL_OPENCV and
+OpenCV's fisheye ``k1..k4`` is OPENCV_FISHEYE: the same equations.
+
+Inside a ``Lens`` the parameters keep COLMAP's order and pixel convention (the centre of the top-left
+pixel at (0.5, 0.5)); what leaves this module is in meshfit's (that centre at (0, 0)).
+
+**The pinhole camera an undistorted image gets** (``Lens.pinhole``): the same image size, the same
+ratio of focal lengths, and the shortest focal length (the widest view) for which every output pixel
+looks through the lens onto the source image, with the principal point centring that view. So an
+undistorted image has no black border and its mask no invented background; what is lost is the
+part of the source outside the largest rectangle inscribed in its undistorted outline. A lens
+without distortion keeps its own pinhole intrinsics and its images are not resampled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import numpy as np
+
+from meshfit.camera import CameraError
+
+__all__ = ["Lens", "lens_from_opencv"]
+
+# Rows of the undistortion map computed per pycolmap call: bounds the float64 temporaries
+# (a 6000-pixel row of rays is 144 kB) whatever the image size.
+_MAP_ROWS = 256
+
+
+def _pycolmap():
+    import pycolmap
+
+    return pycolmap
+
+
+@dataclasses.dataclass(frozen=True)
+class Lens:
+    """One camera's intrinsics and distortion.
+
+    model: a COLMAP camera model name (``OPENCV``, ``OPENCV_FISHEYE``, ...).
+    width, height: the image size the parameters refer to, pixels.
+    params: the model's parameters in COLMAP's order and pixel convention.
+    """
+
+    model: str
+    width: int
+    height: int
+    params: tuple[float, ...]
+
+    def __post_init__(self):
+        try:
+            cam = self.colmap
+        except (ValueError, TypeError) as e:
+            raise CameraError(f"camera model {self.model!r}: {e}") from e
+        if not np.isfinite(self.params).all():
+            raise CameraError(f"{self.model} camera has non-finite parameters {list(self.params)}")
+        if len(self.params) != len(cam.params) or not cam.verify_params():
+            raise CameraError(
+                f"{self.model} camera needs {len(cam.params)} parameters ({cam.params_info}); "
+                f"got {list(self.params)}"
+            )
+        fx, fy = self.focal
+        if min(fx, fy) <= 0:
+            raise CameraError(f"{self.model} camera has focal length {fx, fy}; it must be positive")
+
+    @cached_property
+    def colmap(self):
+        """This lens as a ``pycolmap.Camera``."""
+        pycolmap = _pycolmap()
+        if self.model not in pycolmap.CameraModelId.__members__:
+            known = sorted(m for m in pycolmap.CameraModelId.__members__ if m != "INVALID")
+            raise ValueError(f"unknown camera model; COLMAP knows {known}")
+        return pycolmap.Camera(
+            model=self.model, width=self.width, height=self.height, params=list(self.params)
+        )
+
+    @classmethod
+    def from_colmap(cls, camera) -> Lens:
+        return cls(camera.model_name, int(camera.width), int(camera.height), tuple(map(float, camera.params)))
+
+    @property
+    def distorted(self) -> bool:
+        return not self.colmap.is_undistorted()
+
+    @property
+    def focal(self) -> tuple[float, float]:
+        idx = list(self.colmap.focal_length_idxs())
+        f = [self.params[i] for i in idx]
+        return (f[0], f[-1])
+
+    def K(self) -> np.ndarray:
+        """[3, 3] pinhole intrinsics in meshfit's pixel convention (for an undistorted lens)."""
+        fx, fy = self.focal
+        cx, cy = (self.params[i] for i in self.colmap.principal_point_idxs())
+        return np.array([[fx, 0, cx - 0.5], [0, fy, cy - 0.5], [0, 0, 1.0]])
+
+    def rescaled(self, width: int, height: int) -> Lens:
+        """The same lens for the image resampled to ``width`` x ``height`` (COLMAP's rescale)."""
+        cam = self.colmap
+        cam = _pycolmap().Camera(model=cam.model, width=cam.width, height=cam.height, params=cam.params)
+        cam.rescale(width, height)
+        return Lens.from_colmap(cam)
+
+    def describe(self) -> str:
+        return f"{self.model} {self.width}x{self.height} {self.colmap.params_info}=" + ", ".join(
+            f"{p:.6g}" for p in self.params
+        )
+
+    # ---- undistortion ---------------------------------------------------------------------------
+
+    def rays(self, uv: np.ndarray) -> np.ndarray:
+        """[P, 2] normalised camera coordinates (x/z, y/z) of source pixels ``uv`` [P, 2] (meshfit
+        convention); NaN where the lens has no ray for a pixel."""
+        return self.colmap.cam_from_img(np.asarray(uv, np.float64) + 0.5)
+
+    def project(self, xy: np.ndarray) -> np.ndarray:
+        """[P, 2] source pixels (meshfit convention) seeing normalised coordinates ``xy`` [P, 2]."""
+        xy = np.asarray(xy, np.float64)
+        return self.colmap.img_from_cam(np.concatenate([xy, np.ones_like(xy[:, :1])], 1)) - 0.5
+
+    @cached_property
+    def pinhole(self) -> np.ndarray:
+        """[3, 3] intrinsics (meshfit convention) of the undistorted image: see the module docstring."""
+        if not self.distorted:
+            return self.K()
+        W, H = self.width, self.height
+        n = max(W, H) + 1
+        t = np.linspace(0.0, 1.0, n)
+        edge = lambda u, v: self.rays(np.stack([np.broadcast_to(u, (n,)), np.broadcast_to(v, (n,))], 1))
+        left, right = edge(0.0, t * (H - 1)), edge(float(W - 1), t * (H - 1))
+        top, bottom = edge(t * (W - 1), 0.0), edge(t * (W - 1), float(H - 1))
+        bounds = [
+            np.nanmax(left[:, 0]),
+            np.nanmin(right[:, 0]),
+            np.nanmax(top[:, 1]),
+            np.nanmin(bottom[:, 1]),
+        ]
+        x0, x1, y0, y1 = bounds
+        if not (np.isfinite(bounds).all() and x1 > x0 and y1 > y0):
+            raise CameraError(f"lens {self.describe()} maps its own image border to no usable pinhole view")
+        fx, fy = self.focal
+        scale = max((W - 1) / (fx * (x1 - x0)), (H - 1) / (fy * (y1 - y0)))
+        for _ in range(60):  # the inscribed rectangle from the edges is exact for monotone lenses
+            K = np.array([
+                [scale * fx, 0, (W - 1) / 2 - scale * fx * (x0 + x1) / 2],
+                [0, scale * fy, (H - 1) / 2 - scale * fy * (y0 + y1) / 2],
+                [0, 0, 1.0],
+            ])  # fmt: skip
+            border = np.concatenate([
+                np.stack([np.zeros(n), t * (H - 1)], 1), np.stack([np.full(n, W - 1.0), t * (H - 1)], 1),
+                np.stack([t * (W - 1), np.zeros(n)], 1), np.stack([t * (W - 1), np.full(n, H - 1.0)], 1),
+            ])  # fmt: skip
+            src = self.project((border - K[:2, 2]) / K[[0, 1], [0, 1]])
+            if (
+                np.isfinite(src).all()
+                and (src >= -1e-3).all()
+                and (src[:, 0] <= W - 1 + 1e-3).all()
+                and (src[:, 1] <= H - 1 + 1e-3).all()
+            ):
+                return K
+            scale *= 1.005
+        raise CameraError(f"lens {self.describe()}: found no pinhole view without a black border")
+
+    def undistortion_map(self, K: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per output pixel of the pinhole camera ``K`` (``width`` x ``height``), the source pixel it
+        sees: two [height, width] float32 maps for ``cv2.remap`` (meshfit/OpenCV pixel centres)."""
+        map_x = np.empty((height, width), np.float32)
+        map_y = np.empty((height, width), np.float32)
+        u = (np.arange(width, dtype=np.float64) - K[0, 2]) / K[0, 0]
+        for r0 in range(0, height, _MAP_ROWS):
+            rows = np.arange(r0, min(r0 + _MAP_ROWS, height), dtype=np.float64)
+            v = (rows - K[1, 2]) / K[1, 1]
+            xy = np.stack(np.broadcast_arrays(u[None, :], v[:, None]), -1).reshape(-1, 2)
+            src = np.nan_to_num(self.project(xy), nan=-1e6).reshape(len(rows), width, 2)
+            map_x[r0 : r0 + len(rows)] = src[..., 0]
+            map_y[r0 : r0 + len(rows)] = src[..., 1]
+        return map_x, map_y
+
+    def undistort_points(self, uv: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """[P, 2] source pixels -> the same points in the pinhole image of ``K`` (NaN stays NaN)."""
+        uv = np.asarray(uv, np.float64).reshape(-1, 2)
+        out = np.full_like(uv, np.nan)
+        ok = np.isfinite(uv).all(1)
+        if ok.any():
+            xy = self.rays(uv[ok])
+            out[ok] = xy * K[[0, 1], [0, 1]] + K[:2, 2]
+        return out
+
+
+def lens_from_opencv(K: np.ndarray, width: int, height: int, coefficients, *, fisheye: bool = False) -> Lens:
+    """A Lens from OpenCV-style intrinsics ``K`` [3, 3] (meshfit pixel convention) and distortion
+    coefficients: ``k1, k2, p1, p2[, k3[, k4, k5, k6]]``, or with ``fisheye`` ``k1, k2, k3, k4``."""
+    c = [float(x) for x in coefficients]
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5
+    if fisheye:
+        if len(c) > 4:
+            raise CameraError(f"fisheye distortion has at most 4 coefficients k1..k4; got {len(c)}")
+        return Lens("OPENCV_FISHEYE", width, height, (fx, fy, cx, cy, *(c + [0.0] * (4 - len(c)))))
+    if len(c) not in (4, 5, 8):
+        raise CameraError(
+            f"OpenCV distortion is k1, k2, p1, p2[, k3[, k4, k5, k6]]: 4, 5 or 8 values; got {len(c)}"
+        )
+    c = c + [0.0] * (8 - len(c))
+    if not any(c[4:]):
+        return Lens("OPENCV", width, height, (fx, fy, cx, cy, *c[:4]))
+    return Lens("FULL_OPENCV", width, height, (fx, fy, cx, cy, *c))
