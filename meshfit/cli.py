@@ -81,12 +81,56 @@ def _devices(count: int | None):
     return available[:count]
 
 
+def _cmd_import(args: argparse.Namespace) -> None:
+    from meshfit.capture import import_capture
+
+    report = import_capture(
+        args.capture, args.out, size=args.size, crop=args.crop, images=args.images, masks=args.masks,
+        plates=args.plates, chroma=args.chroma, chroma_tolerance=args.chroma_tolerance,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    _import_summary(report, args.out)
+
+
+def _import_summary(report: dict, out) -> None:
+    import statistics
+    from pathlib import Path
+
+    w, h = report["size"]
+    print(
+        f"imported {len(report['views'])} views ({report['kind']}, {len(report['cameras'])} distinct "
+        f"lens(es) -> pinhole) at {w}x{h} in {report['seconds']:.1f} s -> {out}"
+    )
+    reproj = [v["reprojection"]["mean_px"] for v in report["views"].values() if "reprojection" in v]
+    if reproj:
+        print(
+            f"COLMAP points reproject {statistics.median(reproj):.3f} px from their observations "
+            "(median over views)"
+        )
+    print(f"checks: {Path(out) / 'import.json'}; masks at a glance: {(Path(out) / 'masks.png').resolve()}")
+    for line in report["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
+
+
 def _cmd_fit(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from meshfit.capture import import_capture, is_capture
     from meshfit.fitting import fit_folder, load_config
+    from meshfit.io import check_output_dir
 
     data, config_path = load_config(args.config, args.set)
+    data_dir = args.data
+    if is_capture(args.data):
+        out = Path(args.out)
+        check_output_dir(out, overwrite=args.overwrite, inputs=[args.data, config_path])
+        data_dir = out.parent / (out.name + "_data")
+        print(f"{args.data} is a capture: importing it with the defaults (meshfit import) -> {data_dir}")
+        _import_summary(
+            import_capture(args.data, data_dir, overwrite=args.overwrite, progress=not args.quiet), data_dir
+        )
     metrics = fit_folder(
-        data, args.data, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
+        data, data_dir, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
         progress=not args.quiet, inputs=(config_path,), command=args.command_line,
         devices=_devices(args.devices),
     )  # fmt: skip
@@ -218,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "face_blendshapes, "
                    "rigid_pose")  # fmt: skip
     p.add_argument("--data", required=True, help="dataset: cameras + rgb/, mask/, depth/ (synth's layout), "
-                   "or a sequence: cameras + frames/NNNN/{mask,depth,rgb}/")  # fmt: skip
+                   "a sequence: cameras + frames/NNNN/{mask,depth,rgb}/, or a capture (imported on the fly "
+                   "into OUT_data, as meshfit import does)")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder to create")
     p.add_argument("--model", default=None, help="rigid: the known mesh; blendshapes: model folder or .npz; "
                    "free_mesh: optional initial mesh")  # fmt: skip
@@ -230,6 +275,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("import", help="a real capture (COLMAP, transforms.json, cameras.json) -> a dataset")
+    p.add_argument("capture", help="capture folder: COLMAP model (sparse/0, binary or text) + images/, "
+                   "transforms.json, or cameras.json + rgb/ or images/")  # fmt: skip
+    p.add_argument("--out", required=True, help="dataset folder to create (cameras.json, rgb/, mask/, ...)")
+    p.add_argument("--size", type=_count, default=None, metavar="S",
+                   help="longer image side of the output in pixels (area filter; default: keep)")  # fmt: skip
+    p.add_argument("--crop", action="store_true", help="crop every view to the object (needs masks)")
+    p.add_argument("--images", default=None, metavar="DIR", help="the photos, if not CAPTURE/images")
+    masks = p.add_mutually_exclusive_group()
+    masks.add_argument("--masks", default=None, metavar="DIR",
+                       help="given masks (NAME.png, NAME.jpg.png or by stem); default: CAPTURE/masks, "
+                       "else CAPTURE/plates")  # fmt: skip
+    masks.add_argument("--plates", default=None, metavar="DIR",
+                       help="clean background plates, one per view: masks from the difference")  # fmt: skip
+    masks.add_argument("--chroma", default=None, metavar="COLOUR",
+                       help="chroma key: green, blue, #RRGGBB or R,G,B")  # fmt: skip
+    p.add_argument("--chroma-tolerance", type=float, default=40.0,
+                   help="chroma distance (0..255) that is still the screen (default 40)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("demo", help="render Spot (built in) with pyrender, fit a sphere to it, report")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo; data in OUT_data)")
