@@ -1,7 +1,8 @@
 """meshfit: differentiable mesh fitting in JAX."""
 
-from meshfit import config, fitting, io, losses, metrics, models, objectives, optim, render, synth
+from meshfit import capture, config, fitting, io, losses, metrics, models, objectives, optim, render, synth
 from meshfit.camera import Camera, CameraError, clip_range
+from meshfit.capture import import_capture
 from meshfit.fitting import FitConfig, fit_views
 from meshfit.io import (
     CameraSet,
@@ -48,6 +49,7 @@ __all__ = [
     "Topology",
     "Views",
     "bounding_sphere",
+    "capture",
     "clip_range",
     "config",
     "cotangent_laplacian",
@@ -55,6 +57,7 @@ __all__ = [
     "face_normals",
     "fit_views",
     "fitting",
+    "import_capture",
     "io",
     "load_cameras",
     "load_mesh",

@@ -259,8 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a mesh, blendshape model or pose to a dataset, as a config says")
     p.add_argument("config", help="YAML config file, or a shipped config's name: free_mesh, "
-                   "face_blendshapes, "
-                   "rigid_pose")  # fmt: skip
+                   "free_mesh_masks, face_blendshapes, rigid_pose")  # fmt: skip
     p.add_argument("--data", required=True, help="dataset: cameras + rgb/, mask/, depth/ (synth's layout), "
                    "a sequence: cameras + frames/NNNN/{mask,depth,rgb}/, or a capture (imported on the fly "
                    "into OUT_data, as meshfit import does)")  # fmt: skip

@@ -5,7 +5,7 @@ output, and ``--overwrite`` only ever replaces a folder meshfit made.
 """
 
 from meshfit.io.atomic import MARKER, OutputError, atomic_dir, atomic_path, check_output_dir
-from meshfit.io.cameras import CameraSet, load_cameras, save_cameras
+from meshfit.io.cameras import CameraRecord, CameraSet, load_cameras, read_camera_records, save_cameras
 from meshfit.io.dataset import DatasetError, Views, is_sequence, load_sequence, load_views, write_views
 from meshfit.io.images import read_image, write_image
 from meshfit.io.meshes import MESH_SUFFIXES, MeshIOError, load_mesh, save_mesh
@@ -13,6 +13,7 @@ from meshfit.io.meshes import MESH_SUFFIXES, MeshIOError, load_mesh, save_mesh
 __all__ = [
     "MARKER",
     "MESH_SUFFIXES",
+    "CameraRecord",
     "CameraSet",
     "DatasetError",
     "MeshIOError",
@@ -26,6 +27,7 @@ __all__ = [
     "load_mesh",
     "load_sequence",
     "load_views",
+    "read_camera_records",
     "read_image",
     "save_cameras",
     "save_mesh",

@@ -334,6 +334,8 @@ def _load_transforms(path: Path, data: dict) -> list[CameraRecord]:
         k = {n: number(n) if get(n) is not None else 0.0 for n in ("k1", "k2", "k3", "k4", "p1", "p2")}
         model = get("camera_model") or "OPENCV"
         if model == "OPENCV_FISHEYE":
+            if k["p1"] or k["p2"]:
+                raise CameraError(f"{where}: p1, p2 are not fisheye coefficients (OPENCV_FISHEYE has k1..k4)")
             record.lens = lens_from_opencv(K, w, h, [k["k1"], k["k2"], k["k3"], k["k4"]], fisheye=True)
         elif model in ("OPENCV", "PINHOLE", "PERSPECTIVE"):
             if k["k4"]:
@@ -366,21 +368,66 @@ def _colmap_model(path: Path) -> tuple[Path, str] | None:
 
 
 def _check_colmap_binary(folder: Path) -> None:
-    for name, least in _COLMAP_MIN_RECORD.items():
+    """Walk the records of a binary model's files and check that they fill each file exactly.
+
+    pycolmap trusts the counts and sizes inside the files and reads past a file's end without a
+    word (a truncated camera becomes one with garbage parameters), so a truncated or padded file is
+    named here first. Layouts: COLMAP's ``reconstruction_io_binary``; rigs and frames are checked
+    by their record counts and by the round trip in ``_read_colmap``.
+    """
+    import pycolmap
+
+    def walk(name: str, record=None) -> None:
         f = folder / f"{name}.bin"
         if not f.is_file():
-            continue
-        size = f.stat().st_size
-        with open(f, "rb") as fh:
-            head = fh.read(8)
-        if len(head) < 8:
-            raise CameraError(f"{f} is truncated: {size} bytes, not even the record count")
-        (count,) = struct.unpack("<Q", head)
-        if count * least > size - 8:
+            return
+        data = f.read_bytes()
+        if len(data) < 8:
+            raise CameraError(f"{f} is truncated: {len(data)} bytes, not even the record count")
+        (count,) = struct.unpack_from("<Q", data)
+        if count * _COLMAP_MIN_RECORD[name] > len(data) - 8:
             raise CameraError(
                 f"{f} is truncated or corrupt: it says {count} records, which need at least "
-                f"{count * least} bytes after the count; the file has {size - 8}"
+                f"{count * _COLMAP_MIN_RECORD[name]} bytes after the count; the file has {len(data) - 8}"
             )
+        if record is None:
+            return
+        at = 8
+        for k in range(count):
+            at = record(data, at)
+            if at > len(data):
+                raise CameraError(f"{f} is truncated or corrupt: record {k + 1} of {count} runs past its end")
+        if at != len(data):
+            raise CameraError(f"{f} is corrupt: {len(data) - at} bytes follow its last record")
+
+    def camera(data: bytes, at: int) -> int:
+        if at + 24 > len(data):
+            return at + 24
+        (model,) = struct.unpack_from("<i", data, at + 4)
+        try:
+            n = len(pycolmap.Camera.create_from_model_id(0, pycolmap.CameraModelId(model), 1.0, 1, 1).params)
+        except (ValueError, TypeError) as e:
+            raise CameraError(f"{folder / 'cameras.bin'}: unknown camera model id {model}") from e
+        return at + 24 + 8 * n
+
+    def image(data: bytes, at: int) -> int:
+        end = data.find(b"\0", at + 64)
+        if end < 0 or end + 9 > len(data):
+            return len(data) + 1
+        (n,) = struct.unpack_from("<Q", data, end + 1)
+        return end + 9 + 24 * n
+
+    def point(data: bytes, at: int) -> int:
+        if at + 51 > len(data):
+            return at + 51
+        (n,) = struct.unpack_from("<Q", data, at + 43)
+        return at + 51 + 8 * n
+
+    walk("cameras", camera)
+    walk("images", image)
+    walk("points3D", point)
+    for name in _COLMAP_RIG_FILES:
+        walk(name)
 
 
 def _check_colmap_text(folder: Path) -> None:

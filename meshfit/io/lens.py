@@ -60,9 +60,10 @@ class Lens:
             raise CameraError(f"camera model {self.model!r}: {e}") from e
         if not np.isfinite(self.params).all():
             raise CameraError(f"{self.model} camera has non-finite parameters {list(self.params)}")
-        if len(self.params) != len(cam.params) or not cam.verify_params():
+        expected = _pycolmap().Camera.create_from_model_name(0, self.model, 1.0, 1, 1)
+        if len(self.params) != len(expected.params) or not cam.verify_params():
             raise CameraError(
-                f"{self.model} camera needs {len(cam.params)} parameters ({cam.params_info}); "
+                f"{self.model} camera needs {len(expected.params)} parameters ({expected.params_info}); "
                 f"got {list(self.params)}"
             )
         fx, fy = self.focal
