@@ -1,10 +1,11 @@
 """Benchmark ``meshfit import`` (meshfit.capture.import_capture): its cost on big photos, and what
 undistorting a real lens is worth to a fit.
 
-    python bench/capture.py                          # both parts
-    python bench/capture.py --part memory            # 50 views at 6000x4000, --size 1024 and 2048
-    python bench/capture.py --part memory --views 10 --sizes 1024 full
-    python bench/capture.py --part fit               # Spot: pinhole vs imported OPENCV / fisheye
+    python bench/capture.py                                        # both parts (~12 min on 2 cores)
+    python bench/capture.py --part memory           # 50 views at 6000x4000, --size 1024 and 2048 (~6 min)
+    python bench/capture.py --part memory --views 10 --sizes full     # no --size: 24 MP PNGs out
+    python bench/capture.py --part memory --shared-lens --sizes 1024  # one camera for all views
+    python bench/capture.py --part fit              # Spot: pinhole vs imported OPENCV / fisheye (~6 min)
 
 memory: a synthetic COLMAP capture written directly (no rendering): ``--views`` cameras on a circle
 looking at the origin, each with its own OPENCV lens (k1 = -0.1 - 0.001 i, k2 = 0.02, p1 = 0.0005,
@@ -21,7 +22,10 @@ same cameras through an OPENCV lens (k1 -0.25, k2 0.05, p1 0.001, p2 -0.001) and
 lens (k1 0.08, k2 0.01) with meshfit.capture.synthetic.make_capture, imported with their masks.
 Each dataset is fitted by ``meshfit fit free_mesh`` from the masks alone (every stage's depth
 weight 0), and so is the baseline that ignores the lens (the distorted masks with the pinhole
-cameras). Mask IoU is against meshfit's own render of the true mesh through the dataset's cameras.
+cameras). Mask IoU is against meshfit's own render of the true mesh through the dataset's cameras;
+accuracy is meshfit eval's (RMS point-to-mesh, normal consistency, Chamfer-L1, in units of the
+truth's bounding radius) and the fitted bounding radius over the truth's (a lens ignored changes
+the object's size, which silhouette-only RMS, dominated by unseen concavities, barely shows).
 """
 
 from __future__ import annotations
@@ -61,9 +65,12 @@ def _machine() -> str:
 # ---- memory: a big capture, written directly -----------------------------------------------------
 
 
-def write_big_capture(out: Path, views: int, width: int, height: int, *, variants: int = 4) -> dict:
+def write_big_capture(
+    out: Path, views: int, width: int, height: int, *, variants: int = 4, shared_lens: bool = False
+) -> dict:
     """A COLMAP binary model + images/ (JPEG) + masks/ (PNG) of a sphere of radius 1 at the origin
-    seen by ``views`` cameras on a circle of radius 4 (see the module docstring)."""
+    seen by ``views`` cameras on a circle of radius 4 (see the module docstring); ``shared_lens``:
+    one COLMAP camera (k1 = -0.1) for every image, so one undistortion map serves all."""
     import cv2
     import pycolmap
 
@@ -103,13 +110,16 @@ def write_big_capture(out: Path, views: int, width: int, height: int, *, variant
         names.append(name)
         shutil.copyfile(photos[i % variants], out / "images" / name)
         shutil.copyfile(mask_path, out / "masks" / f"{name}.png")
-        lens = lens_from_opencv(K[i], width, height, [-0.1 - 0.001 * i, 0.02, 0.0005, -0.0005])
-        cam = pycolmap.Camera(
-            model=lens.model, width=lens.width, height=lens.height, params=list(lens.params), camera_id=i + 1
-        )
+        cid = 1 if shared_lens else i + 1
+        if cid == i + 1:
+            k1 = -0.1 if shared_lens else -0.1 - 0.001 * i
+            lens = lens_from_opencv(K[i], width, height, [k1, 0.02, 0.0005, -0.0005])
+            rec.add_camera_with_trivial_rig(
+                pycolmap.Camera(model=lens.model, width=lens.width, height=lens.height,
+                                params=list(lens.params), camera_id=cid)
+            )  # fmt: skip
         pose = pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[i][:3, :3]), w2c[i][:3, 3])
-        rec.add_camera_with_trivial_rig(cam)
-        rec.add_image_with_trivial_frame(pycolmap.Image(name=name, camera_id=i + 1, image_id=i + 1), pose)
+        rec.add_image_with_trivial_frame(pycolmap.Image(name=name, camera_id=cid, image_id=i + 1), pose)
     model = out / "sparse" / "0"
     model.mkdir(parents=True)
     rec.write_binary(str(model))
@@ -156,14 +166,16 @@ def part_memory(args, tmp: Path) -> list[dict]:
     W, H = args.photo
     cap = tmp / "big"
     print(f"\nwriting a {args.views}-view {W}x{H} capture under {cap} ...", flush=True)
-    made = write_big_capture(cap, args.views, W, H)
+    made = write_big_capture(cap, args.views, W, H, shared_lens=args.shared_lens)
     print(
         f"  {made['seconds']:.0f} s; JPEG {made['jpeg_mb']:.1f} MB per photo, object disc radius "
         f"{made['disc_px']:.0f} px",
         flush=True,
     )
     base = _child("-")
-    print(f"  a process that only imports meshfit.capture: peak RSS {base['peak_kb'] / 1024:.0f} MB", flush=True)
+    print(
+        f"  a process that only imports meshfit.capture: peak RSS {base['peak_kb'] / 1024:.0f} MB", flush=True
+    )
     rows = []
     for s in args.sizes:
         size = None if s == "full" else int(s)
@@ -190,8 +202,9 @@ def part_memory(args, tmp: Path) -> list[dict]:
             "disk_mb": runs[0]["disk_mb"], "runs": len(runs), "warnings": len(runs[0]["warnings"]),
         })  # fmt: skip
     shutil.rmtree(cap)
-    print(f"\n{args.views} views, {W}x{H} JPEG photos + PNG masks, one OPENCV lens per view")
-    print("\n| --size | output | total s | s per view | peak RSS MB | of which meshfit + jax loaded | "
+    lenses = "one OPENCV lens shared by all views" if args.shared_lens else "one OPENCV lens per view"
+    print(f"\n{args.views} views, {W}x{H} JPEG photos + PNG masks, {lenses}")
+    print("\n| --size | output | total s | s per view | peak RSS MB | after loading meshfit, MB | "
           "output on disk MB |\n|---|---|---:|---:|---:|---:|---:|")  # fmt: skip
     for r in rows:
         print(f"| {r['size']} | {r['out']} | {r['seconds']:.1f} | {r['per_view']:.2f} | {r['peak_mb']:.0f} | "
@@ -225,11 +238,17 @@ def _fit(data: Path, out: Path) -> dict:
     if r.returncode:
         sys.stderr.write(r.stdout + r.stderr)
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}); its output is above")
+    import meshfit
+
     m = json.loads((out / "metrics.json").read_text())
     g = m["ground_truth"]
+    # The fitted mesh's size against the truth's (bounding spheres): a lens ignored shrinks or grows it.
+    size = meshfit.bounding_sphere(meshfit.load_mesh(out / "mesh.obj").vertices)[1]
+    size /= meshfit.bounding_sphere(meshfit.load_mesh(SPOT).vertices)[1]
     return {"rms": g["rms_point_to_mesh"], "nc": g["normal_consistency"], "f1": g["fscore_1pct"],
-            "fit_iou": m["images"]["mask_iou_mean"], "seconds": m["seconds"],
-            "compile_seconds": m["compile_seconds"], "wall": wall, "warnings": m["warnings"]}  # fmt: skip
+            "chamfer": g["chamfer_l1"], "size": float(size), "fit_iou": m["images"]["mask_iou_mean"],
+            "seconds": m["seconds"], "compile_seconds": m["compile_seconds"], "wall": wall,
+            "warnings": m["warnings"]}  # fmt: skip
 
 
 def part_fit(args, tmp: Path) -> list[dict]:
@@ -294,7 +313,8 @@ def part_fit(args, tmp: Path) -> list[dict]:
             print(f"fitting {label} ...", flush=True)
             r = _fit(data, tmp / ("fit_" + data.name))
             print(
-                f"  RMS {r['rms']:.5f}, NC {r['nc']:.4f}, F@1% {r['f1']:.4f}, fit IoU {r['fit_iou']:.4f}, "
+                f"  RMS {r['rms']:.5f}, NC {r['nc']:.4f}, Chamfer-L1 {r['chamfer']:.5f}, F@1% {r['f1']:.4f}, "
+                f"size {r['size']:.4f}, fit IoU {r['fit_iou']:.4f}, "
                 f"{r['seconds']:.1f} s (+{r['compile_seconds']:.1f} s compile, {r['wall']:.0f} s wall)",
                 flush=True,
             )
@@ -302,18 +322,21 @@ def part_fit(args, tmp: Path) -> list[dict]:
                 print(f"  warning: {w}")
         rows.append({"dataset": label, "iou_mean": float(iou.mean()), "iou_min": float(iou.min()), "fit": r})
     print(f"\nSpot, 16 views at {S}^2, free mesh from a sphere, silhouettes only (depth weight 0)")
-    print("\n| dataset | mask IoU vs truth, mean / min | fit RMS | NC | F@1% | fit s (+ compile) |"
-          "\n|---|---:|---:|---:|---:|---:|")  # fmt: skip
+    print("\n| dataset | mask IoU vs truth, mean / min | fit RMS | NC | Chamfer-L1 | size / truth | "
+          "fit s (+ compile) |\n|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
     for r in rows:
         f = r["fit"]
-        fit = (f"{f['rms']:.5f} | {f['nc']:.4f} | {f['f1']:.4f} | {f['seconds']:.1f} (+{f['compile_seconds']:.1f})"
-               if f else "— | — | — | —")  # fmt: skip
+        fit = (f"{f['rms']:.5f} | {f['nc']:.4f} | {f['chamfer']:.5f} | {f['size']:.4f} | "
+               f"{f['seconds']:.1f} (+{f['compile_seconds']:.1f})" if f else "— | — | — | — | —")  # fmt: skip
         print(f"| {r['dataset']} | {r['iou_mean']:.4f} / {r['iou_min']:.4f} | {fit} |")
     base = rows[0]["fit"]["rms"]
     print()
     for r in rows[1:]:
         if r["fit"]:
-            print(f"{r['dataset']}: RMS / pinhole RMS = {r['fit']['rms'] / base:.3f}")
+            c = r["fit"]["chamfer"] / rows[0]["fit"]["chamfer"]
+            print(
+                f"{r['dataset']}: RMS / pinhole RMS = {r['fit']['rms'] / base:.3f}, Chamfer-L1 ratio {c:.3f}"
+            )
     return rows
 
 
@@ -325,9 +348,12 @@ def main(argv=None) -> int:
                    help="memory: photo size")  # fmt: skip
     p.add_argument("--sizes", nargs="+", default=["1024", "2048"],
                    help="memory: --size values to import with ('full': no --size)")  # fmt: skip
+    p.add_argument("--shared-lens", action="store_true", help="memory: one COLMAP camera for all views")
     p.add_argument("--runs", type=int, default=1, help="memory: imports per size (median time)")
     p.add_argument("--fit-size", type=int, default=256, help="fit: image side")
-    p.add_argument("--no-baseline-fits", action="store_true", help="fit: skip fitting the lens-ignored baselines")
+    p.add_argument(
+        "--no-baseline-fits", action="store_true", help="fit: skip fitting the lens-ignored baselines"
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     print(f"# {_machine()}", flush=True)

@@ -81,6 +81,17 @@ def test_fisheye_lens_agrees_with_opencv():
     np.testing.assert_allclose(my, oy, atol=2e-3)
 
 
+@pytest.mark.parametrize("fisheye", [False, True])
+def test_big_undistortion_maps_interpolate_to_a_hundredth_of_a_pixel(fisheye):
+    W, H = 1280, 960  # above a megapixel: the lens is evaluated every MAP_STEP pixels
+    K = np.array([[1000.0, 0, 639.5], [0, 1000.0, 479.5], [0, 0, 1]])
+    d = [0.08, 0.01, 0.0, 0.0] if fisheye else [-0.3, 0.1, 0.001, -0.001, -0.02]
+    lens = lens_from_opencv(K, W, H, d, fisheye=fisheye)
+    fast = lens.undistortion_map(lens.pinhole, W, H)
+    exact = lens.undistortion_map(lens.pinhole, W, H, step=1)
+    assert max(np.abs(fast[0] - exact[0]).max(), np.abs(fast[1] - exact[1]).max()) < 0.01
+
+
 def test_pinhole_lens_is_not_resampled_and_pixel_convention_is_exact():
     lens = Lens("PINHOLE", 64, 48, (50.0, 52.0, 32.0, 24.0))
     assert not lens.distorted

@@ -86,7 +86,13 @@ def _view_name(record_name: str) -> str:
 
 
 def _capture_root(capture: Path) -> Path:
-    return capture if capture.is_dir() else capture.parent
+    """The capture's own folder: above the camera file, and above COLMAP's ``sparse/N``."""
+    root = capture if capture.is_dir() else capture.parent
+    if root.name == "sparse":
+        return root.parent
+    if root.parent.name == "sparse":
+        return root.parent.parent
+    return root
 
 
 def is_capture(folder: str | os.PathLike) -> bool:
