@@ -176,7 +176,7 @@ def test_import_masks_from_plates_crop_and_size(truth, tmp_path):
     assert max(views.cameras.width, views.cameras.height) == 160
     iou = _iou(render_views(truth[2], views.cameras).mask, views.mask)
     assert iou.min() >= 0.95, iou
-    # the plates folder is found by itself, and fit takes the capture directly
+    # the capture's own plates/ folder is found without --plates
     import_capture(cap, tmp_path / "again", progress=False)
     assert json.loads((tmp_path / "again" / "import.json").read_text())["mask_source"] == "plates"
 
@@ -358,3 +358,96 @@ def test_import_cli_errors(small_capture, tmp_path, capsys):
     assert "imported 6 views (COLMAP binary model" in out and "masks.png" in out
     assert main(["import", str(small_capture), "--out", str(tmp_path / "o")]) == 2  # exists, no --overwrite
     assert main(["import", str(small_capture), "--out", str(tmp_path / "o"), "--overwrite", "--quiet"]) == 0
+
+
+def test_rig_sensors_in_folders_chroma_key_and_one_plate_per_sensor(truth, tmp_path):
+    """COLMAP rig layout (images/cam0/000.png, images/cam1/000.png: one stem, two sensors), a
+    green screen keyed by --chroma, and one background plate per sensor serving all its photos."""
+    cams, names, mesh, _ = truth
+    rig = [f"cam{i % 3}/{i // 3:03d}.png" for i in range(len(names))]
+    cap = _capture(truth, tmp_path / "cap", lambda K: lens_from_opencv(K, 256, 256, BARREL), masks=False,
+                   plates=False, background=(0, 177, 64))  # fmt: skip
+    for i, name in enumerate(rig):  # move the photos into the rig layout, and the model with them
+        (cap / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        (cap / "images" / f"{names[i]}.png").rename(cap / "images" / name)
+    import pycolmap
+
+    rec = pycolmap.Reconstruction(str(cap / "sparse" / "0"))
+    for image in rec.images.values():
+        image.name = rig[names.index(image.name[:-4])]
+    rec.write_binary(str(cap / "sparse" / "0"))
+    keyed = import_capture(cap, tmp_path / "keyed", chroma="green", progress=False)
+    assert keyed["mask_source"] == "chroma" and sorted(keyed["views"]) == sorted(
+        n.replace("/", "_")[:-4] for n in rig
+    )
+    plate = np.clip(
+        np.float32([0, 177, 64]) * np.linspace(0.85, 1.05, 256, dtype=np.float32)[None, :, None], 0, 255
+    )
+    for sensor in ("cam0", "cam1", "cam2"):
+        meshfit.write_image(cap / "plates" / f"{sensor}.png", plate.astype(np.uint8).repeat(256, 0))
+    plated = import_capture(cap, tmp_path / "plated", progress=False)  # CAPTURE/plates/ found by itself
+    assert plated["mask_source"] == "plates"
+    for folder in ("keyed", "plated"):
+        views = meshfit.load_views(tmp_path / folder)
+        assert _iou(render_views(mesh, views.cameras).mask, views.mask).min() >= 0.95, folder
+
+
+def test_resized_photos_exif_and_points(truth, tmp_path):
+    """Photos that are a half-size copy of what COLMAP calibrated get scaled intrinsics (said on the
+    terminal) and still reproject COLMAP's points exactly; EXIF orientation is ignored for COLMAP;
+    a model without points3D is read without its observations."""
+    from PIL import Image
+
+    cap = _capture(truth, tmp_path / "cap", lambda K: lens_from_opencv(K, 256, 256, BARREL), plates=False)
+    for f in list((cap / "images").iterdir()) + list((cap / "masks").iterdir()):
+        img = Image.open(f)
+        img.resize(
+            (128, 128), Image.Resampling.BOX if f.parent.name == "images" else Image.Resampling.NEAREST
+        ).save(f)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # turned 180 degrees, says EXIF: COLMAP calibrated the stored pixels
+    stored = Image.open(cap / "images" / "000.png").convert("RGB")
+    stored.save(cap / "images" / "000.png", exif=exif.tobytes())
+    report = import_capture(cap, tmp_path / "data", progress=False)
+    assert any("000: EXIF orientation 3 ignored" in w for w in report["warnings"])
+    assert sum("intrinsics scaled" in w for w in report["warnings"]) == len(truth[1])
+    assert all(v["reprojection"]["mean_px"] < 1e-3 for v in report["views"].values())
+    views = meshfit.load_views(tmp_path / "data")
+    assert views.cameras.width == 128
+    assert _iou(render_views(truth[2], views.cameras).mask, views.mask).min() >= 0.96
+    (cap / "sparse" / "0" / "points3D.bin").unlink()
+    report = import_capture(cap, tmp_path / "nopoints", progress=False)
+    assert not any("reprojection" in v for v in report["views"].values())
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("model-id", "unknown camera model id 99"),
+    ("frames", "frames.bin is truncated"),
+    ("mask-size", "is 100x60; its photo is 256x256"),
+    ("plate-size", "plate .*004.png is 128x128; its photo"),
+])  # fmt: skip
+def test_more_bad_captures(small_capture, tmp_path, damage, message):
+    cap = _copy(small_capture, tmp_path / "cap")
+    model = cap / "sparse" / "0"
+    kw = {}
+    if damage == "model-id":
+        data = bytearray((model / "cameras.bin").read_bytes())
+        data[12:16] = struct.pack("<i", 99)
+        (model / "cameras.bin").write_bytes(bytes(data))
+    elif damage == "frames":
+        data = (model / "frames.bin").read_bytes()
+        (model / "frames.bin").write_bytes(data[:-3])
+    elif damage == "mask-size":
+        meshfit.write_image(cap / "masks" / "002.png.png", np.zeros((60, 100), np.uint8))
+    elif damage == "plate-size":
+        shutil.rmtree(cap / "masks")
+        (cap / "plates").mkdir()
+        for n in ("000", "001", "002", "003", "004", "005"):
+            meshfit.write_image(
+                cap / "plates" / f"{n}.png",
+                np.zeros((128, 128, 3) if n == "004" else (256, 256, 3), np.uint8),
+            )
+        kw = {"plates": cap / "plates"}
+    with pytest.raises((CameraError, DatasetError), match=message):
+        import_capture(cap, tmp_path / "out", progress=False, **kw)
+    assert not (tmp_path / "out").exists()

@@ -76,8 +76,26 @@ def _find(folder: Path | None, name: str) -> Path | None:
     candidates = [folder / name, *(folder / (name + s) for s in _IMAGE_SUFFIXES)]
     stem = Path(name).with_suffix("")
     candidates += [folder / (str(stem) + s) for s in _IMAGE_SUFFIXES]
-    candidates += [folder / (Path(name).stem + s) for s in _IMAGE_SUFFIXES]
+    if len(Path(name).parts) == 1:  # a bare stem only for a name without folders (rigs reuse stems)
+        candidates += [folder / (Path(name).stem + s) for s in _IMAGE_SUFFIXES]
     return next((c for c in candidates if c.is_file()), None)
+
+
+def _find_plate(folder: Path, record: CameraRecord) -> Path | None:
+    """A view's plate: by its name, else its sensor's (the first folder of a rig image's name, or
+    the COLMAP camera id): one plate serves every photo a fixed camera took."""
+    found = _find(folder, record.name)
+    keys = []
+    if len(Path(record.name).parts) > 1:
+        keys.append(Path(record.name).parts[0])
+    if "camera_id" in record.entry:
+        keys.append(str(record.entry["camera_id"]))
+    for key in keys:
+        if found is None:
+            found = next(
+                (folder / (key + s) for s in _IMAGE_SUFFIXES if (folder / (key + s)).is_file()), None
+            )
+    return found
 
 
 def _view_name(record_name: str) -> str:
@@ -119,7 +137,9 @@ def _sources(capture: Path, *, images, masks, plates, chroma) -> tuple[list[_Sou
         image_dirs = [Path(images)] if images else [source.parent]
     else:
         image_dirs = [Path(images)] if images else [root / "rgb", root / "images", root]
-    if masks is None and plates is None and not chroma:
+    explicit = masks is not None or plates is not None or chroma
+    per_frame = any("mask_path" in r.entry for r in records)
+    if not explicit and not per_frame:
         masks = next((root / d for d in ("masks", "mask") if (root / d).is_dir()), None)
         plates = root / "plates" if masks is None and (root / "plates").is_dir() else None
     for what, folder in (("--masks", masks), ("--plates", plates), ("--images", images)):
@@ -138,7 +158,7 @@ def _sources(capture: Path, *, images, masks, plates, chroma) -> tuple[list[_Sou
                 f"{source}: the photo of view {r.name!r} is not on disk (looked in {looked})"
             )
         s = _Source(name, r, image)
-        if "mask_path" in r.entry and masks is None and plates is None:
+        if "mask_path" in r.entry and not explicit:
             s.mask = source.parent / r.entry["mask_path"]
         elif masks is not None:
             s.mask = _find(Path(masks), r.name)
@@ -147,9 +167,12 @@ def _sources(capture: Path, *, images, masks, plates, chroma) -> tuple[list[_Sou
                 f"{masks} has no mask for view {r.name!r} (looked for {r.name}.png and by stem)"
             )
         if plates is not None:
-            s.plate = _find(Path(plates), r.name)
+            s.plate = _find_plate(Path(plates), r)
             if s.plate is None:
-                raise FileNotFoundError(f"{plates} has no background plate for view {r.name!r}")
+                raise FileNotFoundError(
+                    f"{plates} has no background plate for view {r.name!r} (by its name, its rig "
+                    "sensor's folder or its COLMAP camera id)"
+                )
         if "depth_file_path" in r.entry:
             s.depth = source.parent / r.entry["depth_file_path"]
             s.depth_scale = float(r.entry.get("depth_unit_scale_factor", 1e-3))
@@ -168,39 +191,50 @@ def _sources(capture: Path, *, images, masks, plates, chroma) -> tuple[list[_Sou
 # ---- per view --------------------------------------------------------------------------------
 
 
-def _read_photo(path: Path, lens: Lens, *, grey: bool = False) -> tuple[np.ndarray, Lens, str | None]:
-    """The photo as uint8 [H, W, 3] (or [H, W] with ``grey``), EXIF orientation applied when the
-    camera was calibrated on the oriented image, and the lens for its actual size."""
+def _read_photo(path: Path, lens: Lens, *, colmap: bool = False) -> tuple[np.ndarray, Lens, str | None]:
+    """The photo as uint8 [H, W, 3], the lens for its actual size, and a note for the checks.
+
+    EXIF orientation: COLMAP calibrates the stored pixels (it ignores EXIF), so for a COLMAP model
+    they are used as stored. Otherwise the photo is turned as EXIF says only when that is what
+    makes it the camera's size (a 90-degree turn); when both readings fit the camera (180 degrees,
+    a mirror, a square sensor) the stored pixels are used and the note says so.
+    """
     from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
             im.load()
-            oriented = ImageOps.exif_transpose(im)
+            orientation = im.getexif().get(0x0112, 1)
             note = None
-            if oriented.size == (lens.width, lens.height):
-                im = oriented
-            elif im.size == (lens.width, lens.height):
-                if oriented.size != im.size:
-                    note = "EXIF orientation not applied: the camera was calibrated on the stored pixels"
-            else:
-                im = oriented
-            mode = "L" if grey else "RGB"
-            arr = np.asarray(im.convert(mode) if im.mode != mode else im)
+            if orientation not in (0, 1):
+                stored_fits = _same_aspect(im.size, lens)
+                oriented = ImageOps.exif_transpose(im)
+                if colmap:
+                    note = f"EXIF orientation {orientation} ignored, as COLMAP ignores it"
+                elif _same_aspect(oriented.size, lens) and not stored_fits:
+                    im = oriented
+                    note = f"turned as EXIF orientation {orientation} says (the camera has the turned size)"
+                else:
+                    note = f"EXIF orientation {orientation} ignored: the camera fits the stored pixels"
+            arr = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
     except OSError as e:
         raise DatasetError(f"cannot read image {path}: {e}") from e
     h, w = arr.shape[:2]
     if (w, h) != (lens.width, lens.height):
-        sx, sy = w / lens.width, h / lens.height
-        if abs(sx - sy) > 1.5 / min(lens.width, lens.height):
+        if not _same_aspect((w, h), lens):
             raise DatasetError(
                 f"{path} is {w}x{h} but its camera says {lens.width}x{lens.height} "
-                "(not a resized copy either: "
-                "the aspect differs)"
+                "(not a resized copy either: the aspect differs)"
             )
-        note = f"image is {w}x{h}, its camera {lens.width}x{lens.height}: intrinsics scaled by {sx:.4g}"
+        resized = f"the photo is {w}x{h}, its camera {lens.width}x{lens.height}: intrinsics scaled"
+        note = resized if note is None else f"{note}; {resized}"
         lens = lens.rescaled(w, h)
     return arr, lens, note
+
+
+def _same_aspect(size: tuple[int, int], lens: Lens) -> bool:
+    w, h = size
+    return abs(w / lens.width - h / lens.height) <= 1.5 / min(lens.width, lens.height)
 
 
 class _Undistorter:
@@ -215,6 +249,7 @@ class _Undistorter:
         if key != self._key:
             cv2 = _cv2()
             mx, my = lens.undistortion_map(lens.pinhole, lens.width, lens.height)
+            # Fixed point: remap's bilinear weights are 1/32 pixel steps even from float maps.
             self._maps = cv2.convertMaps(mx, my, cv2.CV_16SC2)
             self._key = key
         return self._maps
@@ -437,6 +472,7 @@ def import_capture(
     inputs = [capture, images, masks, plates]
     check_output_dir(out, overwrite=overwrite, inputs=inputs)
     sources, info = _sources(capture, images=images, masks=masks, plates=plates, chroma=key is not None)
+    colmap = info["kind"].startswith("COLMAP")
     has_masks = key is not None or any(s.mask is not None or s.plate is not None for s in sources)
     undistort = _Undistorter()
 
@@ -445,7 +481,7 @@ def import_capture(
         if s.mask is not None:
             m = _read_mask_file(s.mask, size)
         elif s.plate is not None:
-            plate, _, _ = _read_photo(s.plate, lens)
+            plate, _, _ = _read_photo(s.plate, lens, colmap=colmap)
             if plate.shape != photo.shape:
                 raise DatasetError(
                     f"plate {s.plate} is {plate.shape[1]}x{plate.shape[0]}; "
@@ -464,7 +500,7 @@ def import_capture(
         if not has_masks:
             raise ValueError("--crop needs masks: give --masks, --plates or --chroma (or a masks/ folder)")
         for s in bar(sources, "masks"):
-            photo, lens, _ = _read_photo(s.image, s.record.lens)
+            photo, lens, _ = _read_photo(s.image, s.record.lens, colmap=colmap)
             m = mask_of(s, photo, lens)
             ys, xs = np.nonzero(m)
             boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else None)
@@ -476,10 +512,11 @@ def import_capture(
     Ks, w2cs, out_sizes, small_masks, thumbs = [], [], [], [], []
     with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="import") as tmp:
         for i, s in enumerate(bar(sources, "import")):
-            photo, lens, note = _read_photo(s.image, s.record.lens)
+            photo, lens, note = _read_photo(s.image, s.record.lens, colmap=colmap)
             entry = {"source": str(s.image)}
             if note:
                 entry["note"] = note
+                warnings.append(f"view {s.name}: {note}")
             if s.name in cached:
                 packed, shape = cached.pop(s.name)
                 m = np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
@@ -551,7 +588,7 @@ def import_capture(
                 ]
                 with atomic_path(tmp / "landmarks" / f"{s.name}.json") as f:
                     f.write_text(json.dumps(data) + "\n")
-            err = _reprojection(s.record, lens)
+            err = _reprojection(s.record, s.record.lens)  # COLMAP's points are at its cameras' size
             if err is not None:
                 entry["reprojection"] = err
             thumbs.append(_thumbnail(rgb, m))

@@ -34,14 +34,51 @@ def background_plate(width: int, height: int, *, seed: int = 0) -> np.ndarray:
     return np.clip(field, 0, 255).astype(np.uint8)
 
 
+def _opencv(lens: Lens) -> tuple[np.ndarray, np.ndarray, bool]:
+    """An OpenCV-model lens as OpenCV's own K (pixel centres at integers), coefficients, fisheye."""
+    p = np.asarray(lens.params, np.float64)
+    K = np.array([[p[0], 0, p[2] - 0.5], [0, p[1], p[3] - 0.5], [0, 0, 1]])
+    if lens.model == "OPENCV_FISHEYE":
+        return K, p[4:8], True
+    if lens.model in ("OPENCV", "FULL_OPENCV"):
+        return K, p[4:], False
+    raise ValueError(f"synthetic captures distort with OpenCV's models; got {lens.model}")
+
+
+def _opencv_rays(lens: Lens, uv: np.ndarray) -> np.ndarray:
+    """[P, 2] normalised rays of distorted pixels by OpenCV (independent of meshfit.io.lens)."""
+    import cv2
+
+    K, d, fisheye = _opencv(lens)
+    pts = np.asarray(uv, np.float64).reshape(-1, 1, 2)
+    crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-14)
+    if fisheye:
+        return cv2.fisheye.undistortPoints(pts, K, d, criteria=crit)[:, 0]
+    return cv2.undistortPoints(pts, K, d, criteria=crit)[:, 0]
+
+
+def _opencv_project(lens: Lens, cam_points: np.ndarray) -> np.ndarray:
+    """[P, 2] distorted pixels (OpenCV/meshfit convention) of camera-space points [P, 3]."""
+    import cv2
+
+    K, d, fisheye = _opencv(lens)
+    pts = np.asarray(cam_points, np.float64).reshape(-1, 1, 3)
+    zero = np.zeros(3)
+    if fisheye:
+        return cv2.fisheye.projectPoints(pts, zero, zero, K, d)[0][:, 0]
+    return cv2.projectPoints(pts, zero, zero, K, d)[0][:, 0]
+
+
 def distort_image(image: np.ndarray, K: np.ndarray, lens: Lens, *, kind: str = "rgb") -> np.ndarray:
     """Resample a pinhole image ``image`` [h, w(, C)] with intrinsics ``K`` (meshfit convention)
-    into what ``lens`` (its own size) photographs: each output pixel takes the pinhole pixel on its
-    ray. ``kind``: ``rgb`` (bilinear), ``mask`` (coverage thresholded at 1/2), ``depth`` (nearest)."""
+    into what ``lens`` (its own size; an OpenCV model) photographs: each output pixel takes the
+    pinhole pixel on its ray, as OpenCV computes it (not meshfit's lens code, which the imports
+    under test use). ``kind``: ``rgb`` (bilinear), ``mask`` (coverage thresholded at 1/2), ``depth``
+    (nearest)."""
     import cv2
 
     u, v = np.meshgrid(np.arange(lens.width, dtype=np.float64), np.arange(lens.height, dtype=np.float64))
-    rays = lens.rays(np.stack([u.ravel(), v.ravel()], 1))
+    rays = _opencv_rays(lens, np.stack([u.ravel(), v.ravel()], 1))
     src = rays * K[[0, 1], [0, 1]] + K[:2, 2]
     src = np.nan_to_num(src, nan=-1e6).astype(np.float32).reshape(lens.height, lens.width, 2)
     interp = {"rgb": cv2.INTER_LINEAR, "mask": cv2.INTER_LINEAR, "depth": cv2.INTER_NEAREST}[kind]
@@ -59,7 +96,7 @@ def _wide_camera(K: np.ndarray, lens: Lens, margin: int = 4) -> tuple[np.ndarray
         np.stack([t * (W - 1), np.zeros(n)], 1), np.stack([t * (W - 1), np.full(n, H - 1.0)], 1),
         np.stack([np.zeros(n), t * (H - 1)], 1), np.stack([np.full(n, W - 1.0), t * (H - 1)], 1),
     ])  # fmt: skip
-    src = lens.rays(border) * K[[0, 1], [0, 1]] + K[:2, 2]
+    src = _opencv_rays(lens, border) * K[[0, 1], [0, 1]] + K[:2, 2]
     lo = np.floor(np.nanmin(src, 0)) - margin
     hi = np.ceil(np.nanmax(src, 0)) + margin
     wide = K.copy()
@@ -80,10 +117,13 @@ def make_capture(
     binary: bool = True,
     rigs: bool = True,
     points: int = 300,
+    background: tuple[int, int, int] | None = None,
     seed: int = 0,
 ) -> dict:
     """Write a capture of ``mesh`` seen by ``cameras`` [N] (their poses; their pinhole intrinsics
-    are what ``lens_for(K)`` distorts) to ``out`` (module docstring for the layout).
+    are what ``lens_for(K)`` distorts: an OpenCV model, applied by OpenCV) to ``out`` (module
+    docstring for the layout); ``names`` may hold folders (``cam0/000.png``: a rig's sensors);
+    ``background``: an (R, G, B) screen instead of the textured wall.
 
     Returns the truth: ``lenses`` (per view), ``names``, ``image_size``.
     """
@@ -116,7 +156,11 @@ def make_capture(
         r = pyrender_views(m, wide, near=near, far=far)
         rgb = distort_image(r.rgb[0], wide_K, lens)
         mask = distort_image(r.mask[0], wide_K, lens, kind="mask")
-        plate = background_plate(lens.width, lens.height, seed=seed + i)
+        if background is None:
+            plate = background_plate(lens.width, lens.height, seed=seed + i)
+        else:  # a lit screen: its colour, a little uneven
+            shade = np.linspace(0.85, 1.05, lens.width, dtype=np.float32)[None, :, None]
+            plate = np.clip(np.float32(background) * shade, 0, 255).astype(np.uint8).repeat(lens.height, 0)
         cover = distort_image(r.mask[0].astype(np.float32), wide_K, lens, kind="rgb")[..., None]
         photo = np.clip(cover * rgb + (1 - cover) * plate, 0, 255).astype(np.uint8)
         write_image(out / "images" / names[i], photo)
@@ -130,7 +174,7 @@ def make_capture(
         pose = pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[i][:3, :3]), w2c[i][:3, 3])
         image = pycolmap.Image(name=names[i], camera_id=i + 1, image_id=i + 1)
         cam_pts = surface @ w2c[i][:3, :3].T + w2c[i][:3, 3]
-        xy = lens.project(cam_pts[:, :2] / cam_pts[:, 2:3]) + 0.5  # COLMAP's pixel convention
+        xy = _opencv_project(lens, cam_pts) + 0.5  # COLMAP's pixel convention
         image.points2D = [pycolmap.Point2D(p) for p in xy]
         rec.add_camera_with_trivial_rig(cam)
         rec.add_image_with_trivial_frame(image, pose)

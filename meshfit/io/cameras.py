@@ -209,6 +209,12 @@ def _unique(names: list[str], path: Path) -> list[str]:
     return names
 
 
+def _distinct(names: list[str], path: Path) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CameraError(f"{path}: view names must be distinct; repeated: {repeated}")
+
+
 def _size(entries: list[tuple[int, int]], path: Path) -> tuple[int, int]:
     sizes = sorted(set(entries))
     if len(sizes) != 1:
@@ -281,7 +287,7 @@ def _load_cameras_json(path: Path, data: dict) -> list[CameraRecord]:
         if e.get("distortion") is not None:
             record.lens = _distortion(e["distortion"], K, *size, f"{where}.distortion")
         records.append(record)
-    _unique([r.name for r in records], path)
+    _distinct([r.name for r in records], path)
     return records
 
 
@@ -347,7 +353,7 @@ def _load_transforms(path: Path, data: dict) -> list[CameraRecord]:
         else:
             raise CameraError(f"{where}: camera_model {model!r} is not supported (OPENCV or OPENCV_FISHEYE)")
         records.append(record)
-    _unique([r.name for r in records], path)
+    _distinct([r.name for r in records], path)
     return records
 
 
@@ -356,7 +362,7 @@ _COLMAP_FILES = ("cameras", "images", "points3D")
 _COLMAP_RIG_FILES = ("rigs", "frames")
 # The smallest record of each binary file (its count is checked against the file size before
 # pycolmap reads it: pycolmap trusts counts and reads past a file's end without a word).
-_COLMAP_MIN_RECORD = {"cameras": 32, "images": 73, "points3D": 51, "rigs": 8, "frames": 8}
+_COLMAP_MIN_RECORD = {"cameras": 48, "images": 73, "points3D": 51, "rigs": 16, "frames": 68}
 
 
 def _colmap_model(path: Path) -> tuple[Path, str] | None:
@@ -372,8 +378,8 @@ def _check_colmap_binary(folder: Path) -> None:
 
     pycolmap trusts the counts and sizes inside the files and reads past a file's end without a
     word (a truncated camera becomes one with garbage parameters), so a truncated or padded file is
-    named here first. Layouts: COLMAP's ``reconstruction_io_binary``; rigs and frames are checked
-    by their record counts and by the round trip in ``_read_colmap``.
+    named here first. Layouts: COLMAP's ``reconstruction_io_binary``; rigs are checked by their
+    record count and by the round trip in ``_read_colmap``.
     """
     import pycolmap
 
@@ -423,11 +429,17 @@ def _check_colmap_binary(folder: Path) -> None:
         (n,) = struct.unpack_from("<Q", data, at + 43)
         return at + 51 + 8 * n
 
+    def frame(data: bytes, at: int) -> int:
+        if at + 68 > len(data):
+            return at + 68
+        (n,) = struct.unpack_from("<I", data, at + 64)
+        return at + 68 + 16 * n
+
     walk("cameras", camera)
     walk("images", image)
     walk("points3D", point)
-    for name in _COLMAP_RIG_FILES:
-        walk(name)
+    walk("frames", frame)
+    walk("rigs")
 
 
 def _check_colmap_text(folder: Path) -> None:
@@ -481,6 +493,7 @@ def _read_colmap(folder: Path, ext: str) -> CameraRecords:
     else:
         _check_colmap_text(folder)
         _check_colmap_images_text(folder)
+    has_points = (folder / f"points3D{ext}").is_file()
     with tempfile.TemporaryDirectory(prefix="meshfit-colmap-") as tmp:
         source = folder
         if not (folder / f"points3D{ext}").is_file():
@@ -522,9 +535,17 @@ def _read_colmap(folder: Path, ext: str) -> CameraRecords:
             raise CameraError(f"{folder}/cameras{ext}: camera {image.camera_id}: {e}") from e
         xy, xyz = [], []
         for p in image.points2D:
-            if p.has_point3D():
-                xy.append(p.xy)
-                xyz.append(rec.points3D[p.point3D_id].xyz)
+            if not p.has_point3D():
+                continue
+            if not rec.exists_point3D(p.point3D_id):
+                if has_points:
+                    raise CameraError(
+                        f"{folder}/images{ext}: image {image.name} observes point {p.point3D_id}, which "
+                        f"points3D{ext} does not hold"
+                    )
+                continue  # no points file: the observations' ids point nowhere, as in hand-made models
+            xy.append(p.xy)
+            xyz.append(rec.points3D[p.point3D_id].xyz)
         entry = {
             "camera_id": int(image.camera_id),
             "points2D": np.asarray(xy, np.float64).reshape(-1, 2) - 0.5,
@@ -538,5 +559,5 @@ def _read_colmap(folder: Path, ext: str) -> CameraRecords:
             f"the {kind} in {folder} has no posed images"
             + (f" ({len(unposed)} unregistered)" if unposed else "")
         )
-    _unique([r.name for r in records], folder / f"images{ext}")
+    _distinct([r.name for r in records], folder / f"images{ext}")
     return CameraRecords(records, folder / f"images{ext}", kind, unposed)
