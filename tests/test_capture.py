@@ -71,6 +71,21 @@ def test_lens_agrees_with_opencv():
     np.testing.assert_allclose(back, pts, atol=1e-6)
 
 
+@pytest.mark.parametrize("model, params, opencv", [
+    ("SIMPLE_RADIAL", (260.0, 128.0, 128.0, -0.2), [-0.2, 0, 0, 0]),
+    ("RADIAL", (260.0, 128.0, 128.0, -0.2, 0.04), [-0.2, 0.04, 0, 0]),
+])  # fmt: skip
+def test_colmap_radial_models_are_opencvs(model, params, opencv):
+    """COLMAP's SIMPLE_RADIAL / RADIAL are OpenCV's model with k1 (, k2) only; COLMAP's principal
+    point (pixel corners) is OpenCV's plus half a pixel."""
+    lens = Lens(model, 256, 256, params)
+    P = lens.pinhole
+    mx, my = lens.undistortion_map(P, 256, 256)
+    ox, oy = cv2.initUndistortRectifyMap(K256, np.array(opencv, float), None, P, (256, 256), cv2.CV_32FC1)
+    np.testing.assert_allclose(mx, ox, atol=2e-3)
+    np.testing.assert_allclose(my, oy, atol=2e-3)
+
+
 def test_fisheye_lens_agrees_with_opencv():
     d = np.array([0.08, 0.01, -0.002, 0.001])
     lens = lens_from_opencv(K256, 256, 256, d, fisheye=True)
