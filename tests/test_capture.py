@@ -466,3 +466,42 @@ def test_more_bad_captures(small_capture, tmp_path, damage, message):
     with pytest.raises((CameraError, DatasetError), match=message):
         import_capture(cap, tmp_path / "out", progress=False, **kw)
     assert not (tmp_path / "out").exists()
+
+
+def test_transforms_json_capture_with_distortion_masks_and_depth(truth, tmp_path):
+    """A nerfstudio capture: transforms.json (OpenGL camera-to-world, pixel-corner principal point,
+    k1/k2/p1/p2), per-frame mask_path and 16-bit millimetre depth_file_path."""
+    from PIL import Image
+
+    cams, names, mesh, data = truth
+    cap = tmp_path / "cap"
+    K = np.asarray(cams.K, np.float64)
+    frames = []
+    for i, n in enumerate(names):
+        lens = lens_from_opencv(K[i], 256, 256, BARREL)
+        rgb = (read_image(data / "rgb" / f"{n}.png") * 255).astype(np.uint8)
+        meshfit.write_image(cap / "images" / f"frame_{i:05d}.png", distort_image(rgb, K[i], lens))
+        mask = read_image(data / "mask" / f"{n}.png")[..., 0] > 0.5
+        mask = distort_image(mask, K[i], lens, kind="mask")
+        meshfit.write_image(cap / "segmentation" / f"frame_{i:05d}.png", mask.astype(np.uint8) * 255)
+        depth = distort_image(np.load(data / "depth" / f"{n}.npy"), K[i], lens, kind="depth")
+        (cap / "depth").mkdir(exist_ok=True)
+        Image.fromarray(np.rint(depth * 1000).astype(np.uint16)).save(cap / "depth" / f"frame_{i:05d}.png")
+        c2w = np.linalg.inv(np.asarray(cams.world_to_camera[i], np.float64)) @ np.diag([1.0, -1.0, -1.0, 1.0])
+        stem = f"frame_{i:05d}"
+        frames.append({
+            "file_path": f"images/{stem}.png", "mask_path": f"segmentation/{stem}.png",
+            "depth_file_path": f"depth/{stem}.png", "transform_matrix": c2w.tolist(),
+        })  # fmt: skip
+    f = K[0, 0, 0]
+    tf = {"camera_model": "OPENCV", "fl_x": f, "fl_y": f, "cx": K[0, 0, 2] + 0.5, "cy": K[0, 1, 2] + 0.5,
+          "w": 256, "h": 256, "frames": frames}  # fmt: skip
+    tf.update(zip(("k1", "k2", "p1", "p2"), BARREL))
+    (cap / "transforms.json").write_text(json.dumps(tf))
+    report = import_capture(cap, tmp_path / "data", progress=False)
+    assert report["kind"] == "transforms.json" and report["mask_source"] == "masks"
+    views = meshfit.load_views(tmp_path / "data")
+    r = render_views(mesh, views.cameras)
+    assert _iou(r.mask, views.mask).min() >= 0.98
+    both = r.mask & (views.depth > 0)
+    assert np.median(np.abs(views.depth[both] - r.depth[both]) / r.depth[both]) < 2e-3  # mm quantisation
