@@ -5,7 +5,7 @@ A capture is a camera file with its photos: a COLMAP model (binary or text, ``sp
 ``images/`` (optionally with lens ``distortion``). Per view, streamed one at a time so memory does
 not grow with the number of views::
 
-    photo (EXIF orientation honoured) -> mask (given, from a plate, or a chroma key)
+    photo (EXIF orientation as the camera says) -> mask (given, from a plate, or a chroma key)
       -> undistorted into a pinhole camera (meshfit.io.lens) -> [cropped to the object] -> [resized]
       -> DATASET/rgb/NAME.png, mask/NAME.png, depth/NAME.npy, landmarks/NAME.json
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import time
@@ -38,7 +37,6 @@ from meshfit.io.lens import Lens
 
 __all__ = ["import_capture", "is_capture"]
 
-_LOG = logging.getLogger("meshfit")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # A mask that covers less than this fraction of its view is reported as (nearly) empty.
 EMPTY_MASK = 1e-4
@@ -450,7 +448,9 @@ def import_capture(
         images: the photos' folder when not the capture's ``images/`` (COLMAP) or the default.
         masks: a folder of given masks (``NAME.png``, COLMAP's ``NAME.jpg.png``, or by stem);
             the capture's own ``masks/`` or ``mask/`` is used when no mask source is given.
-        plates: a folder of clean background plates, one per view (``NAME.*`` or by stem).
+        plates: a folder of clean background plates: one per view (``NAME.*`` or by stem), or one
+            per rig sensor (its folder's name) or COLMAP camera (its id); the capture's own
+            ``plates/`` is used when neither masks nor a mask source are given.
         chroma: a chroma key colour (``green``, ``blue``, ``#RRGGBB``) with ``chroma_tolerance``.
         overwrite: replace an earlier meshfit output at ``out``.
         progress: a progress bar on stderr.

@@ -18,7 +18,7 @@ import numpy as np
 
 from meshfit.camera import Camera
 from meshfit.io import load_mesh, write_image
-from meshfit.io.lens import Lens
+from meshfit.io.lens import Lens, border_pixels
 
 __all__ = ["background_plate", "distort_image", "make_capture"]
 
@@ -89,13 +89,7 @@ def distort_image(image: np.ndarray, K: np.ndarray, lens: Lens, *, kind: str = "
 
 def _wide_camera(K: np.ndarray, lens: Lens, margin: int = 4) -> tuple[np.ndarray, int, int]:
     """A pinhole camera with ``K``'s focal lengths whose image covers every ray of ``lens``."""
-    W, H = lens.width, lens.height
-    n = 4 * max(W, H)
-    t = np.linspace(0, 1, n)
-    border = np.concatenate([
-        np.stack([t * (W - 1), np.zeros(n)], 1), np.stack([t * (W - 1), np.full(n, H - 1.0)], 1),
-        np.stack([np.zeros(n), t * (H - 1)], 1), np.stack([np.full(n, W - 1.0), t * (H - 1)], 1),
-    ])  # fmt: skip
+    border = border_pixels(lens.width, lens.height, 4 * max(lens.width, lens.height))
     src = _opencv_rays(lens, border) * K[[0, 1], [0, 1]] + K[:2, 2]
     lo = np.floor(np.nanmin(src, 0)) - margin
     hi = np.ceil(np.nanmax(src, 0)) + margin

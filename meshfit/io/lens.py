@@ -26,7 +26,7 @@ import numpy as np
 
 from meshfit.camera import CameraError
 
-__all__ = ["Lens", "lens_from_opencv"]
+__all__ = ["Lens", "border_pixels", "lens_from_opencv"]
 
 # Above a megapixel the undistortion map evaluates the lens every MAP_STEP pixels and interpolates.
 MAP_STEP = 8
@@ -134,10 +134,9 @@ class Lens:
             return self.K()
         W, H = self.width, self.height
         n = max(W, H) + 1
-        t = np.linspace(0.0, 1.0, n)
-        edge = lambda u, v: self.rays(np.stack([np.broadcast_to(u, (n,)), np.broadcast_to(v, (n,))], 1))
-        left, right = edge(0.0, t * (H - 1)), edge(float(W - 1), t * (H - 1))
-        top, bottom = edge(t * (W - 1), 0.0), edge(t * (W - 1), float(H - 1))
+        border = border_pixels(W, H, n)
+        rays = self.rays(border)
+        left, right, top, bottom = (rays[k * n : (k + 1) * n] for k in range(4))
         bounds = [
             np.nanmax(left[:, 0]),
             np.nanmin(right[:, 0]),
@@ -154,10 +153,6 @@ class Lens:
                 [scale * fx, 0, (W - 1) / 2 - scale * fx * (x0 + x1) / 2],
                 [0, scale * fy, (H - 1) / 2 - scale * fy * (y0 + y1) / 2],
                 [0, 0, 1.0],
-            ])  # fmt: skip
-            border = np.concatenate([
-                np.stack([np.zeros(n), t * (H - 1)], 1), np.stack([np.full(n, W - 1.0), t * (H - 1)], 1),
-                np.stack([t * (W - 1), np.zeros(n)], 1), np.stack([t * (W - 1), np.full(n, H - 1.0)], 1),
             ])  # fmt: skip
             src = self.project((border - K[:2, 2]) / K[[0, 1], [0, 1]])
             if (
@@ -217,6 +212,17 @@ class Lens:
             xy = self.rays(uv[ok])
             out[ok] = xy * K[[0, 1], [0, 1]] + K[:2, 2]
         return out
+
+
+def border_pixels(width: int, height: int, n: int) -> np.ndarray:
+    """[4 n, 2] points along an image's outermost pixel centres (meshfit convention): ``n`` each on
+    the left, right, top and bottom edges, in that order."""
+    t = np.linspace(0.0, 1.0, n)
+    u, v = t * (width - 1), t * (height - 1)
+    zeros, right, bottom = np.zeros(n), np.full(n, width - 1.0), np.full(n, height - 1.0)
+    return np.concatenate([
+        np.stack([zeros, v], 1), np.stack([right, v], 1), np.stack([u, zeros], 1), np.stack([u, bottom], 1),
+    ])  # fmt: skip
 
 
 def lens_from_opencv(K: np.ndarray, width: int, height: int, coefficients, *, fisheye: bool = False) -> Lens:
