@@ -33,12 +33,21 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from meshfit.synth import synthesize
 
     texture = args.texture if isinstance(args.texture, str) else None
+    cameras = names = None
+    if args.cameras is not None:
+        from meshfit.io import load_cameras
+
+        given = [f"--{k}" for k in ("views", "size", "distance", "fov") if getattr(args, k) is not None]
+        if given:
+            raise ValueError(f"--cameras gives the views, their size and placement; drop {', '.join(given)}")
+        cameras, names = load_cameras(args.cameras)
     out = synthesize(
-        args.mesh, args.out, views=args.views, size=args.size, seed=args.seed,
+        args.mesh, args.out, views=args.views or 16, size=args.size or (256, 256), seed=args.seed,
         textured=args.texture is not None, texture=texture, distance=args.distance,
-        fov=args.fov, overwrite=args.overwrite,
+        fov=args.fov or 45.0, overwrite=args.overwrite, cameras=cameras, names=names,
     )  # fmt: skip
-    print(f"wrote {args.views} views of {args.mesh} to {out}")
+    count = len(names) if names is not None else args.views or 16
+    print(f"wrote {count} views of {args.mesh} to {out}")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
@@ -132,8 +141,46 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     metrics = fit_folder(
         data, data_dir, args.out, model=args.model, gt=args.gt, overwrite=args.overwrite,
         progress=not args.quiet, inputs=(config_path,), command=args.command_line,
-        devices=_devices(args.devices),
+        devices=_devices(args.devices), init=args.init,
     )  # fmt: skip
+    _summary(metrics, args.out)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from meshfit.amortize import train_folder
+    from meshfit.fitting import load_config
+
+    data, config_path = load_config(args.config, args.set)
+    summary = train_folder(
+        data, args.model, args.cameras, args.out, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.quiet, devices=_devices(args.devices), config_path=config_path,
+        command=args.command_line,
+    )  # fmt: skip
+    v = summary["validation"]
+    print(
+        f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
+        f"({summary['samples_per_s']:.1f} samples/s); "
+        f"validation: vertex error mean {v['vertex_pct']['mean']:.3f}% of the diagonal, rotation median "
+        f"{v['rotation_deg']['median']:.2f} deg, centre median {v['centre_pct']['median']:.2f}% "
+        "of the diameter"
+    )
+    print(f"report: {(Path(args.out) / 'report.html').resolve()}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from meshfit.amortize.predict import predict_folder
+
+    metrics = predict_folder(
+        args.run, args.data, args.out, refine=args.refine, overwrite=args.overwrite, progress=not args.quiet,
+        checkpoint=args.checkpoint, command=args.command_line,
+    )  # fmt: skip
+    net = metrics["network"]
+    print(
+        f"network: {net['per_frame_ms']:.1f} ms per frame (+{net['compile_seconds']:.1f} s compile), "
+        f"checkpoint of step {net['step']}"
+    )
     _summary(metrics, args.out)
 
 
@@ -222,8 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="render reference views of a mesh with pyrender (OpenGL)")
     p.add_argument("mesh", help="mesh file (OBJ, PLY, STL, OFF, GLB/glTF)")
-    p.add_argument("--views", type=_count, default=16, help="number of cameras (default 16)")
-    p.add_argument("--size", type=_size, default=(256, 256), help="image size W or WxH (default 256)")
+    p.add_argument("--views", type=_count, default=None, help="number of cameras (default 16)")
+    p.add_argument("--size", type=_size, default=None, help="image size W or WxH (default 256)")
+    p.add_argument("--cameras", default=None, metavar="RIG",
+                   help="render through these cameras (cameras.json, transforms.json, COLMAP model) "
+                   "instead of a sphere of --views")  # fmt: skip
     p.add_argument("--out", required=True, help="dataset folder to create")
     p.add_argument("--seed", type=int, default=0, help="turns the camera rig (default 0)")
     p.add_argument(
@@ -231,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="render the mesh's texture; IMAGE binds one to a mesh without a material",
     )  # fmt: skip
     p.add_argument("--distance", type=float, default=None, help="camera distance from the mesh centre")
-    p.add_argument("--fov", type=float, default=45.0, help="horizontal field of view, degrees (default 45)")
+    p.add_argument("--fov", type=float, default=None, help="horizontal field of view, degrees (default 45)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.set_defaults(func=_cmd_synth)
 
@@ -271,9 +321,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", default=None, help="ground-truth mesh: add eval's metrics to metrics.json")
     p.add_argument("--devices", type=_count, default=None, metavar="N",
                    help="a sequence: split its frames over N jax devices")  # fmt: skip
+    p.add_argument("--init", default=None, metavar="RUN",
+                   help="start from a trained network's prediction (meshfit train's run folder)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser(
+        "train", help="train a network that predicts a blendshape rig or a rigid pose from views"
+    )
+    p.add_argument("config", help="YAML training config, or a shipped one: amortize_face, amortize_rigid")
+    p.add_argument("--model", required=True, help="blendshapes: model folder or .npz; rigid: the known mesh")
+    p.add_argument(
+        "--cameras", required=True, help="the rig: cameras.json, transforms.json or a COLMAP model"
+    )
+    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, report.html")
+    p.add_argument("--resume", action="store_true", help="continue the run at --out from its last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. steps=2000 (repeatable)")  # fmt: skip
+    p.add_argument("--devices", type=_count, default=None, metavar="N",
+                   help="split each batch over N jax devices (data parallel)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "predict", help="predict a dataset with a trained network (meshfit train); writes what fit writes"
+    )
+    p.add_argument("run", help="training run folder (meshfit train --out)")
+    p.add_argument(
+        "--data", required=True, help="dataset: one frame, or a sequence (every frame in one batched call)"
+    )
+    p.add_argument("--out", required=True, help="output folder to create")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="refine: STEPS steps of the run's refine stage (default 0)")  # fmt: skip
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="the checkpoint with the lowest validation error (default), or the last")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("import", help="a real capture (COLMAP, transforms.json, cameras.json) -> a dataset")
     p.add_argument("capture", help="capture folder: COLMAP model (sparse/0, binary or text) + images/, "
@@ -320,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["meshfit", *argv])
     _log_to_stderr()
-    if args.command in ("fit", "demo", "render"):
+    if args.command in ("fit", "demo", "render", "train", "predict"):
         from meshfit.render import _native
 
         reason = _native._load()
@@ -336,8 +422,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("default")
             warnings.showwarning = _show_warning
             args.func(args)
-    except KeyboardInterrupt:
-        print(f"meshfit {args.command}: interrupted; no half-written output was left", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(
+            f"meshfit {args.command}: {e or 'interrupted; no half-written output was left'}", file=sys.stderr
+        )
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, OSError, FloatingPointError) as e:
         print(f"meshfit {args.command}: error: {e}", file=sys.stderr)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from meshfit.camera import Camera
+from meshfit.camera import Camera, clip_range
 from meshfit.io import atomic_dir, check_output_dir, load_mesh, save_cameras, save_mesh, write_views
 from meshfit.mesh import Mesh, bounding_sphere
 from meshfit.render.lighting import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
@@ -224,8 +224,14 @@ def synthesize(
     distance: float | None = None,
     fov: float = 45.0,
     overwrite: bool = False,
+    cameras: Camera | None = None,
+    names: list[str] | None = None,
 ) -> Path:
     """Render a mesh from ``views`` cameras spread on a sphere around it and write a dataset.
+
+    With ``cameras`` (a [N] batch, e.g. a real rig's ``load_cameras``) it renders through those
+    instead, at their own image size, with view ``names`` (default 000, 001, ...); ``views``,
+    ``size``, ``seed``, ``distance`` and ``fov`` are then not used.
 
     The mesh keeps its own frame, units and vertex order; the rig is centred on its bounding-box
     centre, with ``distance`` (default: the bounding sphere just fits, 5% margin, in the narrower
@@ -241,6 +247,15 @@ def synthesize(
         The dataset folder.
     """
     src = str(mesh) if not isinstance(mesh, Mesh) else "<Mesh>"
+    if cameras is not None:
+        if len(cameras.batch_shape) != 1:
+            raise ValueError(f"cameras must be a [N] batch; got batch shape {cameras.batch_shape}")
+        views, size = cameras.batch_shape[0], (cameras.width, cameras.height)
+        names = list(names) if names is not None else [f"{i:03d}" for i in range(views)]
+        if len(names) != views:
+            raise ValueError(f"{len(names)} names for {views} cameras")
+    elif names is not None:
+        raise ValueError("names= name the views of given cameras=")
     if not 1 <= views <= MAX_VIEWS:
         raise ValueError(f"views must be in 1..{MAX_VIEWS}; got {views}")
     W, H = size
@@ -272,10 +287,14 @@ def synthesize(
         raise ValueError(
             f"distance {distance} puts cameras inside the mesh's bounding sphere (radius {radius:.4g})"
         )
-    near = max(distance - 1.05 * radius, 1e-3 * distance)
-    far = distance + 1.05 * radius
-    cams = sphere_rig(views, radius=distance, target=center, width=W, height=H, fov=fov, seed=seed)
-    names = [f"{i:03d}" for i in range(views)]
+    if cameras is None:
+        near = max(distance - 1.05 * radius, 1e-3 * distance)
+        far = distance + 1.05 * radius
+        cams = sphere_rig(views, radius=distance, target=center, width=W, height=H, fov=fov, seed=seed)
+        names = [f"{i:03d}" for i in range(views)]
+    else:
+        cams = cameras
+        near, far = clip_range(cams, center, radius)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="synth") as tmp:
         r = pyrender_views(mesh, cams, near=near, far=far, textured=textured)
         write_views(tmp, names, rgb=r.rgb, mask=r.mask, depth=r.depth)
@@ -283,7 +302,8 @@ def synthesize(
         save_mesh(tmp / "mesh.obj", mesh)
         info = {
             "source": src, "views": views, "size": [W, H], "seed": seed, "fov": fov,
-            "distance": distance, "target": center.tolist(), "bounding_radius": radius,
+            "distance": distance if cameras is None else None, "target": center.tolist(),
+            "cameras": "given" if cameras is not None else "sphere_rig", "bounding_radius": radius,
             "near": near, "far": far, "textured": textured,
             "light": {"direction": list(LIGHT_DIRECTION), "intensity": LIGHT_INTENSITY,
                       "ambient": AMBIENT},

@@ -31,7 +31,14 @@ from meshfit.metrics import evaluate, image_metrics
 from meshfit.models import BlendshapeModel
 from meshfit.render.views import render_views
 
-__all__ = ["CONFIG_DIR", "POOR_FIT_IOU", "fit_folder", "resolve_config", "shipped_configs"]
+__all__ = [
+    "CONFIG_DIR",
+    "POOR_FIT_IOU",
+    "fit_folder",
+    "resolve_config",
+    "shipped_configs",
+    "write_fit_output",
+]
 
 # The configs shipped inside the package (``meshfit fit free_mesh`` finds configs/free_mesh.yaml).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -98,6 +105,7 @@ def fit_folder(
     inputs: tuple = (),
     command: str | None = None,
     devices=None,
+    init=None,
 ) -> dict:
     """Validate, fit and write OUT.
 
@@ -114,16 +122,16 @@ def fit_folder(
         inputs: other paths this run reads (the config file): OUT may not be or contain them.
         command: the command line, recorded in metrics.json and the report.
         devices: a sequence only: split its frames over these jax devices.
+        init: a training run folder (``meshfit train``): its network's prediction for the data
+            starts the fit (``meshfit fit --init RUN``).
     Returns:
         The metrics written to metrics.json; ``warnings`` lists what a person should know
         (a poor fit, a stage resolution lowered to the data's).
     """
-    from meshfit.report import write_report
-
     config = FitConfig.from_dict(config_data)
     if model is not None and config.model == "blendshapes":
         inputs = (*inputs, *BlendshapeModel.source_files(model))
-    check_output_dir(out, overwrite=overwrite, inputs=[data, model, gt, *inputs])
+    check_output_dir(out, overwrite=overwrite, inputs=[data, model, gt, init, *inputs])
     views = load_sequence(data) if is_sequence(data) else load_views(data)
     loaded = None
     if model is not None:
@@ -134,10 +142,31 @@ def fit_folder(
     gt_mesh = load_mesh(gt) if gt is not None else None
     if gt_mesh is not None and views.frames is not None:
         raise ValueError("--gt compares one fitted mesh with one ground truth; this dataset is a sequence")
-    result = fit_views(config, views, model=loaded, progress=progress, devices=devices)
+    start = None
+    if init is not None:
+        from meshfit.amortize.predict import predict_start
+
+        start = predict_start(init, views, loaded, config.model, progress=progress)
+    result = fit_views(config, views, model=loaded, progress=progress, devices=devices, start=start)
+    return write_fit_output(
+        out, result, views, to_dict(config), data=data, overwrite=overwrite,
+        inputs=[data, model, gt, init, *inputs], command=command, gt_mesh=gt_mesh,
+        smoothness_unused=bool(config.smoothness and views.frames is None),
+    )  # fmt: skip
+
+
+def write_fit_output(
+    out, result: FitResult, views, config: dict, *, data, overwrite: bool, inputs, command: str | None,
+    gt_mesh=None, smoothness_unused: bool = False, extra: dict | None = None,
+) -> dict:  # fmt: skip
+    """Measure ``result`` against ``views`` and write OUT (atomically): mesh.obj or meshes/,
+    params.json, metrics.json, config.yaml, history.json, report.html. What ``meshfit fit`` and
+    ``meshfit predict`` write. ``extra``: more entries for metrics.json. Returns the metrics."""
+    from meshfit.report import write_report
+
     images, rendered = _image_metrics(result, views)
     warnings_ = [h["resolution_note"] for h in result.history if "resolution_note" in h]
-    if config.smoothness and views.frames is None:
+    if smoothness_unused:
         warnings_.append(
             "smoothness weighs frame-to-frame change; this dataset has one frame, so it was not used"
         )
@@ -157,13 +186,13 @@ def fit_folder(
         "warnings": warnings_,
         "data": str(Path(data).resolve()),
         "command": command,
+        **(extra or {}),
     }
     if views.frames is not None:
         metrics["frames"] = len(views.frames)
     if gt_mesh is not None:
         metrics["ground_truth"] = evaluate(result.mesh, gt_mesh)
-    resolved = to_dict(config)
-    with atomic_dir(out, overwrite=overwrite, inputs=[data, model, gt, *inputs], kind="fit") as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="fit") as tmp:
         if result.meshes is None:
             save_mesh(tmp / "mesh.obj", result.mesh)
         else:
@@ -171,9 +200,9 @@ def fit_folder(
                 save_mesh(tmp / "meshes" / f"{name}.obj", mesh)
         (tmp / "params.json").write_text(json.dumps(result.params, indent=1) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (tmp / "history.json").write_text(json.dumps(result.history) + "\n")
-        write_report(tmp, result, views, rendered, metrics, config=resolved)
+        write_report(tmp, result, views, rendered, metrics, config=config)
     return metrics
 
 

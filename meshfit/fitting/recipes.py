@@ -20,7 +20,7 @@ from meshfit.fitting.placement import estimate_placement, search_rotation, visua
 from meshfit.fitting.stage import Problem, check_frames_split, check_views_per_step, fit_stage
 from meshfit.io import Views
 from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
-from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp
+from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp, so3_log
 from meshfit.objectives import Targets
 
 __all__ = ["MAX_FACES", "FitResult", "fit_views"]
@@ -136,17 +136,40 @@ def _run_stages(config, problem, model, params, default_free, progress):
     return model, params, history
 
 
-def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progress: bool):
+def _start_frames(start: dict, T: int | None) -> list[dict]:
+    """The per-frame entries of a start (params.json form): one frame, or T of a sequence."""
+    frames = start.get("frames", [start])
+    if (T or 1) != len(frames) or (T is None and "frames" in start):
+        raise ValueError(
+            f"the start has {len(frames)} frame(s) but the data has {T or 1}"
+            + ("" if T is None else " (a sequence's start lists its frames)")
+        )
+    return [{**start, **f} for f in frames]
+
+
+def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progress: bool, start=None):
     c_model, _ = bounding_sphere(mesh.vertices)
+    T = problem.frames
+    R0 = _initial_rotation(config)
+    if start is not None:
+        # Poses in params.json form (object_to_world of the file frame, scale folded in).
+        Ms = [np.asarray(f["object_to_world"], np.float64) for f in _start_frames(start, T)]
+        scale = float(start.get("frames", [start])[0].get("scale", np.cbrt(np.linalg.det(Ms[0][:3, :3]))))
+        Rs = [M[:3, :3] / scale for M in Ms]
+        R0 = Rs[0].astype(np.float32)
+        centres = np.stack([M[:3, :3] @ c_model + M[:3, 3] for M in Ms])
+        centres = centres[0] if T is None else centres
     # Rotate about the object's centre: the template is centred, and the file frame comes back at the end.
     model = RigidModel.from_mesh(Mesh(np.asarray(mesh.vertices) - c_model.astype(np.float32), mesh.faces),
-                                 rotation=_initial_rotation(config))  # fmt: skip
-    T = problem.frames
-    params = model.init_params(scale=config.init.scale)
+                                 rotation=R0)  # fmt: skip
+    params = model.init_params(scale=config.init.scale if start is None else scale)
     params["translation"] = jnp.asarray(centres, jnp.float32)
     if T is not None:
         params["rotation"] = jnp.zeros((T, 3), jnp.float32)
-    if config.init.rotation_search:
+        if start is not None:
+            rel = np.stack([R @ Rs[0].T for R in Rs]).astype(np.float32)
+            params["rotation"] = so3_log(jnp.asarray(rel))
+    if config.init.rotation_search and start is None:
         first = problem if T is None else _frame_problem(problem, 0)
         p0 = params if T is None else {**params, "rotation": params["rotation"][0],
                                        "translation": params["translation"][0]}  # fmt: skip
@@ -176,7 +199,35 @@ def _frame_problem(problem: Problem, t: int) -> Problem:
     return dataclasses.replace(problem, targets=tg, per_frame=(), smoothness=0.0, devices=None)
 
 
-def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: BlendshapeModel, progress: bool):
+def _blendshape_start(model: BlendshapeModel, start: dict, T: int | None) -> dict:
+    """Parameters from a start in params.json form (a sequence: identity and scale shared)."""
+    frames = _start_frames(start, T)
+    id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
+    exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
+
+    def coeffs(entry: dict, key: str, names) -> np.ndarray:
+        given = entry.get(key, {})
+        missing = sorted(set(names) - set(given))
+        if missing:
+            raise ValueError(f"the start gives no {key} coefficients {missing}")
+        return np.array([given[n] for n in names], np.float32)
+
+    per = {
+        "expression": np.stack([coeffs(f, "expression", exp_names) for f in frames]),
+        "rotation": np.stack([np.asarray(f["rotation_axis_angle"], np.float32) for f in frames]),
+        "translation": np.stack([np.asarray(f["translation"], np.float32) for f in frames]),
+    }
+    params = {
+        "identity": jnp.asarray(np.mean([coeffs(f, "identity", id_names) for f in frames], 0)),
+        "log_scale": jnp.asarray(np.log(float(np.mean([f["scale"] for f in frames]))), jnp.float32),
+    }
+    for k, v in per.items():
+        params[k] = jnp.asarray(v if T is not None else v[0])
+    return params
+
+
+def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: BlendshapeModel, progress: bool,
+                     start=None):  # fmt: skip
     c_model, _ = bounding_sphere(model.neutral)
     R = _initial_rotation(config)
     t = centres - config.init.scale * (R @ c_model)  # vertices = s R x + t: the centre lands on `centres`
@@ -193,6 +244,11 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
     if T is not None:
         for k in ("expression", "rotation"):
             params[k] = jnp.broadcast_to(params[k], (T, *params[k].shape))
+    if start is not None:
+        params = _blendshape_start(model, start, T)
+        for k in ("identity", "expression"):
+            if k in config.bounds:
+                params[k] = jnp.clip(params[k], *config.bounds[k])
     _, params, history = _run_stages(config, problem, model, params, _DEFAULT_FREE["blendshapes"], progress)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
     exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
@@ -232,6 +288,7 @@ def fit_views(
     model: Mesh | BlendshapeModel | None = None,
     progress: bool = True,
     devices=None,
+    start: dict | None = None,
 ) -> FitResult:
     """Fit ``config.model`` to a dataset of one frame, or of a sequence (``views.frames``).
 
@@ -243,6 +300,9 @@ def fit_views(
             free_mesh: an initial Mesh (default: an icosphere placed from the masks).
         progress: tqdm bars per stage.
         devices: a sequence only: split the frames over these jax devices (``jax.shard_map``).
+        start: rigid and blendshapes: where the fit starts, in the form ``params.json`` holds
+            (a ``meshfit fit`` or ``meshfit predict`` output; a sequence's lists its frames),
+            instead of the config's ``init`` (no rotation search).
     A sequence fits per-frame pose (and expression) with shared shape (identity, scale), plus
     ``config.smoothness``; a free mesh fits one frame only.
     """
@@ -288,11 +348,13 @@ def fit_views(
         per_frame=_PER_FRAME.get(config.model, ()) if sequence else (), smoothness=config.smoothness,
         devices=None if devices is None else tuple(devices),
     )  # fmt: skip
-    start = _centres(config, centres)
+    if start is not None and config.model == "free_mesh":
+        raise ValueError("a free_mesh fit starts from a mesh (model=), not from predicted parameters")
+    placed = _centres(config, centres)
     if config.model == "free_mesh":
-        mesh, params, history, meshes = _fit_free(config, problem, start, model, progress)
+        mesh, params, history, meshes = _fit_free(config, problem, placed, model, progress)
     elif config.model == "rigid":
-        mesh, params, history, meshes = _fit_rigid(config, problem, start, model, progress)
+        mesh, params, history, meshes = _fit_rigid(config, problem, placed, model, progress, start)
     else:
-        mesh, params, history, meshes = _fit_blendshapes(config, problem, start, model, progress)
+        mesh, params, history, meshes = _fit_blendshapes(config, problem, placed, model, progress, start)
     return FitResult(mesh, params, history, near, far, meshes)

@@ -1,0 +1,388 @@
+"""A training run's folder, the training loop that fills it, and the trained ``Regressor``.
+
+RUN holds::
+
+    .meshfit              marker: meshfit made this folder (--overwrite may replace it)
+    run.json              format version, representation, network size and cost, the rig's
+                          centre, the object's radius, what the run was made from
+    config.yaml           the resolved TrainConfig
+    rig.json              the rig's cameras (meshfit's cameras.json, at their own resolution)
+    model.npz | model.obj the blendshape model or the known mesh (a run needs no other file)
+    validation.npz        the pyrender validation set (rendered once, at the start)
+    metrics.jsonl         one line per log interval (loss, terms, lr, samples/s) and per
+                          validation (errors: mean, median, 95th percentile)
+    checkpoints/last/     orbax checkpoints of the last ``checkpoint.keep`` saves
+    checkpoints/best/     the checkpoint with the lowest validation vertex error
+    report.html           training curves, validation tables, predicted-vs-truth overlays
+
+A killed run (Ctrl-C, kill -9, a lost machine) continues with ``resume=True``
+(``meshfit train ... --resume``) from its last checkpoint, repeating exactly the steps an
+uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from meshfit.amortize.config import TrainConfig
+from meshfit.amortize.task import Task
+from meshfit.amortize.train import (
+    Network,
+    build_network,
+    lr_schedule,
+    make_optimizer,
+    make_train_step,
+    truncate_jsonl,
+    write_jsonl,
+)
+from meshfit.amortize.validation import (
+    evaluate,
+    load_validation,
+    render_validation,
+    save_validation,
+    summarize,
+)
+from meshfit.camera import Camera
+from meshfit.config import to_dict
+from meshfit.io import MARKER, OutputError, check_output_dir, load_cameras, load_mesh, save_cameras, save_mesh
+from meshfit.mesh import Mesh
+from meshfit.models import BlendshapeModel
+
+__all__ = ["RUN_FORMAT", "Regressor", "train"]
+
+RUN_FORMAT = 1
+
+
+def _network_rig(rig: Camera, resolution: int) -> Camera:
+    """The rig at the network's resolution: longest side ``resolution``, the aspect kept."""
+    s = resolution / max(rig.width, rig.height)
+    return rig.resized(max(1, round(rig.width * s)), max(1, round(rig.height * s)))
+
+
+def _checkpointers(run: Path, keep: int):
+    import orbax.checkpoint as ocp
+
+    def manager(name, **kw):
+        options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=True,
+                                               cleanup_tmp_directories=True, **kw)  # fmt: skip
+        return ocp.CheckpointManager((run / "checkpoints" / name).resolve(), options=options)
+
+    return manager("last", max_to_keep=keep), manager(
+        "best", max_to_keep=1, best_fn=lambda m: m["vertex_pct"], best_mode="min"
+    )
+
+
+def _restore(manager, step: int, like: dict) -> dict:
+    import orbax.checkpoint as ocp
+
+    try:
+        return manager.restore(step, args=ocp.args.StandardRestore(like))
+    except Exception as e:  # orbax raises many kinds; the user needs the path and the cause
+        raise ValueError(f"cannot read the checkpoint of step {step} in {manager.directory}: {e}") from e
+
+
+@dataclasses.dataclass
+class Regressor:
+    """A trained regressor, loaded from a run folder (``Regressor.load(RUN)``).
+
+    config: its TrainConfig. model: the BlendshapeModel or known Mesh it predicts. rig: [N] the
+    cameras it was trained for (their own resolution); names: their view names. network: the
+    pure functions (``train.Network``); params: the weights; step: the training step they are
+    from; info: run.json.
+    """
+
+    path: Path
+    config: TrainConfig
+    model: BlendshapeModel | Mesh
+    rig: Camera
+    names: list[str]
+    network: Network
+    params: dict
+    step: int
+    info: dict
+
+    @property
+    def task(self) -> Task:
+        return self.network.task
+
+    @classmethod
+    def load(cls, run, *, checkpoint: str = "best") -> Regressor:
+        """Load RUN's ``"best"`` checkpoint (lowest validation error) or its ``"last"``."""
+        run = Path(run)
+        info_path = run / "run.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{run} is not a meshfit training run (no run.json)")
+        try:
+            info = json.loads(info_path.read_text())
+        except ValueError as e:
+            raise ValueError(f"{info_path} is not valid JSON: {e}") from e
+        if info.get("format_version") != RUN_FORMAT:
+            raise ValueError(
+                f"{info_path}: run format {info.get('format_version')}, this meshfit reads {RUN_FORMAT}"
+            )
+        config = TrainConfig.load(run / "config.yaml")
+        model = _load_model(run, config.model)
+        rig, names = load_cameras(run / "rig.json")
+        task = Task.create(model, _network_rig(rig, config.resolution))
+        network = build_network(config, task)
+        if checkpoint not in ("best", "last"):
+            raise ValueError(f"checkpoint must be 'best' or 'last'; got {checkpoint!r}")
+        last, best = _checkpointers(run, config.checkpoint.keep)
+        manager = best if checkpoint == "best" and best.latest_step() is not None else last
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{run} has no checkpoint yet (checkpoints/{checkpoint} is empty)")
+        like = _checkpoint_tree(network, make_optimizer(config), network.init_params(), 0)
+        params = _restore(manager, step, like)["params"]
+        return cls(run, config, model, rig, list(names), network, params, int(step), info)
+
+    def predict(self, inputs: jax.Array, cameras: Camera, present: jax.Array | None = None) -> dict:
+        """Canonical parameters [B, ...] (``Task``) from network inputs [B, N, h, w, C] seen by
+        cameras [B, N] at the network's resolution (``inputs.image_inputs`` makes both)."""
+        if present is None:
+            present = jnp.ones(inputs.shape[:2], jnp.float32)
+        return jax.jit(self.network.predict)(self.params, inputs, cameras, present)
+
+
+def _load_model(run: Path, kind: str):
+    if kind == "blendshapes":
+        return BlendshapeModel.load(run / "model.npz")
+    return load_mesh(run / "model.obj")
+
+
+def _checkpoint_tree(network: Network, optimizer, params: dict, step: int) -> dict:
+    """The training carry (``train.make_train_step``): what a checkpoint holds."""
+    return {"params": params, "opt_state": optimizer.init(params), "step": jnp.asarray(step, jnp.int32)}
+
+
+def _same_run(run: Path, config: TrainConfig, model, rig: Camera) -> None:
+    """A resumed run must be the run that was started (only ``steps`` may grow)."""
+    saved = TrainConfig.load(run / "config.yaml")
+    a, b = to_dict(saved), to_dict(config)
+    a.pop("steps"), b.pop("steps")
+    if a != b:
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        raise ValueError(
+            f"--resume: the config differs from the run's in {diff}; resume with the run's config.yaml"
+        )
+    old = _load_model(run, saved.model)
+    va = np.asarray(old.neutral if isinstance(old, BlendshapeModel) else old.vertices)
+    vb = np.asarray(model.neutral if isinstance(model, BlendshapeModel) else model.vertices)
+    if va.shape != vb.shape or not np.allclose(va, vb, atol=1e-5 * max(1.0, float(np.abs(va).max()))):
+        raise ValueError(
+            f"--resume: the model differs from the run's ({va.shape[0]} vs {vb.shape[0]} vertices, "
+            "or moved ones)"
+        )
+    old_rig, _ = load_cameras(run / "rig.json")
+    if old_rig.batch_shape != rig.batch_shape or not np.allclose(
+        np.asarray(old_rig.R), np.asarray(rig.R), atol=1e-5
+    ):
+        raise ValueError("--resume: the cameras differ from the run's rig.json")
+
+
+def train(
+    config: TrainConfig,
+    model: BlendshapeModel | Mesh,
+    rig: Camera,
+    out,
+    *,
+    names: list[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    devices=None,
+    inputs: tuple = (),
+    command: str | None = None,
+) -> dict:
+    """Train a regressor for ``model`` seen by ``rig`` [N]; write (or continue) the run folder ``out``.
+
+    Args:
+        config: the TrainConfig. model: a BlendshapeModel (config.model "blendshapes") or the
+            known Mesh ("rigid"). rig: [N] cameras at their own resolution; names: view names.
+        out: the run folder. resume: continue the run there from its last checkpoint (the
+            config may raise ``steps``; nothing else may differ).
+        overwrite: replace an earlier meshfit output at ``out`` (not with resume).
+        devices: split each batch over these jax devices (data parallel).
+        inputs: paths this run reads (config, model, cameras): ``out`` may not contain them.
+    Returns:
+        The summary also written to run.json: steps, seconds, samples/s, the last validation.
+    """
+    out = Path(out)
+    if config.model == "blendshapes" and not isinstance(model, BlendshapeModel):
+        raise ValueError("a blendshapes training needs a blendshape model (CLI: --model FOLDER_OR_NPZ)")
+    if config.model == "rigid" and not isinstance(model, Mesh):
+        raise ValueError("a rigid training needs the known mesh (CLI: --model MESH)")
+    if len(rig.batch_shape) != 1:
+        raise ValueError(f"the rig must be a [N] batch of cameras; got batch shape {rig.batch_shape}")
+    names = list(names) if names is not None else [f"{i:03d}" for i in range(rig.batch_shape[0])]
+    task = Task.create(model, _network_rig(rig, config.resolution))
+    task.coeff_ranges(config.sampling)  # names a typo in sampling.ranges now, not after rendering
+    network = build_network(config, task)
+    optimizer = make_optimizer(config)
+    if resume:
+        if overwrite:
+            raise ValueError("--resume continues a run; --overwrite would replace it: pass one of them")
+        if not (out / "run.json").is_file():
+            raise FileNotFoundError(f"--resume: {out} is not a meshfit training run (no run.json)")
+        _same_run(out, config, model, rig)
+    else:
+        check_output_dir(out, overwrite=overwrite, inputs=inputs)
+        if out.exists():
+            shutil.rmtree(out)  # a meshfit output (check_output_dir made sure)
+        out.mkdir(parents=True)
+        (out / MARKER).write_text(json.dumps({"kind": "train"}) + "\n")
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        save_cameras(out / "rig.json", rig, names=names)
+        if isinstance(model, BlendshapeModel):
+            model.save(out / "model.npz")
+        else:
+            save_mesh(out / "model.obj", model)
+    info = {
+        "format_version": RUN_FORMAT, "representation": config.model,
+        "vertices": task.num_vertices, "faces": int(task.faces.shape[0]),
+        "coefficients": list(task.coeff_names),
+        "views": list(names), "rig_size": [rig.width, rig.height],
+        "input_size": [task.rig.width, task.rig.height], "channels": [*config.inputs, "ray_x", "ray_y"],
+        "rig_centre": np.asarray(task.target).tolist(), "radius": float(task.radius),
+        "bbox_diagonal": task.diagonal, "network": network.cost, "devices": len(devices or [None]),
+        "command": command,
+    }  # fmt: skip
+    if not resume:
+        (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+
+    # The validation set: rendered once, at the start.
+    val_path = out / "validation.npz"
+    if val_path.is_file():
+        val = load_validation(val_path)
+    else:
+        val = render_validation(task, rig, config, progress=progress)
+        save_validation(val_path, val)
+
+    last, best = _checkpointers(out, config.checkpoint.keep)
+    carry = _checkpoint_tree(network, optimizer, network.init_params(), 0)
+    step0 = 0
+    if resume:
+        latest = last.latest_step()
+        if latest is not None:  # else killed before its first checkpoint: start again
+            carry = _restore(last, latest, carry)
+            step0 = int(carry["step"])
+        if step0 > config.steps:
+            raise ValueError(f"--resume: the run is at step {step0}, past the config's steps {config.steps}")
+    log = out / "metrics.jsonl"
+    truncate_jsonl(log, step0)
+
+    step_fn = make_train_step(network, optimizer, devices=devices)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=step0, desc="train", unit="step", smoothing=0.1)
+    t0 = time.perf_counter()
+    compile_s = 0.0
+    window: list[dict] = []
+    t_window = time.perf_counter()
+    saved_at = step0
+    val_summary = None
+    step = step0
+
+    def checkpoint(carry: dict) -> dict:
+        nonlocal saved_at
+        import orbax.checkpoint as ocp
+
+        step = int(carry["step"])
+        ev = evaluate(network, carry["params"], val)
+        summary = summarize(ev["errors"])
+        write_jsonl(log, {"step": step, "validation": summary})
+        last.save(step, args=ocp.args.StandardSave(carry), force=True)
+        score = {"vertex_pct": summary["vertex_pct"]["mean"]}
+        best.save(step, args=ocp.args.StandardSave(carry), metrics=score, force=True)
+        last.wait_until_finished()
+        best.wait_until_finished()
+        saved_at = step
+        return summary
+
+    try:
+        for step in range(step0, config.steps):
+            t = time.perf_counter()
+            # One assignment: an interrupt leaves `carry` wholly before or wholly after the step.
+            carry, metrics = step_fn(carry)
+            if step == step0:
+                jax.block_until_ready(carry)
+                compile_s = time.perf_counter() - t
+                t_window = time.perf_counter()
+            window.append(metrics)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                host = jax.device_get(window)
+                mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                if not np.isfinite(mean["loss"]):
+                    raise FloatingPointError(
+                        f"the training loss became non-finite by step {done}; the last checkpoint "
+                        f"(step {saved_at}) is kept: lower optim.lr or raise optim.clip, then --resume"
+                    )
+                elapsed = time.perf_counter() - t_window
+                rate = len(window) * config.batch / max(elapsed, 1e-9)
+                lr = float(lr_schedule(config)(done))
+                write_jsonl(log, {"step": done, **mean, "lr": lr, "samples_per_s": rate,
+                                  "seconds": time.perf_counter() - t0})  # fmt: skip
+                if bar is not None:
+                    bar.set_postfix(loss=f"{mean['loss']:.4g}", samples_s=f"{rate:.0f}", refresh=False)
+                window, t_window = [], time.perf_counter()
+            if done % config.checkpoint.every == 0 or done == config.steps:
+                val_summary = checkpoint(carry)
+                if bar is not None:
+                    bar.write(
+                        f"step {done}: validation vertex error {val_summary['vertex_pct']['mean']:.3f}% "
+                        f"(median {val_summary['vertex_pct']['median']:.3f}%), rotation median "
+                        f"{val_summary['rotation_deg']['median']:.2f} deg"
+                    )
+                t_window = time.perf_counter()
+            if bar is not None:
+                bar.update(1)
+        step = config.steps
+    except KeyboardInterrupt:
+        done = int(carry["step"])
+        if done > saved_at:
+            checkpoint(carry)
+        raise KeyboardInterrupt(f"training interrupted at step {done}; continue with --resume") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    summary = {
+        **info, "steps": config.steps, "resumed_from": step0 if resume else None, "seconds": seconds,
+        "compile_seconds": compile_s,
+        "samples_per_s": (config.steps - step0) * config.batch / max(seconds - compile_s, 1e-9),
+        "validation": val_summary, "best_step": best.best_step() if hasattr(best, "best_step") else None,
+    }  # fmt: skip
+    (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n")
+    from meshfit.amortize.report import write_train_report
+
+    write_train_report(out, network, carry["params"], val, summary)
+    return summary
+
+
+def train_folder(config_data: dict, model_path, cameras_path, out, *, resume=False, overwrite=False,
+                 progress=True, devices=None, config_path=None, command=None) -> dict:  # fmt: skip
+    """What ``meshfit train`` calls: read the config, model and cameras, then ``train``."""
+    config = TrainConfig.from_dict(config_data)
+    inputs = [p for p in (config_path, model_path, cameras_path) if p is not None]
+    if config.model == "blendshapes":
+        inputs += BlendshapeModel.source_files(model_path)
+    if not resume:
+        check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    elif not Path(out, "run.json").is_file():
+        raise OutputError(f"--resume: {out} is not a meshfit training run (no run.json)")
+    model = BlendshapeModel.load(model_path) if config.model == "blendshapes" else load_mesh(model_path)
+    rig, names = load_cameras(cameras_path)
+    return train(config, model, rig, out, names=names, resume=resume, overwrite=overwrite, progress=progress,
+                 devices=devices, inputs=tuple(inputs), command=command)  # fmt: skip

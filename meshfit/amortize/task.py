@@ -1,0 +1,287 @@
+"""What a regressor predicts, for which object and rig: the ``Task``.
+
+A task pairs a representation (a blendshape rig, or a known mesh placed rigidly) with the
+camera rig it is trained for. Its parameters are kept in one *canonical* form, a dict of
+
+- ``coeffs``: [K] blendshape coefficients (identity then expression; K = 0 for a rigid mesh),
+- ``R``: [3, 3] object -> world rotation about the object's centre,
+- ``offset``: [3] the object's centre minus the rig's centre, in object radii,
+- ``log_scale``: [] the object's log scale,
+
+so that ``vertices = s R (x - c) + rig_centre + radius offset``, with x the model's shape in its
+own frame and c its bounding-sphere centre. ``model_params`` and ``params_json`` turn it into
+the representation's own parameters and into what ``meshfit fit`` writes to params.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meshfit._pytree import pytree_dataclass, static_field
+from meshfit.amortize.config import SamplingConfig
+from meshfit.camera import Camera
+from meshfit.mesh import Mesh, bounding_sphere
+from meshfit.models import BlendshapeModel, so3_exp, so3_log
+
+__all__ = ["Task", "rig_centre", "six_d_to_matrix"]
+
+
+def rig_centre(cameras: Camera) -> np.ndarray:
+    """[3] the point closest (least squares) to every camera's optical axis: what a rig looks at.
+
+    Falls back to a point in front of the cameras when the axes are (nearly) parallel."""
+    R = np.asarray(cameras.R, np.float64).reshape(-1, 3, 3)
+    o = np.asarray(cameras.center, np.float64).reshape(-1, 3)
+    d = R[:, 2, :]  # optical axes (camera +z) in world coordinates
+    P = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
+    A, b = P.sum(0), np.einsum("nij,nj->i", P, o)
+    if np.linalg.cond(A) > 1e6:
+        spread = max(float(np.linalg.norm(o - o.mean(0), axis=1).max()), 1.0)
+        return o.mean(0) + spread * d.mean(0) / max(np.linalg.norm(d.mean(0)), 1e-12)
+    return np.linalg.solve(A, b)
+
+
+def six_d_to_matrix(x: jax.Array) -> jax.Array:
+    """Rotation matrices [..., 3, 3] from 6-D vectors [..., 6] (Zhou et al. 2019): the two
+    3-vectors are the first two columns, made orthonormal by Gram-Schmidt."""
+    a, b = x[..., :3], x[..., 3:]
+    # Safe norms: a zero vector (an untrained head can give one) must not make NaN gradients.
+    na = jnp.sqrt(jnp.maximum(jnp.sum(a * a, -1, keepdims=True), 1e-12))
+    e1 = a / na
+    b = b - jnp.sum(e1 * b, -1, keepdims=True) * e1
+    nb = jnp.sqrt(jnp.maximum(jnp.sum(b * b, -1, keepdims=True), 1e-12))
+    e2 = b / nb
+    e3 = jnp.cross(e1, e2)
+    return jnp.stack([e1, e2, e3], -1)
+
+
+def _uniform_rotation(key: jax.Array, max_degrees: float) -> jax.Array:
+    """[3, 3] a random rotation: uniform on SO(3) for 180 degrees, else its rotation vector
+    uniform in the ball of radius ``max_degrees``."""
+    if max_degrees >= 180:
+        q = jax.random.normal(key, (4,))
+        q = q / jnp.linalg.norm(q)
+        w, x, y, z = q
+        return jnp.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ])  # fmt: skip
+    k1, k2 = jax.random.split(key)
+    axis = jax.random.normal(k1, (3,))
+    axis = axis / jnp.linalg.norm(axis)
+    angle = np.radians(max_degrees) * jax.random.uniform(k2) ** (1.0 / 3.0)
+    return so3_exp(angle * axis)
+
+
+@pytree_dataclass
+class Task:
+    """A representation and the rig a regressor is trained for.
+
+    Fields:
+        base: [V, 3] the model's neutral (blendshapes) or template (rigid) vertices, own frame.
+        basis: [K, V, 3] coefficient deltas (identity then expression; K = 0 for rigid).
+        faces: [F, 3] int32.
+        centre: [3] bounding-sphere centre of ``base`` (what R turns about). radius: [] its radius.
+        rig: [N] the cameras the network is trained for, at the network's input resolution.
+        target: [3] the rig's centre (``rig_centre``), where the object sits at zero offset.
+        kind: "blendshapes" or "rigid" (static). planes: (near, far) clip planes of renders
+            through the rig: 2 radii about the nearest and farthest depth of its centre (static).
+        identity_names, expression_names: coefficient names (static; rigid: empty).
+    """
+
+    base: jax.Array
+    basis: jax.Array
+    faces: jax.Array
+    centre: jax.Array
+    radius: jax.Array
+    rig: Camera
+    target: jax.Array
+    kind: str = static_field(default="rigid")
+    planes: tuple = static_field(default=(0.01, 100.0))
+    identity_names: tuple = static_field(default=())
+    expression_names: tuple = static_field(default=())
+
+    @classmethod
+    def create(cls, model: BlendshapeModel | Mesh, rig: Camera) -> Task:
+        """A task for a blendshape model or a known mesh and a rig [N] (any resolution)."""
+        if len(rig.batch_shape) != 1:
+            raise ValueError(f"the rig must be a [N] batch of cameras; got batch shape {rig.batch_shape}")
+        if isinstance(model, BlendshapeModel):
+            base = np.asarray(model.neutral, np.float32)
+            basis = np.concatenate([np.asarray(model.identity), np.asarray(model.expression)]).astype(
+                np.float32
+            )
+            ids = model.identity_names or tuple(f"identity{i}" for i in range(model.num_identity))
+            exps = model.expression_names or tuple(f"expression{i}" for i in range(model.num_expression))
+            kind = "blendshapes"
+        elif isinstance(model, Mesh):
+            base = np.asarray(model.vertices, np.float32)
+            basis = np.zeros((0,) + base.shape, np.float32)
+            ids, exps, kind = (), (), "rigid"
+        else:
+            raise TypeError(f"model must be a BlendshapeModel or a Mesh; got {type(model).__name__}")
+        c, r = bounding_sphere(base)
+        if not r > 0:
+            raise ValueError("the model has zero extent")
+        target = rig_centre(rig)
+        z = np.einsum("nj,j->n", np.asarray(rig.R)[:, 2, :], target) + np.asarray(rig.t)[:, 2]
+        far = float(z.max()) + 2 * r
+        if not z.min() > 0:
+            raise ValueError(
+                "the rig's centre is behind one of its cameras: the cameras do not look at one place"
+            )
+        planes = (max(float(z.min()) - 2 * r, 1e-3 * far), far)
+        return cls(
+            jnp.asarray(base), jnp.asarray(basis), jnp.asarray(model.faces, jnp.int32),
+            jnp.asarray(c, jnp.float32), jnp.asarray(r, jnp.float32), rig,
+            jnp.asarray(target, jnp.float32), kind, planes, tuple(ids), tuple(exps),
+        )  # fmt: skip
+
+    # ---- sizes and names ------------------------------------------------------------------
+    @property
+    def num_coeffs(self) -> int:
+        return self.basis.shape[0]
+
+    @property
+    def num_vertices(self) -> int:
+        return self.base.shape[0]
+
+    @property
+    def coeff_names(self) -> tuple[str, ...]:
+        return self.identity_names + self.expression_names
+
+    def coeff_ranges(self, sampling: SamplingConfig) -> np.ndarray:
+        """[K, 2] the sampling range of each coefficient (per-name ``ranges`` override)."""
+        unknown = sorted(set(sampling.ranges) - set(self.coeff_names))
+        if unknown:
+            raise ValueError(
+                f"sampling.ranges names {unknown}, which are not coefficients of the model "
+                f"(it has {list(self.coeff_names)})"
+            )
+        rows = [sampling.identity] * len(self.identity_names) + [sampling.expression] * len(
+            self.expression_names
+        )
+        rows = [sampling.ranges.get(n, r) for n, r in zip(self.coeff_names, rows)]
+        return np.asarray(rows, np.float32).reshape(-1, 2)
+
+    def coeff_bounds(self, bounds: dict) -> np.ndarray:
+        """[K, 2] the box each output coefficient is confined to (inf where unbounded)."""
+        n_id = len(self.identity_names)
+        out = np.full((self.num_coeffs, 2), [-np.inf, np.inf], np.float32)
+        if "identity" in bounds:
+            out[:n_id] = bounds["identity"]
+        if "expression" in bounds:
+            out[n_id:] = bounds["expression"]
+        return out
+
+    # ---- parameters -----------------------------------------------------------------------
+    def sample(self, key: jax.Array, sampling: SamplingConfig) -> dict:
+        """One random canonical parameter set drawn as ``sampling`` says (jit-friendly)."""
+        kc, ka, kr, kt, ks = jax.random.split(key, 5)
+        ranges = jnp.asarray(self.coeff_ranges(sampling))
+        coeffs = ranges[:, 0] + (ranges[:, 1] - ranges[:, 0]) * jax.random.uniform(kc, (self.num_coeffs,))
+        if sampling.expression_active < 1 and self.expression_names:
+            n_id = len(self.identity_names)
+            active = jax.random.bernoulli(ka, sampling.expression_active, (self.num_coeffs,))
+            active = active | (jnp.arange(self.num_coeffs) < n_id)
+            # An inactive expression rests at its range's end nearest zero (0 for [0, 1]).
+            rest = jnp.clip(0.0, ranges[:, 0], ranges[:, 1])
+            coeffs = jnp.where(active, coeffs, rest)
+        lo, hi = np.log(sampling.scale[0]), np.log(sampling.scale[1])
+        return {
+            "coeffs": coeffs,
+            "R": _uniform_rotation(kr, sampling.rotation),
+            "offset": sampling.translation * jax.random.uniform(kt, (3,), minval=-1.0, maxval=1.0),
+            "log_scale": lo + (hi - lo) * jax.random.uniform(ks),
+        }
+
+    def shape(self, canon: dict) -> jax.Array:
+        """[V, 3] the unposed shape (own frame)."""
+        if self.num_coeffs == 0:
+            return self.base
+        return self.base + jnp.einsum("k,kvd->vd", canon["coeffs"], self.basis)
+
+    def vertices(self, canon: dict) -> jax.Array:
+        """[V, 3] world-space vertices of canonical parameters."""
+        s = jnp.exp(canon["log_scale"])
+        x = self.shape(canon) - self.centre[None]
+        return s * x @ canon["R"].T + (self.target + self.radius * canon["offset"])[None]
+
+    def object_centre(self, canon: dict) -> jax.Array:
+        """[3] world position of the object's centre."""
+        return self.target + self.radius * canon["offset"]
+
+    def model_params(self, canon: dict) -> dict:
+        """The representation's own parameters (``BlendshapeModel.vertices`` or a ``RigidModel``
+        with R0 = I and the model file's vertices as template) giving the same vertices."""
+        s = jnp.exp(canon["log_scale"])
+        t = self.object_centre(canon) - s * canon["R"] @ self.centre
+        out = {"rotation": so3_log(canon["R"]), "translation": t, "log_scale": canon["log_scale"]}
+        if self.kind == "blendshapes":
+            n_id = len(self.identity_names)
+            out |= {"identity": canon["coeffs"][:n_id], "expression": canon["coeffs"][n_id:]}
+        return out
+
+    def params_json(self, canon: dict) -> dict:
+        """What ``meshfit fit`` writes to params.json for these parameters (one frame, host)."""
+        canon = jax.tree.map(lambda a: np.asarray(a, np.float64), canon)
+        s = float(np.exp(canon["log_scale"]))
+        R = canon["R"]
+        centre = np.asarray(self.target, np.float64) + float(self.radius) * canon["offset"]
+        t = centre - s * R @ np.asarray(self.centre, np.float64)
+        if self.kind == "rigid":
+            M = np.eye(4)
+            M[:3, :3], M[:3, 3] = s * R, t
+            return {"object_to_world": M.tolist(), "scale": s}
+        n_id = len(self.identity_names)
+        return {
+            "identity": dict(zip(self.identity_names, canon["coeffs"][:n_id].tolist())),
+            "expression": dict(zip(self.expression_names, canon["coeffs"][n_id:].tolist())),
+            "rotation_axis_angle": np.asarray(so3_log(jnp.asarray(R, jnp.float32)), np.float64).tolist(),
+            "translation": t.tolist(),
+            "scale": s,
+        }
+
+    def from_params_json(self, params: dict) -> dict:
+        """Canonical parameters of a params.json written by ``meshfit fit`` or ``predict`` (one
+        frame); the inverse of ``params_json``."""
+        c = np.asarray(self.centre, np.float64)
+        if self.kind == "rigid":
+            M = np.asarray(params["object_to_world"], np.float64)
+            if M.shape != (4, 4):
+                raise ValueError(f"object_to_world must be 4x4; got {M.shape}")
+            s = float(params.get("scale", np.cbrt(abs(np.linalg.det(M[:3, :3])))))
+            R, t, coeffs = M[:3, :3] / s, M[:3, 3], np.zeros(0)
+        else:
+            ids, exps = params.get("identity", {}), params.get("expression", {})
+            missing = sorted((set(self.identity_names) - set(ids)) | (set(self.expression_names) - set(exps)))
+            if missing:
+                raise ValueError(f"params name no value for the model's coefficients {missing}")
+            coeffs = np.array(
+                [ids[n] for n in self.identity_names] + [exps[n] for n in self.expression_names]
+            )
+            s = float(params["scale"])
+            R = np.asarray(so3_exp(jnp.asarray(params["rotation_axis_angle"], jnp.float32)), np.float64)
+            t = np.asarray(params["translation"], np.float64)
+        centre = s * R @ c + t
+        return {
+            "coeffs": jnp.asarray(coeffs, jnp.float32),
+            "R": jnp.asarray(R, jnp.float32),
+            "offset": jnp.asarray((centre - np.asarray(self.target)) / float(self.radius), jnp.float32),
+            "log_scale": jnp.asarray(np.log(s), jnp.float32),
+        }
+
+    def with_rig(self, rig: Camera) -> Task:
+        """The same object with another rig (e.g. the rig at another resolution)."""
+        return dataclasses.replace(self, rig=rig)
+
+    @property
+    def diagonal(self) -> float:
+        """The base shape's bounding-box diagonal (the unit of the reported vertex error)."""
+        b = np.asarray(self.base)
+        return float(np.linalg.norm(b.max(0) - b.min(0)))

@@ -1,0 +1,274 @@
+"""Training a regressor with meshfit's renderer in the loop.
+
+Every step draws ``batch`` samples inside the jitted step (parameters, rig jitter, appearance:
+``inputs.render_inputs``), runs the network on them and takes an AdamW step on
+
+    loss.vertices * mean |v_pred - v_true| / radius
+      + loss.silhouette * silhouette MSE of the predicted mesh against the input mask
+      + loss.depth * depth MSE (object radii) against the input depth.
+
+Sample i of step s uses the key ``fold_in(fold_in(key(seed), s), i)``: a step's data depend on
+nothing but the seed and the step, so a resumed run repeats an uninterrupted one, and a run
+whose batch is split over devices (``devices``: a ``jax.sharding`` mesh, batch axis sharded,
+parameters replicated, ``jax.shard_map``) sees the same samples as one device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from meshfit import losses
+from meshfit.amortize.config import TrainConfig
+from meshfit.amortize.inputs import jitter_rig, render_inputs
+from meshfit.amortize.network import Regressor, decode, network_cost
+from meshfit.amortize.task import Task
+from meshfit.render import antialias, rasterize
+
+__all__ = ["Network", "build_network", "lr_schedule", "make_optimizer", "make_train_step", "pose_errors"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A regressor as pure functions: ``apply(params, inputs, present)`` -> raw outputs and
+    ``predict(params, inputs, cameras, present)`` -> canonical parameters [B, ...].
+
+    graphdef, template: the NNX module split (``nnx.split``); params are plain nested dicts
+    (``nnx.to_pure_dict``). cost: parameters and FLOPs (``network_cost``)."""
+
+    config: TrainConfig
+    task: Task
+    graphdef: Any
+    template: Any
+    cost: dict
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.config.inputs) + 2
+
+    def init_params(self) -> dict:
+        net = Regressor(self.in_channels, self.task.num_coeffs + 1, self._resolution, self.config.network,
+                        rngs=nnx.Rngs(self.config.seed))  # fmt: skip
+        return nnx.to_pure_dict(nnx.split(net, nnx.Param)[1])
+
+    @property
+    def _resolution(self) -> tuple[int, int]:
+        return self.task.rig.height, self.task.rig.width
+
+    def apply(self, params: dict, inputs: jax.Array, present: jax.Array):
+        state = jax.tree.map(lambda a: a, self.template)
+        nnx.replace_by_pure_dict(state, params)
+        return nnx.merge(self.graphdef, state)(inputs, present)
+
+    def predict(self, params: dict, inputs: jax.Array, cameras, present: jax.Array) -> dict:
+        """Canonical parameters [B, ...] from inputs [B, N, H, W, C] seen by cameras [B, N]."""
+        per_view, pooled = self.apply(params, inputs, present)
+        c = self.config
+        return decode(
+            self.task, cameras, per_view, pooled, present, ranges=self.task.coeff_ranges(c.sampling),
+            bounds=self.task.coeff_bounds(c.bounds), scale_range=c.sampling.scale,
+        )  # fmt: skip
+
+
+def build_network(config: TrainConfig, task: Task) -> Network:
+    """The Network for a config and a task whose rig is at the network's resolution."""
+    rig = task.rig
+    if max(rig.width, rig.height) != config.resolution:
+        raise ValueError(
+            f"the task's rig is {rig.width}x{rig.height}; the network reads {config.resolution} px"
+        )
+    for side in (rig.width, rig.height):
+        if side % 2**config.network.stages:
+            raise ValueError(
+                f"the network's input {rig.width}x{rig.height} must divide by 2^network.stages = "
+                f"{2**config.network.stages} (choose a resolution that keeps the rig's aspect)"
+            )
+    in_channels = len(config.inputs) + 2
+    net = Regressor(in_channels, task.num_coeffs + 1, (rig.height, rig.width), config.network,
+                    rngs=nnx.Rngs(config.seed))  # fmt: skip
+    graphdef, template = nnx.split(net, nnx.Param)
+    cost = network_cost(config.network, in_channels, task.num_coeffs + 1, (rig.height, rig.width),
+                        rig.batch_shape[0])  # fmt: skip
+    return Network(config, task, graphdef, template, cost)
+
+
+def lr_schedule(config: TrainConfig) -> optax.Schedule:
+    """Linear warm-up to ``optim.lr``, then cosine decay to ``optim.final_lr`` x lr at ``steps``."""
+    o = config.optim
+    warmup = min(o.warmup, max(config.steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        0.0, o.lr, warmup_steps=warmup, decay_steps=max(config.steps, warmup + 1), end_value=o.lr * o.final_lr
+    )
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """AdamW on ``lr_schedule``, after global-norm clipping."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.optim.clip),
+        optax.adamw(lr_schedule(config), weight_decay=config.optim.weight_decay),
+    )
+
+
+def pose_errors(task: Task, pred: dict, truth: dict) -> dict:
+    """Per-sample errors [B]: mean vertex distance (% of the model's bounding-box diagonal),
+    rotation (degrees) and centre (% of the object's diameter)."""
+    vp = jax.vmap(task.vertices)(pred)
+    vt = jax.vmap(task.vertices)(truth)
+    vertex = jnp.mean(jnp.linalg.norm(vp - vt, axis=-1), -1) / task.diagonal * 100
+    rel = jnp.einsum("bji,bjk->bik", pred["R"], truth["R"])
+    cos = jnp.clip((jnp.trace(rel, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)
+    rotation = jnp.degrees(jnp.arccos(cos))
+    centre = jnp.linalg.norm(pred["offset"] - truth["offset"], axis=-1) / 2 * 100  # radii -> % of diameter
+    return {"vertex_pct": vertex, "rotation_deg": rotation, "centre_pct": centre}
+
+
+def sample_batch(network: Network, keys: jax.Array) -> tuple[dict, Any, jax.Array, dict]:
+    """Draw and render samples, one per key [b]: (truth [b, ...], cameras [b, N], inputs
+    [b, N, H, W, C], images by channel)."""
+    c, task = network.config, network.task
+
+    def one(key):
+        kp, kj = jax.random.split(key)
+        return task.sample(kp, c.sampling), jitter_rig(kj, task.rig, c.jitter, task.radius)
+
+    truth, cams = jax.vmap(one)(keys)
+    verts = jax.vmap(task.vertices)(truth)
+    kimg = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)
+    inputs, images = render_inputs(kimg, task, cams, verts, c.appearance, c.inputs)
+    return truth, cams, inputs, images
+
+
+def _per_sample_loss(network: Network, params: dict, keys: jax.Array) -> tuple[jax.Array, dict]:
+    """Loss and terms per sample [b] for the samples of ``keys`` [b]."""
+    c, task = network.config, network.task
+    truth, cams, inputs, images = sample_batch(network, keys)
+    present = jax.vmap(lambda k: _present(jax.random.fold_in(k, 11), cams.batch_shape[1], c.view_dropout))(
+        keys
+    )
+    pred = network.predict(params, inputs, cams, present)
+    terms = {}
+    vp = jax.vmap(task.vertices)(pred)
+    if c.loss.vertices:
+        vt = jax.vmap(task.vertices)(truth)
+        # A smooth distance: sqrt(d^2 + eps) keeps the gradient finite at a perfect prediction.
+        dist = jnp.sqrt(jnp.sum((vp - vt) ** 2, -1) + (1e-4 * task.radius) ** 2)
+        terms["vertices"] = jnp.mean(dist, -1) / task.radius
+    if c.loss.silhouette or c.loss.depth:
+        terms |= _image_terms(task, cams, vp, images, c)
+    total = sum(getattr(c.loss, k) * v for k, v in terms.items())
+    return total, terms
+
+
+def _present(key: jax.Array, views: int, dropout: float) -> jax.Array:
+    """[N] 1/0: which views the network is shown (each hidden with ``dropout``, one always kept)."""
+    kd, kk = jax.random.split(key)
+    keep = ~jax.random.bernoulli(kd, dropout, (views,))
+    keep = keep | (jnp.arange(views) == jax.random.randint(kk, (), 0, views))
+    return keep.astype(jnp.float32)
+
+
+def _image_terms(task: Task, cams, vertices: jax.Array, images: dict, config: TrainConfig) -> dict:
+    """Renderer-in-the-loop terms per sample [b] of predicted vertices [b, V, 3] against the
+    input images [b, N, H, W]."""
+    clip = jax.vmap(lambda cm, v: cm.to_clip(v, *task.planes))(cams, vertices)
+    frags = rasterize(clip, task.faces, height=cams.height, width=cams.width)
+    out = {}
+    if config.loss.silhouette:
+        flat = clip.reshape((-1,) + clip.shape[2:])
+        fl = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), frags)
+        sil = antialias(fl.mask[..., None].astype(clip.dtype), fl, flat, task.faces)[..., 0]
+        sil = sil.reshape(frags.mask.shape)
+        out["silhouette"] = jax.vmap(losses.silhouette_loss)(sil, images["mask"])
+    if config.loss.depth:
+        target = images["depth"] / task.radius
+        out["depth"] = jax.vmap(losses.depth_loss)(frags.depth / task.radius, target)
+    return out
+
+
+def make_train_step(network: Network, optimizer: optax.GradientTransformation, *, devices=None):
+    """The jitted ``step(carry) -> (carry, metrics)`` over ``carry = {"params", "opt_state",
+    "step"}`` (step: int32 [], the steps taken: the one run now draws its samples from it).
+
+    ``devices``: split each batch over these devices (a 1-D ``jax.sharding.Mesh`` named "data",
+    the batch sharded, parameters replicated); the batch must divide by their number."""
+    c = network.config
+    base = jax.random.key(c.seed)
+    local = lambda params, keys: _per_sample_loss(network, params, keys)  # noqa: E731
+    if devices is not None and len(devices) > 1:
+        from jax.sharding import Mesh
+        from jax.sharding import PartitionSpec as P
+
+        if c.batch % len(devices):
+            raise ValueError(f"batch {c.batch} does not split evenly over {len(devices)} devices")
+        mesh = Mesh(np.asarray(devices), ("data",))
+        local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P("data"), P("data")))
+
+    def loss_fn(params, step):
+        key = jax.random.fold_in(base, step)
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(c.batch))
+        per, terms = local(params, keys)
+        return jnp.mean(per), {k: jnp.mean(v) for k, v in terms.items()}
+
+    @jax.jit
+    def step_fn(carry):
+        params, step = carry["params"], carry["step"]
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, step)
+        updates, opt_state = optimizer.update(grads, carry["opt_state"], params)
+        params = optax.apply_updates(params, updates)
+        new = {"params": params, "opt_state": opt_state, "step": step + 1}
+        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), **terms}
+
+    return step_fn
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return _jsonable(np.asarray(x).tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_jsonl(path: Path, record: dict) -> None:
+    """Append one line (flushed: a killed run keeps every line it wrote)."""
+    with open(path, "a") as fh:
+        fh.write(json.dumps(_jsonable(record)) + "\n")
+        fh.flush()
+
+
+def truncate_jsonl(path: Path, after_step: int) -> None:
+    """Drop the lines of steps after ``after_step`` (a resumed run writes them again)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= after_step:
+                keep.append(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+    path.write_text("".join(k + "\n" for k in keep))
+
+
+def timed(fn, *args, repeats: int = 1) -> tuple[Any, float]:
+    """Result of ``fn(*args)`` and its median wall time over ``repeats`` (blocking)."""
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return out, float(np.median(times))
