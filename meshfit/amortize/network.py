@@ -59,7 +59,10 @@ class Regressor(nnx.Module):
         h, w = resolution
         cells = (h // 2**config.stages) * (w // 2**config.stages)
         self.embed = nnx.Linear(cells * c, config.features, rngs=rngs)
-        self.view_head = nnx.Linear(config.features, VIEW_OUTPUTS, rngs=rngs)
+        self.view_head = nnx.Linear(config.features, VIEW_OUTPUTS - 1, rngs=rngs)
+        # No bias: a shift shared by every view's confidence changes nothing, so its gradient is
+        # rounding noise, which Adam would blow up into steps.
+        self.confidence = nnx.Linear(config.features, 1, use_bias=False, rngs=rngs)
         self.pool_hidden = nnx.Linear(config.features, config.features, rngs=rngs)
         self.pool_head = nnx.Linear(config.features, num_outputs, rngs=rngs)
         # Start at "no rotation, centre on the rig's centre, every view equally sure": the heads'
@@ -75,7 +78,7 @@ class Regressor(nnx.Module):
         for conv in self.convs:
             x = jax.nn.relu(conv(x))
         h = jax.nn.relu(self.embed(x.reshape(B * N, -1))).reshape(B, N, -1)
-        per_view = self.view_head(h)
+        per_view = jnp.concatenate([self.view_head(h), self.confidence(h)], -1)
         w = present[..., None]
         pooled = jnp.sum(h * w, 1) / jnp.maximum(jnp.sum(w, 1), 1.0)
         return per_view, self.pool_head(jax.nn.relu(self.pool_hidden(pooled)))
@@ -165,9 +168,9 @@ def network_cost(config: NetworkConfig, in_channels: int, num_outputs: int, reso
             params += 9 * cin * out + out
         c = out
     f = config.features
-    dense = [(h * w * c, f), (f, VIEW_OUTPUTS)]
+    dense = [(h * w * c, f), (f, VIEW_OUTPUTS)]  # the view head and the confidence
     per_view = flops + sum(2 * a * b for a, b in dense)
-    params += sum(a * b + b for a, b in dense)
+    params += sum(a * b + b for a, b in dense) - 1  # the confidence has no bias
     pooled = [(f, f), (f, num_outputs)]
     params += sum(a * b + b for a, b in pooled)
     return {

@@ -53,7 +53,16 @@ from meshfit.amortize.validation import (
 )
 from meshfit.camera import Camera
 from meshfit.config import to_dict
-from meshfit.io import MARKER, OutputError, check_output_dir, load_cameras, load_mesh, save_cameras, save_mesh
+from meshfit.io import (
+    MARKER,
+    OutputError,
+    atomic_path,
+    check_output_dir,
+    load_cameras,
+    load_mesh,
+    save_cameras,
+    save_mesh,
+)
 from meshfit.mesh import Mesh
 from meshfit.models import BlendshapeModel
 
@@ -81,9 +90,53 @@ def _checkpointers(run: Path, keep: int):
     )
 
 
+_SEAL = "meshfit_sha256.json"
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    return {
+        str(f.relative_to(folder)): f for f in sorted(folder.rglob("*")) if f.is_file() and f.name != _SEAL
+    }
+
+
+def _seal(manager, step: int) -> None:
+    """Record the SHA-256 of every file of a saved checkpoint: a damaged one is then named
+    before orbax reads it (orbax's readers fail deep inside, or not at all, on a truncated file)."""
+    import hashlib
+
+    folder = Path(manager.directory) / str(step)
+    sums = {name: hashlib.sha256(f.read_bytes()).hexdigest() for name, f in _files(folder).items()}
+    with atomic_path(folder / _SEAL) as tmp:
+        tmp.write_text(json.dumps(sums, indent=0) + "\n")
+
+
+def _verify(manager, step: int) -> None:
+    """Raise ValueError naming the first file of a sealed checkpoint that is missing or changed
+    (a checkpoint saved just before a kill may be unsealed: orbax's own commit marks it whole)."""
+    import hashlib
+
+    folder = Path(manager.directory) / str(step)
+    seal = folder / _SEAL
+    if not seal.is_file():
+        return
+    try:
+        sums = json.loads(seal.read_text())
+    except ValueError as e:
+        raise ValueError(
+            f"cannot read the checkpoint of step {step} in {folder.parent}: {seal.name} is damaged ({e})"
+        ) from e
+    files = _files(folder)
+    for name, digest in sums.items():
+        f = files.get(name)
+        if f is None or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+            what = "is missing" if f is None else "has changed (truncated or overwritten)"
+            raise ValueError(f"cannot read the checkpoint of step {step} in {folder.parent}: {name} {what}")
+
+
 def _restore(manager, step: int, like: dict) -> dict:
     import orbax.checkpoint as ocp
 
+    _verify(manager, step)
     try:
         return manager.restore(step, args=ocp.args.StandardRestore(like))
     except Exception as e:  # orbax raises many kinds; the user needs the path and the cause
@@ -137,12 +190,16 @@ class Regressor:
         if checkpoint not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last'; got {checkpoint!r}")
         last, best = _checkpointers(run, config.checkpoint.keep)
-        manager = best if checkpoint == "best" and best.latest_step() is not None else last
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"{run} has no checkpoint yet (checkpoints/{checkpoint} is empty)")
-        like = _checkpoint_tree(network, make_optimizer(config), network.init_params(), 0)
-        params = _restore(manager, step, like)["params"]
+        try:
+            manager = best if checkpoint == "best" and best.latest_step() is not None else last
+            step = manager.latest_step()
+            if step is None:
+                raise FileNotFoundError(f"{run} has no checkpoint yet (checkpoints/{checkpoint} is empty)")
+            like = _checkpoint_tree(network, make_optimizer(config), network.init_params(), 0)
+            params = _restore(manager, step, like)["params"]
+        finally:
+            last.close()
+            best.close()
         return cls(run, config, model, rig, list(names), network, params, int(step), info)
 
     def predict(self, inputs: jax.Array, cameras: Camera, present: jax.Array | None = None) -> dict:
@@ -307,6 +364,9 @@ def train(
         best.save(step, args=ocp.args.StandardSave(carry), metrics=score, force=True)
         last.wait_until_finished()
         best.wait_until_finished()
+        for manager in (last, best):
+            if step in manager.all_steps():  # best keeps only the best
+                _seal(manager, step)
         saved_at = step
         return summary
 

@@ -1,0 +1,433 @@
+"""Amortized fitting: configs, the canonical parameterisation, decoding, training inputs against
+pyrender, training (loss decreases, resume after kill -9 repeats an uninterrupted run, sharded =
+one device) and predict (fit's outputs, clear errors on bad runs, rigs and models)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import meshfit
+from meshfit.amortize import Regressor, TrainConfig, train
+from meshfit.amortize.config import AppearanceConfig
+from meshfit.amortize.inputs import image_inputs, render_inputs
+from meshfit.amortize.network import VIEW_OUTPUTS, decode
+from meshfit.amortize.task import Task, six_d_to_matrix
+from meshfit.config import ConfigError
+from meshfit.models import BlendshapeModel, RigidModel, so3_exp
+from tests.helpers import require_native
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _blob() -> meshfit.Mesh:
+    """A small lopsided closed mesh (no symmetry: its pose is defined)."""
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=2)
+    v = np.asarray(s.vertices) * [1.0, 0.6, 0.4]
+    v[:, 0] += 0.3 * np.maximum(v[:, 1], 0) ** 2  # a bent top
+    return meshfit.Mesh(v.astype(np.float32), np.asarray(s.faces, np.int32))
+
+
+def _blend_model() -> BlendshapeModel:
+    m = _blob()
+    v = np.asarray(m.vertices)
+    ident = np.stack([0.1 * v * [1, 0, 0], 0.1 * v * [0, 1, 0]])
+    expr = np.stack([0.1 * np.stack([np.zeros(len(v)), np.maximum(v[:, 1], 0), np.zeros(len(v))], 1)])
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    return BlendshapeModel(m.vertices, m.faces, f32(ident), f32(expr), ("wide", "tall"), ("lift",))
+
+
+def _rig(size: int = 64) -> meshfit.Camera:
+    return meshfit.sphere_rig(3, radius=4.0, width=size, height=size, fov=40, seed=2)
+
+
+# Positions far off and turns small: a pose a few steps can learn (the loss halves in 24 steps).
+TINY = {
+    "steps": 24, "batch": 4, "resolution": 16, "inputs": ["mask", "grey"],
+    "sampling": {"translation": 0.5, "rotation": 10},
+    "network": {"width": 4, "stages": 2, "convs_per_stage": 1, "features": 16},
+    "checkpoint": {"every": 8, "keep": 2}, "validation": {"samples": 4}, "log_every": 4,
+    "optim": {"lr": 0.01, "warmup": 2},
+}  # fmt: skip
+
+
+# ---- configs ----------------------------------------------------------------------------------
+
+
+def test_shipped_configs_load():
+    for name in ("amortize_face", "amortize_rigid"):
+        cfg = TrainConfig.load(REPO / "configs" / f"{name}.yaml")
+        assert cfg.resolution % 2**cfg.network.stages == 0
+    rig, names = meshfit.load_cameras(REPO / "configs" / "rig_face4.json")
+    assert rig.batch_shape == (4,) and len(names) == 4
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"model": "rigid", "stepz": 3}, r"config\.stepz: unknown key"),
+        ({"model": "rigid", "inputs": ["mask", "colour"]}, "unknown channels"),
+        ({"model": "rigid", "resolution": 40}, "multiple of 2"),
+        ({"model": "rigid", "bounds": {"expression": [0, 1]}}, "only blendshape"),
+        ({"model": "rigid", "sampling": {"rotation": 720}}, "0..180"),
+        ({"model": "rigid", "loss": {"vertices": 0}}, "nothing to train"),
+        ({"model": "rigid", "loss": {"depth": 1}}, "add depth to inputs"),
+        ({"model": "blendshapes", "sampling": {"expression": [1, 0]}}, "low <= high"),
+        ({"model": "rigid", "optim": {"lr": -1}}, "lr must be"),
+    ],
+)
+def test_config_errors_name_the_key(data, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_dict(data)
+
+
+# ---- the canonical parameterisation and decoding ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["blendshapes", "rigid"])
+def test_params_round_trip(kind):
+    model = _blend_model() if kind == "blendshapes" else _blob()
+    task = Task.create(model, _rig())
+    sampling = TrainConfig.from_dict(
+        {"model": kind, "sampling": {"rotation": 90, "scale": [0.8, 1.2]}}
+    ).sampling
+    canon = task.sample(jax.random.key(3), sampling)
+    v = np.asarray(task.vertices(canon))
+    # The representation's own parameters give the same vertices.
+    p = task.model_params(canon)
+    if kind == "blendshapes":
+        np.testing.assert_allclose(model.vertices(p), v, atol=1e-5)
+    else:
+        rigid = RigidModel.from_mesh(model)
+        np.testing.assert_allclose(rigid.vertices(p), v, atol=1e-5)
+    # params.json, and back.
+    back = task.from_params_json(json.loads(json.dumps(task.params_json(canon))))
+    np.testing.assert_allclose(task.vertices(back), v, atol=1e-5)
+    if kind == "rigid":
+        M = np.asarray(task.params_json(canon)["object_to_world"])
+        ref = np.asarray(model.vertices) @ M[:3, :3].T + M[:3, 3]
+        np.testing.assert_allclose(ref, v, atol=1e-5)
+
+
+def test_unknown_coefficient_range_is_named():
+    task = Task.create(_blend_model(), _rig())
+    cfg = TrainConfig.from_dict({"model": "blendshapes", "sampling": {"ranges": {"jawOpen": [0, 1]}}})
+    with pytest.raises(ValueError, match=r"\['jawOpen'\].*not coefficients"):
+        task.coeff_ranges(cfg.sampling)
+
+
+def test_six_d_gives_rotations():
+    x = jax.random.normal(jax.random.key(0), (50, 6))
+    R = np.asarray(six_d_to_matrix(x))
+    np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-5)
+    assert np.isfinite(np.asarray(jax.grad(lambda y: six_d_to_matrix(y).sum())(jnp.zeros(6)))).all()
+
+
+def _decode(task, cams, per_view, pooled, present, cfg):
+    return decode(task, cams, per_view, pooled, present, ranges=task.coeff_ranges(cfg.sampling),
+                  bounds=task.coeff_bounds(cfg.bounds), scale_range=cfg.sampling.scale)  # fmt: skip
+
+
+def test_decode_zero_output_is_the_rest_pose():
+    task = Task.create(_blend_model(), _rig(16))
+    cfg = TrainConfig.from_dict({"model": "blendshapes", "bounds": {"expression": [0, 1]}})
+    cams = jax.tree.map(lambda a: a[None], task.rig)
+    out = _decode(task, cams, jnp.zeros((1, 3, VIEW_OUTPUTS)), jnp.zeros((1, 4)), jnp.ones((1, 3)), cfg)
+    np.testing.assert_allclose(out["R"][0], np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(out["offset"][0], 0.0, atol=1e-5)
+    np.testing.assert_allclose(
+        out["coeffs"][0], [0.0, 0.0, 0.5], atol=1e-6
+    )  # identity [-1, 1], expression [0, 1]
+
+
+def test_decode_recovers_a_pose_every_view_agrees_on():
+    """Per-view outputs made from a known pose (rotation in each camera's axes, the centre's ray
+    and depth) decode to that pose, with any subset of the views."""
+    task = Task.create(_blob(), _rig(16))
+    cfg = TrainConfig.from_dict({"model": "rigid"})
+    cams = task.rig
+    R = np.asarray(so3_exp(jnp.array([0.3, -0.5, 0.2])))
+    centre = np.asarray(task.target) + np.array([0.1, -0.05, 0.08])
+    Rc, tc = np.asarray(cams.R), np.asarray(cams.t)
+    R_view = np.einsum("nij,jk,nlk->nil", Rc, R, Rc)  # R_cam R R_cam^T
+    pc = np.einsum("nij,j->ni", Rc, centre) + tc
+    ref = np.einsum("nij,j->ni", Rc, np.asarray(task.target)) + tc
+    per_view = np.zeros((1, 3, VIEW_OUTPUTS), np.float32)
+    per_view[0, :, :6] = np.concatenate([R_view[:, :, 0], R_view[:, :, 1]], 1) - [1, 0, 0, 0, 1, 0]
+    per_view[0, :, 6:8] = pc[:, :2] / pc[:, 2:] - ref[:, :2] / ref[:, 2:]
+    per_view[0, :, 8] = np.log(pc[:, 2] / ref[:, 2])
+    batch = jax.tree.map(lambda a: a[None], cams)
+    for present in ([1, 1, 1], [0, 1, 0], [1, 0, 1]):
+        out = _decode(
+            task, batch, jnp.asarray(per_view), jnp.zeros((1, 1)), jnp.asarray([present], jnp.float32), cfg
+        )
+        np.testing.assert_allclose(out["R"][0], R, atol=1e-5)
+        np.testing.assert_allclose(task.object_centre(jax.tree.map(lambda a: a[0], out)), centre, atol=1e-5)
+
+
+# ---- training inputs against pyrender -----------------------------------------------------------
+
+
+def test_training_inputs_match_pyrender_views():
+    """The training renderer (meshfit's, supersampled) with synth's studio light and no noise makes
+    the inputs that pyrender's images make through image_inputs, up to edge pixels."""
+    from meshfit.synth import pyrender_views
+
+    mesh = _blob()
+    rig = _rig(128)
+    task = Task.create(mesh, rig.resized(32, 32))
+    clean = AppearanceConfig(studio=1.0, background=(0.0, 0.0), background_gradient=0.0, noise=0.0,
+                             depth_noise=0.0, mask_noise=0.0, occluders=0.0)  # fmt: skip
+    cams = jax.tree.map(lambda a: a[None], task.rig)
+    v = jnp.asarray(mesh.vertices)[None]
+    keys = jax.random.split(jax.random.key(0), 1)
+    ours, _ = render_inputs(keys, task, cams, v, clean, ("mask", "grey", "depth"))
+    r = pyrender_views(mesh, rig, near=task.planes[0], far=task.planes[1])
+    theirs, _ = image_inputs(task, rig, ("mask", "grey", "depth"), mask=r.mask.astype(np.float32),
+                             rgb=r.rgb / 255.0, depth=r.depth)  # fmt: skip
+    ours, theirs = np.asarray(ours[0]), np.asarray(theirs)
+    assert ours.shape == theirs.shape == (3, 32, 32, 5)
+    np.testing.assert_allclose(ours[..., 3:], theirs[..., 3:], atol=1e-6)  # rays
+    m_ours, m_theirs = ours[..., 0], theirs[..., 0]
+    assert np.abs(m_ours - m_theirs).mean() < 0.02
+    inside = (m_ours == 1) & (m_theirs == 1)
+    assert inside.sum() > 200
+    assert np.abs(ours[..., 1] - theirs[..., 1])[inside].mean() < 0.03  # grey shading
+    assert np.abs(ours[..., 2] - theirs[..., 2])[inside].max() < 0.02  # depth, object radii
+
+
+def test_training_inputs_are_per_sample():
+    """A sample's images depend on its key only, not on the batch it is drawn in."""
+    mesh = _blob()
+    task = Task.create(mesh, _rig(16))
+    v = jnp.broadcast_to(jnp.asarray(mesh.vertices), (3,) + mesh.vertices.shape)
+    cams = jax.tree.map(lambda a: jnp.broadcast_to(a, (3,) + a.shape), task.rig)
+    keys = jax.random.split(jax.random.key(1), 3)
+    a, _ = render_inputs(keys, task, cams, v, AppearanceConfig(), ("mask", "grey"))
+    b, _ = render_inputs(keys[1:2], task, jax.tree.map(lambda x: x[1:2], cams), v[1:2], AppearanceConfig(),
+                         ("mask", "grey"))  # fmt: skip
+    np.testing.assert_allclose(a[1], b[0], atol=1e-6)
+    assert not np.allclose(a[0], a[1])
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny rigid training (24 steps) written to a run folder, and its rig."""
+    require_native()
+    root = tmp_path_factory.mktemp("amortize")
+    rig = _rig(64)
+    cfg = TrainConfig.from_dict({"model": "rigid", **TINY})
+    summary = train(cfg, _blob(), rig, root / "run", progress=False)
+    return root, rig, summary
+
+
+def test_training_lowers_the_loss(tiny_run):
+    root, _, summary = tiny_run
+    lines = [json.loads(x) for x in (root / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [x["loss"] for x in lines if "loss" in x]
+    assert len(losses) == 6 and np.mean(losses[-2:]) < 0.7 * losses[0], losses
+    assert [x["step"] for x in lines if "validation" in x] == [8, 16, 24]
+    for name in (
+        "run.json",
+        "config.yaml",
+        "rig.json",
+        "model.obj",
+        "validation.npz",
+        "report.html",
+        "curves.png",
+    ):
+        assert (root / "run" / name).is_file(), name
+    assert summary["network"]["parameters"] > 0 and summary["validation"]["vertex_pct"]["mean"] > 0
+    reg = Regressor.load(root / "run", checkpoint="last")
+    assert reg.step == 24
+
+
+_TRAIN = textwrap.dedent(
+    """
+    import sys, time
+    import meshfit.amortize.run as run
+    from meshfit.amortize import TrainConfig, train
+    from tests.test_amortize import TINY, _blob, _rig
+    if sys.argv[2] == "slow":  # slow steps, so that the kill lands mid-run
+        make = run.make_train_step
+        def slow(*a, **k):
+            step = make(*a, **k)
+            return lambda carry: (time.sleep(0.5), step(carry))[1]
+        run.make_train_step = slow
+    cfg = TrainConfig.from_dict({"model": "rigid", **TINY})
+    train(cfg, _blob(), _rig(64), sys.argv[1], resume=sys.argv[3] == "resume", progress=False)
+    """
+)
+
+
+def test_resume_after_kill_repeats_the_uninterrupted_run(tiny_run, tmp_path):
+    """kill -9 after the first checkpoint, --resume: the same weights as the uninterrupted run."""
+    root, _, _ = tiny_run
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "killed.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", _TRAIN, str(run), "slow", "new"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        deadline = time.time() + 240
+        while not (run / "checkpoints" / "last" / "8" / "commit_success.txt").exists():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.time() < deadline, "no checkpoint within 4 minutes"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (run / "checkpoints" / "last" / "24").exists()
+    done = subprocess.run([sys.executable, "-c", _TRAIN, str(run), "fast", "resume"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = Regressor.load(root / "run", checkpoint="last")
+    b = Regressor.load(run, checkpoint="last")
+    assert a.step == b.step == 24
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a.params, b.params)
+
+
+def test_resume_refuses_another_config(tiny_run, tmp_path):
+    root, rig, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    cfg = TrainConfig.from_dict({"model": "rigid", **TINY, "batch": 8})
+    with pytest.raises(ValueError, match=r"differs from the run's in \['batch'\]"):
+        train(cfg, _blob(), rig, run, resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="not a meshfit training run"):
+        train(cfg, _blob(), rig, tmp_path / "nothing", resume=True, progress=False)
+
+
+_SHARDED = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from meshfit.amortize import TrainConfig, Task
+    from meshfit.amortize.run import _checkpoint_tree
+    from meshfit.amortize.train import build_network, make_optimizer, make_train_step
+    from tests.test_amortize import TINY, _blob, _rig
+    assert len(jax.devices()) == 4
+    loss = {"vertices": 1, "silhouette": 1}
+    cfg = TrainConfig.from_dict({"model": "rigid", **TINY, "batch": 8, "loss": loss})
+    net = build_network(cfg, Task.create(_blob(), _rig(64).resized(16, 16)))
+    opt = make_optimizer(cfg)
+    out = []
+    for devices in (None, jax.devices()):
+        carry = _checkpoint_tree(net, opt, net.init_params(), 0)
+        step = make_train_step(net, opt, devices=devices)
+        for _ in range(3):
+            carry, metrics = step(carry)
+        out.append((carry["params"], float(metrics["loss"])))
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-5)
+    # Adam divides by the gradient's size: rounding in near-zero gradients shows at ~1e-6.
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), out[0][0], out[1][0])
+    print("OK")
+    """
+)
+
+
+def test_sharded_training_equals_one_device():
+    """The batch split over 4 (forced host) devices with shard_map trains as one device does."""
+    require_native()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _SHARDED], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+# ---- predict --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def posed_data(tiny_run):
+    """A dataset of the blob at a random pose, rendered by pyrender through the run's rig."""
+    root, rig, _ = tiny_run
+    reg = Regressor.load(root / "run")
+    canon = reg.task.sample(jax.random.key(9), reg.config.sampling)
+    mesh = meshfit.Mesh(np.asarray(reg.task.vertices(canon)), reg.task.faces)
+    data = meshfit.synthesize(mesh, root / "data", cameras=rig)
+    return data, reg.task.params_json(canon)
+
+
+def test_predict_writes_what_fit_writes(tiny_run, posed_data, tmp_path):
+    from meshfit.amortize.predict import predict_folder
+
+    root, _, _ = tiny_run
+    data, _ = posed_data
+    metrics = predict_folder(root / "run", data, tmp_path / "pred", refine=3, progress=False)
+    for name in ("mesh.obj", "params.json", "metrics.json", "config.yaml", "history.json", "report.html"):
+        assert (tmp_path / "pred" / name).is_file(), name
+    assert [s["name"] for s in metrics["stages"]] == ["network", "refine"]
+    assert metrics["network"]["per_frame_ms"] > 0
+    params = json.loads((tmp_path / "pred" / "params.json").read_text())
+    assert np.asarray(params["object_to_world"]).shape == (4, 4)
+    fitted = meshfit.load_mesh(tmp_path / "pred" / "mesh.obj")
+    assert fitted.num_vertices == _blob().num_vertices  # the model's vertex order
+
+
+def test_predict_refuses_other_cameras(tiny_run, posed_data, tmp_path):
+    from meshfit.amortize.predict import predict_folder
+
+    root, rig, _ = tiny_run
+    data, _ = posed_data
+    other = tmp_path / "data"
+    shutil.copytree(data, other)
+    moved = meshfit.sphere_rig(3, radius=4.0, width=64, height=64, fov=40, seed=5)
+    meshfit.save_cameras(other / "cameras.json", moved, names=["000", "001", "002"])
+    with pytest.raises(ValueError, match="view '000'.*trained for"):
+        predict_folder(root / "run", other, tmp_path / "out", progress=False)
+
+
+def test_predict_names_a_missing_or_corrupt_checkpoint(tiny_run, posed_data, tmp_path):
+    from meshfit.amortize.predict import predict_folder
+
+    root, _, _ = tiny_run
+    data, _ = posed_data
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run, ignore=shutil.ignore_patterns("checkpoints"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        predict_folder(run, data, tmp_path / "a", progress=False)
+    shutil.rmtree(run)
+    shutil.copytree(root / "run", run)
+    for f in (run / "checkpoints").rglob("*"):
+        if f.is_file() and f.stat().st_size > 100 and "METADATA" not in f.name and "sha256" not in f.name:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    with pytest.raises(ValueError, match=r"cannot read the checkpoint of step 24 .*(truncated|changed)"):
+        predict_folder(run, data, tmp_path / "b", progress=False)
+    (run / "run.json").write_text("{")
+    with pytest.raises(ValueError, match="run.json is not valid JSON"):
+        predict_folder(run, data, tmp_path / "c", progress=False)
+    assert not any((tmp_path / x).exists() for x in "abc")
+
+
+def test_fit_init_refuses_another_model(tiny_run, posed_data, tmp_path):
+    import trimesh
+
+    from meshfit.fitting import fit_folder, load_config
+
+    root, _, _ = tiny_run
+    data, _ = posed_data
+    other = tmp_path / "other.obj"
+    trimesh.creation.icosphere(subdivisions=1).export(other)
+    config, _ = load_config("rigid_pose", ["stages.0.steps=2", "stages.1.steps=2", "stages.2.steps=2"])
+    with pytest.raises(ValueError, match="vertices but the network"):
+        fit_folder(config, data, tmp_path / "fit", model=other, init=root / "run", progress=False)
+    metrics = fit_folder(config, data, tmp_path / "fit", model=root / "run" / "model.obj", init=root / "run",
+                         progress=False)  # fmt: skip
+    assert metrics["steps"] > 0
