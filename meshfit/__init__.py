@@ -35,6 +35,16 @@ from meshfit.topology import LaplacianOp, Topology, cotangent_laplacian, uniform
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # meshfit.amortize pulls in Flax and orbax: imported on first use, not by every command.
+    if name == "amortize":
+        import importlib
+
+        return importlib.import_module("meshfit.amortize")
+    raise AttributeError(f"module 'meshfit' has no attribute {name!r}")
+
+
 __all__ = [
     "Camera",
     "CameraError",
@@ -48,6 +58,7 @@ __all__ = [
     "SurfaceSample",
     "Topology",
     "Views",
+    "amortize",
     "bounding_sphere",
     "capture",
     "clip_range",

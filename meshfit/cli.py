@@ -169,6 +169,24 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"report: {(Path(args.out) / 'report.html').resolve()}")
 
 
+def _distributed(args: argparse.Namespace) -> None:
+    """Join a multi-process training (``jax.distributed``): before JAX touches a device."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if all(x is None for x in given):
+        return
+    if any(x is None for x in given):
+        raise ValueError("a multi-process run needs --coordinator, --num-processes and --process-id together")
+    if not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--process-id must be in 0..{args.num_processes - 1}; got {args.process_id}")
+    import jax
+
+    # CPU processes exchange gradients through gloo (XLA's CPU collectives); GPUs use NCCL.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
+    )
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from meshfit.amortize.predict import predict_folder
 
@@ -341,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. steps=2000 (repeatable)")  # fmt: skip
     p.add_argument("--devices", type=_count, default=None, metavar="N",
                    help="split each batch over N jax devices (data parallel)")  # fmt: skip
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="several processes (hosts): process 0's address (with the next two)")  # fmt: skip
+    p.add_argument("--num-processes", type=_count, default=None, metavar="N", help="processes in all")
+    p.add_argument("--process-id", type=int, default=None, metavar="I", help="this process, 0..N-1")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
@@ -406,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["meshfit", *argv])
     _log_to_stderr()
+    if args.command == "train":
+        try:
+            _distributed(args)
+        except ValueError as e:
+            print(f"meshfit train: error: {e}", file=sys.stderr)
+            return 2
     if args.command in ("fit", "demo", "render", "train", "predict"):
         from meshfit.render import _native
 

@@ -351,6 +351,40 @@ def test_sharded_training_equals_one_device():
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_train_as_one(tiny_run, tmp_path):
+    """meshfit train in 2 local processes (jax.distributed, gloo CPU collectives, one device each,
+    the batch split between them) ends with the weights of the one-process run."""
+    root, _, _ = tiny_run
+    ref = root / "run"
+    port = _free_port()
+    cli = "import sys; from meshfit.cli import main; sys.exit(main())"
+    args = [str(ref / "config.yaml"), "--model", str(ref / "model.obj"), "--cameras", str(ref / "rig.json"),
+            "--out", str(tmp_path / "run"), "--quiet", "--coordinator", f"localhost:{port}",
+            "--num-processes", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("XLA_FLAGS", None)
+    logs = [tmp_path / f"p{i}.log" for i in range(2)]
+    procs = []
+    for i in range(2):
+        with open(logs[i], "w") as err:
+            cmd = [sys.executable, "-c", cli, "train", *args, "--process-id", str(i)]
+            procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=err, stderr=subprocess.STDOUT))
+    for proc, log in zip(procs, logs):
+        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    a = Regressor.load(ref, checkpoint="last")
+    b = Regressor.load(tmp_path / "run", checkpoint="last")
+    assert b.step == 24 and json.loads((tmp_path / "run" / "run.json").read_text())["processes"] == 2
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), a.params, b.params)
+
+
 # ---- predict --------------------------------------------------------------------------------------
 
 

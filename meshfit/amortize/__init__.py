@@ -10,7 +10,8 @@ validation set), ``run`` (the run folder, the training loop, checkpoints, ``Regr
 """
 
 from meshfit.amortize.config import TrainConfig
+from meshfit.amortize.predict import predict, predict_folder
 from meshfit.amortize.run import Regressor, train, train_folder
 from meshfit.amortize.task import Task
 
-__all__ = ["Regressor", "Task", "TrainConfig", "train", "train_folder"]
+__all__ = ["Regressor", "Task", "TrainConfig", "predict", "predict_folder", "train", "train_folder"]

@@ -268,7 +268,10 @@ def train(
         out: the run folder. resume: continue the run there from its last checkpoint (the
             config may raise ``steps``; nothing else may differ).
         overwrite: replace an earlier meshfit output at ``out`` (not with resume).
-        devices: split each batch over these jax devices (data parallel).
+        devices: split each batch over these jax devices (data parallel). Under
+            ``jax.distributed`` (several processes, ``meshfit train --coordinator``) the default
+            is every process's devices; process 0 writes the run folder's files, every process
+            takes part in the checkpoints (orbax), and the folder must be shared.
         inputs: paths this run reads (config, model, cameras): ``out`` may not contain them.
     Returns:
         The summary also written to run.json: steps, seconds, samples/s, the last validation.
@@ -281,6 +284,9 @@ def train(
     if len(rig.batch_shape) != 1:
         raise ValueError(f"the rig must be a [N] batch of cameras; got batch shape {rig.batch_shape}")
     names = list(names) if names is not None else [f"{i:03d}" for i in range(rig.batch_shape[0])]
+    primary = jax.process_index() == 0
+    if devices is None and jax.process_count() > 1:
+        devices = jax.devices()
     task = Task.create(model, _network_rig(rig, config.resolution))
     task.coeff_ranges(config.sampling)  # names a typo in sampling.ranges now, not after rendering
     network = build_network(config, task)
@@ -291,7 +297,7 @@ def train(
         if not (out / "run.json").is_file():
             raise FileNotFoundError(f"--resume: {out} is not a meshfit training run (no run.json)")
         _same_run(out, config, model, rig)
-    else:
+    elif primary:
         check_output_dir(out, overwrite=overwrite, inputs=inputs)
         if out.exists():
             shutil.rmtree(out)  # a meshfit output (check_output_dir made sure)
@@ -311,18 +317,18 @@ def train(
         "input_size": [task.rig.width, task.rig.height], "channels": [*config.inputs, "ray_x", "ray_y"],
         "rig_centre": np.asarray(task.target).tolist(), "radius": float(task.radius),
         "bbox_diagonal": task.diagonal, "network": network.cost, "devices": len(devices or [None]),
+        "processes": jax.process_count(),
         "command": command,
     }  # fmt: skip
-    if not resume:
+    if not resume and primary:
         (out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
 
-    # The validation set: rendered once, at the start.
+    # The validation set: rendered once, at the start (by process 0; the others wait for it).
     val_path = out / "validation.npz"
-    if val_path.is_file():
-        val = load_validation(val_path)
-    else:
-        val = render_validation(task, rig, config, progress=progress)
-        save_validation(val_path, val)
+    if not val_path.is_file() and primary:
+        save_validation(val_path, render_validation(task, rig, config, progress=progress))
+    _barrier("meshfit train: the run folder is ready")
+    val = load_validation(val_path)
 
     last, best = _checkpointers(out, config.checkpoint.keep)
     carry = _checkpoint_tree(network, optimizer, network.init_params(), 0)
@@ -335,11 +341,19 @@ def train(
         if step0 > config.steps:
             raise ValueError(f"--resume: the run is at step {step0}, past the config's steps {config.steps}")
     log = out / "metrics.jsonl"
-    truncate_jsonl(log, step0)
+    if primary:
+        truncate_jsonl(log, step0)
+    if devices is not None and len(devices) > 1:
+        from jax.sharding import Mesh as DeviceMesh
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        # Parameters and optimiser state replicated over the devices (of every process).
+        carry = jax.device_put(carry, NamedSharding(DeviceMesh(np.asarray(devices), ("data",)), P()))
 
     step_fn = make_train_step(network, optimizer, devices=devices)
     bar = None
-    if progress:
+    if progress and primary:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, initial=step0, desc="train", unit="step", smoothing=0.1)
@@ -356,17 +370,19 @@ def train(
         import orbax.checkpoint as ocp
 
         step = int(carry["step"])
-        ev = evaluate(network, carry["params"], val)
+        ev = evaluate(network, jax.device_get(carry["params"]), val)
         summary = summarize(ev["errors"])
-        write_jsonl(log, {"step": step, "validation": summary})
+        if primary:
+            write_jsonl(log, {"step": step, "validation": summary})
         last.save(step, args=ocp.args.StandardSave(carry), force=True)
         score = {"vertex_pct": summary["vertex_pct"]["mean"]}
         best.save(step, args=ocp.args.StandardSave(carry), metrics=score, force=True)
         last.wait_until_finished()
         best.wait_until_finished()
         for manager in (last, best):
-            if step in manager.all_steps():  # best keeps only the best
+            if primary and step in manager.all_steps():  # best keeps only the best
                 _seal(manager, step)
+        _barrier(f"meshfit train: checkpoint {step} sealed")
         saved_at = step
         return summary
 
@@ -392,8 +408,9 @@ def train(
                 elapsed = time.perf_counter() - t_window
                 rate = len(window) * config.batch / max(elapsed, 1e-9)
                 lr = float(lr_schedule(config)(done))
-                write_jsonl(log, {"step": done, **mean, "lr": lr, "samples_per_s": rate,
-                                  "seconds": time.perf_counter() - t0})  # fmt: skip
+                if primary:
+                    write_jsonl(log, {"step": done, **mean, "lr": lr, "samples_per_s": rate,
+                                      "seconds": time.perf_counter() - t0})  # fmt: skip
                 if bar is not None:
                     bar.set_postfix(loss=f"{mean['loss']:.4g}", samples_s=f"{rate:.0f}", refresh=False)
                 window, t_window = [], time.perf_counter()
@@ -424,11 +441,22 @@ def train(
         "samples_per_s": (config.steps - step0) * config.batch / max(seconds - compile_s, 1e-9),
         "validation": val_summary, "best_step": best.best_step() if hasattr(best, "best_step") else None,
     }  # fmt: skip
-    (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n")
-    from meshfit.amortize.report import write_train_report
+    if primary:
+        (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n")
+        from meshfit.amortize.report import write_train_report
 
-    write_train_report(out, network, carry["params"], val, summary)
+        write_train_report(out, network, jax.device_get(carry["params"]), val, summary)
+    last.close()
+    best.close()
     return summary
+
+
+def _barrier(name: str) -> None:
+    """Wait for every process (under jax.distributed; a no-op in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def train_folder(config_data: dict, model_path, cameras_path, out, *, resume=False, overwrite=False,

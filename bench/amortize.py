@@ -1,0 +1,189 @@
+"""Benchmark amortized fitting: a trained network alone, network + K refinement steps, and the
+optimisation alone (the shipped fit config), on test frames rendered by pyrender through the rig.
+
+    meshfit train amortize_face --model examples/ict_face_region.json \\
+        --cameras configs/rig_face4.json --out runs/face_net          # ~30 min on 2 cores
+    python bench/amortize.py runs/face_net --fit face_blendshapes     # ~10 min
+    python bench/amortize.py runs/controller_net --fit rigid_pose
+
+Test frames: ``--frames`` random parameter sets drawn from the run's sampling ranges with a seed
+of their own (not the validation set's), rendered by ``meshfit synth --cameras`` (pyrender) at
+the rig's resolution. Errors: mean vertex distance in % of the model's bounding-box diagonal,
+rotation in degrees, the object's centre in % of its diameter (median and 95th percentile over
+frames). Times per frame: the network on all frames in one batched call (and one frame alone),
+the refinement and the fit after compilation (compile time reported apart). Also where a
+training step's time goes (rendering the inputs, the network's forward and backward, the
+optimiser), from separately jitted parts of one step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import meshfit  # noqa: E402
+from meshfit.amortize import Regressor  # noqa: E402
+from meshfit.amortize.predict import _params, predict  # noqa: E402
+from meshfit.amortize.run import _checkpoint_tree  # noqa: E402
+from meshfit.amortize.train import make_optimizer, pose_errors, sample_batch  # noqa: E402
+from meshfit.fitting import FitConfig, fit_views, load_config  # noqa: E402
+
+
+def _errors(reg: Regressor, params_json: dict, truth: dict) -> dict:
+    task = reg.task
+    pred = jax.tree.map(lambda a: jnp.asarray(a)[None], task.from_params_json(params_json))
+    t = jax.tree.map(lambda a: jnp.asarray(a)[None], truth)
+    return {k: float(v[0]) for k, v in pose_errors(task, pred, t).items()}
+
+
+def _row(name: str, errs: list[dict], seconds: list[float], compile_s: list[float]) -> dict:
+    e = {k: np.asarray([x[k] for x in errs]) for k in errs[0]}
+    return {
+        "method": name,
+        **{f"{k}_median": float(np.median(v)) for k, v in e.items()},
+        **{f"{k}_p95": float(np.percentile(v, 95)) for k, v in e.items()},
+        "vertex_pct_mean": float(e["vertex_pct"].mean()),
+        "seconds_per_frame": float(np.mean(seconds)),
+        "compile_seconds": float(np.mean(compile_s)) if compile_s else 0.0,
+    }
+
+
+def time_breakdown(reg: Regressor, repeats: int = 5) -> dict:
+    """Median ms per training step of its parts, each jitted alone (the fused step is faster)."""
+    net, c = reg.network, reg.config
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(c.batch))
+    render = jax.jit(lambda k: sample_batch(net, k))
+    truth, cams, inputs, _ = render(keys)
+    present = jnp.ones(cams.batch_shape, jnp.float32)
+
+    def loss(params):
+        pred = net.predict(params, inputs, cams, present)
+        vp, vt = jax.vmap(net.task.vertices)(pred), jax.vmap(net.task.vertices)(truth)
+        return jnp.mean(jnp.linalg.norm(vp - vt, axis=-1))
+
+    grad = jax.jit(jax.grad(loss))
+    opt = make_optimizer(c)
+    carry = _checkpoint_tree(net, opt, reg.params, 0)
+    update = jax.jit(lambda g, s, p: opt.update(g, s, p))
+    g = grad(reg.params)
+    out = {}
+    for name, fn in (("render", lambda: render(keys)), ("network", lambda: grad(reg.params)),
+                     ("optimiser", lambda: update(g, carry["opt_state"], reg.params))):  # fmt: skip
+        jax.block_until_ready(fn())
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - t)
+        out[f"{name}_ms"] = 1000 * float(np.median(times))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a training run folder (meshfit train --out)")
+    p.add_argument(
+        "--fit", required=True, help="the shipped fit config to compare with (face_blendshapes, rigid_pose)"
+    )
+    p.add_argument("--frames", type=int, default=16, help="test frames (default 16)")
+    p.add_argument("--steps", type=int, nargs="+", default=[5, 20, 50], help="refinement steps K")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    print(
+        f"# {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}"
+    )
+    reg = Regressor.load(args.run)
+    task, cfg = reg.task, reg.config
+    info = json.loads((args.run / "run.json").read_text())
+    keys = jax.random.split(jax.random.key(args.seed), args.frames)
+    truths = [jax.tree.map(np.asarray, task.sample(k, cfg.sampling)) for k in keys]
+    fit_data, _ = load_config(args.fit)
+    fit_config = FitConfig.from_dict(fit_data)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        views = []
+        for i, truth in enumerate(truths):
+            mesh = meshfit.Mesh(np.asarray(task.vertices(truth)), task.faces)
+            folder = meshfit.synthesize(mesh, Path(tmp) / f"{i:03d}", cameras=reg.rig, names=reg.names)
+            views.append(meshfit.load_views(folder))
+        # Network alone: every frame in one batched call, and one frame alone.
+        stacked = views[0]._replace(
+            mask=np.stack([v.mask for v in views]), rgb=np.stack([v.rgb for v in views]),
+            depth=np.stack([v.depth for v in views]), frames=[f"{i:03d}" for i in range(args.frames)],
+        )  # fmt: skip
+        canon, timing = predict(reg, stacked)
+        _, single = predict(reg, views[0])
+        starts = [_params(reg, [c], False) for c in canon]
+        errs = [_errors(reg, s, t) for s, t in zip(starts, truths)]
+        row = _row("network", errs, [timing["per_frame_ms"] / 1000], [timing["compile_seconds"]])
+        row["single_frame_ms"] = single["per_frame_ms"]
+        rows.append(row)
+        for k in args.steps:
+            stage = dataclasses.replace(cfg.refine, steps=k)
+            config = FitConfig(model=cfg.model, stages=(stage,), bounds=dict(cfg.bounds))
+            errs, secs, comp = [], [], []
+            for v, s, t in zip(views, starts, truths):
+                r = fit_views(config, v, model=reg.model, progress=False, start=s)
+                errs.append(_errors(reg, r.params, t))
+                secs.append(sum(h["seconds"] for h in r.history) + timing["per_frame_ms"] / 1000)
+                comp.append(sum(h["compile_seconds"] for h in r.history))
+            rows.append(_row(f"network + {k} steps", errs, secs, comp))
+        errs, secs, comp = [], [], []
+        for v, t in zip(views, truths):
+            r = fit_views(fit_config, v, model=reg.model, progress=False)
+            errs.append(_errors(reg, r.params, t))
+            secs.append(sum(h["seconds"] for h in r.history))
+            comp.append(sum(h["compile_seconds"] for h in r.history))
+        rows.append(_row(f"optimisation only ({args.fit})", errs, secs, comp))
+    breakdown = time_breakdown(reg)
+    net = info["network"]
+    print(
+        f"\nrun: {args.run} ({info.get('representation')}), checkpoint of step {reg.step}; trained "
+        f"{info.get('steps')} steps in {info.get('seconds', 0) / 60:.1f} min "
+        f"({info.get('samples_per_s', 0):.1f} samples/s, compile {info.get('compile_seconds', 0):.0f} s); "
+        f"network {net['parameters']:,} parameters, {net['flops'] / 1e6:.1f} MFLOPs per frame"
+    )
+    print(
+        f"one training step (batch {cfg.batch}), parts jitted alone: render {breakdown['render_ms']:.0f} ms, "
+        f"network forward+backward {breakdown['network_ms']:.0f} ms, "
+        f"optimiser {breakdown['optimiser_ms']:.1f} ms"
+    )
+    print(
+        f"{args.frames} test frames (pyrender through the rig); network alone: "
+        f"{rows[0]['seconds_per_frame'] * 1000:.2f} ms per frame batched, "
+        f"{rows[0]['single_frame_ms']:.2f} ms for one frame"
+    )
+    print(
+        "\n| method | vertex error % diag (mean / median / p95) | rotation deg (median / p95) "
+        "| centre % diam (median / p95) | s per frame | compile s |\n|---|---|---|---|---:|---:|"
+    )
+    for r in rows:
+        vertex = f"{r['vertex_pct_mean']:.4f} / {r['vertex_pct_median']:.4f} / {r['vertex_pct_p95']:.4f}"
+        rot = f"{r['rotation_deg_median']:.3f} / {r['rotation_deg_p95']:.3f}"
+        centre = f"{r['centre_pct_median']:.3f} / {r['centre_pct_p95']:.3f}"
+        times = f"{r['seconds_per_frame']:.3f} | {r['compile_seconds']:.1f}"
+        print(f"| {r['method']} | {vertex} | {rot} | {centre} | {times} |")
+    fit_s = rows[-1]["seconds_per_frame"]
+    for r in rows[1:-1]:
+        print(f"{r['method']}: {fit_s / r['seconds_per_frame']:.1f}x faster than the optimisation alone")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "breakdown": breakdown, "run": info}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
