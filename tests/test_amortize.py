@@ -465,3 +465,58 @@ def test_fit_init_refuses_another_model(tiny_run, posed_data, tmp_path):
     metrics = fit_folder(config, data, tmp_path / "fit", model=root / "run" / "model.obj", init=root / "run",
                          progress=False)  # fmt: skip
     assert metrics["steps"] > 0
+
+
+def test_predict_a_sequence_in_one_call(tiny_run, tmp_path):
+    """A sequence folder (frames/NNNN/...) is predicted frame by frame in one batched call, with
+    what a fit of a sequence writes (meshes/, per-frame parameters)."""
+    from meshfit.amortize.predict import predict_folder
+
+    root, rig, _ = tiny_run
+    reg = Regressor.load(root / "run")
+    seq = tmp_path / "seq"
+    for t in range(3):
+        canon = reg.task.sample(jax.random.key(20 + t), reg.config.sampling)
+        mesh = meshfit.Mesh(np.asarray(reg.task.vertices(canon)), reg.task.faces)
+        frame = meshfit.synthesize(mesh, tmp_path / f"f{t}", cameras=rig)
+        for kind in ("rgb", "mask", "depth"):
+            shutil.copytree(frame / kind, seq / "frames" / f"{t:04d}" / kind)
+        shutil.copy(frame / "cameras.json", seq / "cameras.json")
+    metrics = predict_folder(root / "run", seq, tmp_path / "out", progress=False)
+    assert metrics["frames"] == 3
+    assert sorted(p.name for p in (tmp_path / "out" / "meshes").iterdir()) == [
+        "0000.obj",
+        "0001.obj",
+        "0002.obj",
+    ]
+    params = json.loads((tmp_path / "out" / "params.json").read_text())
+    assert len(params["frames"]) == 3 and "object_to_world" in params["frames"][0]
+
+
+def test_synth_through_given_cameras(tmp_path, capsys):
+    """meshfit synth --cameras renders through a rig file, with its names and size."""
+    from meshfit.cli import main
+
+    rig = meshfit.sphere_rig(2, radius=4.0, width=40, height=30, fov=40, seed=1)
+    meshfit.save_cameras(tmp_path / "rig.json", rig, names=["left", "right"])
+    mesh = tmp_path / "blob.obj"
+    meshfit.save_mesh(mesh, _blob())
+    assert (
+        main(["synth", str(mesh), "--cameras", str(tmp_path / "rig.json"), "--out", str(tmp_path / "d")]) == 0
+    )
+    views = meshfit.load_views(tmp_path / "d")
+    assert views.names == ["left", "right"] and views.mask.shape == (2, 30, 40) and views.mask.any()
+    np.testing.assert_allclose(views.cameras.R, rig.R, atol=1e-6)
+    code = main(
+        [
+            "synth",
+            str(mesh),
+            "--cameras",
+            str(tmp_path / "rig.json"),
+            "--views",
+            "3",
+            "--out",
+            str(tmp_path / "e"),
+        ]
+    )
+    assert code == 2 and "drop --views" in capsys.readouterr().err
