@@ -452,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             args.func(args)
     except KeyboardInterrupt as e:
         print(
-            f"meshfit {args.command}: {e or 'interrupted; no half-written output was left'}", file=sys.stderr
+            f"meshfit {args.command}: {str(e) or 'interrupted; no half-written output was left'}",
+            file=sys.stderr,
         )
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, OSError, FloatingPointError) as e:

@@ -520,3 +520,15 @@ def test_synth_through_given_cameras(tmp_path, capsys):
         ]
     )
     assert code == 2 and "drop --views" in capsys.readouterr().err
+
+
+def test_a_config_of_the_other_kind_is_named(tmp_path, capsys):
+    from meshfit.cli import main
+
+    rig = REPO / "configs" / "rig_face4.json"
+    rc = main(["train", "face_blendshapes", "--model", str(REPO / "examples" / "ict_face_region.json"),
+               "--cameras", str(rig), "--out", str(tmp_path / "a")])  # fmt: skip
+    assert rc == 2 and "is a fit config (meshfit fit)" in capsys.readouterr().err
+    rc = main(["fit", "amortize_face", "--data", str(tmp_path), "--out", str(tmp_path / "b")])
+    assert rc == 2 and "is a training config (meshfit train)" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -287,7 +287,7 @@ def test_report_leads_with_the_figures_and_shows_every_view(tmp_path, spot_data)
 
 
 def test_shipped_config_and_yaml_round_trip():
-    for name in meshfit.fitting.shipped_configs():
+    for name in meshfit.fitting.shipped_configs("fit"):
         data = load_yaml(meshfit.fitting.resolve_config(name))
         cfg = FitConfig.from_dict(data)
         assert FitConfig.from_dict(yaml.safe_load(yaml.safe_dump(meshfit.config.to_dict(cfg)))) == cfg

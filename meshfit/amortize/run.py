@@ -462,6 +462,9 @@ def _barrier(name: str) -> None:
 def train_folder(config_data: dict, model_path, cameras_path, out, *, resume=False, overwrite=False,
                  progress=True, devices=None, config_path=None, command=None) -> dict:  # fmt: skip
     """What ``meshfit train`` calls: read the config, model and cameras, then ``train``."""
+    from meshfit.fitting.folder import check_config_kind
+
+    check_config_kind(config_data, "train", config_path or "the config")
     config = TrainConfig.from_dict(config_data)
     inputs = [p for p in (config_path, model_path, cameras_path) if p is not None]
     if config.model == "blendshapes":

@@ -47,9 +47,28 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 POOR_FIT_IOU = 0.8
 
 
-def shipped_configs() -> list[str]:
-    """Names of the configs shipped with meshfit."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+def shipped_configs(kind: str | None = None) -> list[str]:
+    """Names of the configs shipped with meshfit: all, or those of ``kind`` "fit" (``meshfit
+    fit``) or "train" (``meshfit train``: the ``amortize_*`` ones)."""
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    if kind is None:
+        return names
+    if kind not in ("fit", "train"):
+        raise ValueError(f"kind must be 'fit' or 'train'; got {kind!r}")
+    return [n for n in names if n.startswith("amortize_") == (kind == "train")]
+
+
+def check_config_kind(data, kind: str, source) -> None:
+    """A fit config given to ``meshfit train``, or a training config to ``meshfit fit``, is named
+    as such (rather than as a list of unknown keys)."""
+    if not isinstance(data, dict):
+        return
+    is_fit = "stages" in data
+    is_train = not is_fit and bool({"sampling", "network", "batch", "validation"} & set(data))
+    if kind == "fit" and is_train:
+        raise ConfigError(f"{source} is a training config (meshfit train), not a fit config")
+    if kind == "train" and is_fit:
+        raise ConfigError(f"{source} is a fit config (meshfit fit), not a training config")
 
 
 def resolve_config(name_or_path: str | os.PathLike) -> Path:
@@ -128,6 +147,7 @@ def fit_folder(
         The metrics written to metrics.json; ``warnings`` lists what a person should know
         (a poor fit, a stage resolution lowered to the data's).
     """
+    check_config_kind(config_data, "fit", "the config")
     config = FitConfig.from_dict(config_data)
     if model is not None and config.model == "blendshapes":
         inputs = (*inputs, *BlendshapeModel.source_files(model))
