@@ -156,7 +156,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     summary = train_folder(
         data, args.model, args.cameras, args.out, resume=args.resume, overwrite=args.overwrite,
         progress=not args.quiet, devices=_devices(args.devices), config_path=config_path,
-        command=args.command_line,
+        command=args.command_line, data=args.data, init=args.init,
     )  # fmt: skip
     v = summary["validation"]
     print(
@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, report.html")
     p.add_argument("--resume", action="store_true", help="continue the run at --out from its last checkpoint")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="fine-tune on an unlabelled dataset through the rig (image terms only)")  # fmt: skip
+    p.add_argument("--init", default=None, metavar="RUN", help="start from a trained run's best weights")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. steps=2000 (repeatable)")  # fmt: skip
     p.add_argument("--devices", type=_count, default=None, metavar="N",

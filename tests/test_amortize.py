@@ -25,6 +25,7 @@ from meshfit.amortize.config import AppearanceConfig
 from meshfit.amortize.inputs import image_inputs, render_inputs
 from meshfit.amortize.network import VIEW_OUTPUTS, decode
 from meshfit.amortize.task import Task, six_d_to_matrix
+from meshfit.amortize.train import pose_errors
 from meshfit.config import ConfigError
 from meshfit.models import BlendshapeModel, RigidModel, so3_exp
 from tests.helpers import require_native
@@ -532,3 +533,39 @@ def test_a_config_of_the_other_kind_is_named(tmp_path, capsys):
     rc = main(["fit", "amortize_face", "--data", str(tmp_path), "--out", str(tmp_path / "b")])
     assert rc == 2 and "is a training config (meshfit train)" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_fine_tuning_on_unlabelled_data_lowers_its_error(tiny_run, tmp_path):
+    """train(data=...) from a trained run, silhouettes only (no labels): the network's error on
+    that (pyrender) dataset falls."""
+    from meshfit.amortize.predict import predict
+
+    root, rig, _ = tiny_run
+    reg = Regressor.load(root / "run")
+    seq = tmp_path / "seq"
+    truths = []
+    for t in range(4):
+        canon = reg.task.sample(jax.random.key(40 + t), reg.config.sampling)
+        truths.append(canon)
+        mesh = meshfit.Mesh(np.asarray(reg.task.vertices(canon)), reg.task.faces)
+        frame = meshfit.synthesize(mesh, tmp_path / f"f{t}", cameras=rig)
+        for kind in ("rgb", "mask", "depth"):
+            shutil.copytree(frame / kind, seq / "frames" / f"{t:04d}" / kind)
+        shutil.copy(frame / "cameras.json", seq / "cameras.json")
+    views = meshfit.load_sequence(seq)
+
+    def error(run) -> float:
+        r = Regressor.load(run, checkpoint="last")
+        canon, _ = predict(r, views)
+        pred = jax.tree.map(lambda *a: jnp.stack(a), *canon)
+        truth = jax.tree.map(lambda *a: jnp.stack(a), *truths)
+        return float(np.mean(pose_errors(r.task, pred, truth)["vertex_pct"]))
+
+    cfg = TrainConfig.from_dict({**TINY, "model": "rigid", "loss": {"vertices": 0, "silhouette": 1},
+                                 "optim": {"lr": 0.003, "warmup": 2}})  # fmt: skip
+    with pytest.raises(ValueError, match="no labels: give the image terms a weight"):
+        train(TrainConfig.from_dict({**TINY, "model": "rigid"}), _blob(), rig, tmp_path / "x", data=views,
+              init=root / "run", progress=False)  # fmt: skip
+    train(cfg, _blob(), rig, tmp_path / "tuned", data=views, init=root / "run", progress=False)
+    before, after = error(root / "run"), error(tmp_path / "tuned")
+    assert after < 0.8 * before, (before, after)

@@ -222,6 +222,21 @@ def _area(img: jax.Array, h: int, w: int, lead: int) -> jax.Array:
     return jax.image.resize(img, (*batch, h, w, *rest), "linear", antialias=True)
 
 
+def image_targets(task: Task, cameras: Camera, *, mask, depth=None) -> tuple[jax.Array, jax.Array | None]:
+    """A dataset's mask [..., N, H, W] and depth (camera z, 0 where empty) at the network's
+    resolution: the targets of the image terms (coverage averaged; depth over covered pixels)."""
+    h, w = task.rig.height, task.rig.width
+    mask = jnp.asarray(mask, jnp.float32)
+    lead = mask.ndim - 2
+    m = _area(mask, h, w, lead)
+    if depth is None:
+        return m, None
+    depth = jnp.asarray(depth, jnp.float32)
+    cov = (depth > 0).astype(jnp.float32)
+    num, den = _area(depth * cov, h, w, lead), _area(cov, h, w, lead)
+    return m, jnp.where(den > 0, num / jnp.maximum(den, 1e-6), 0.0)
+
+
 def image_inputs(
     task: Task, cameras: Camera, channels, *, mask, rgb=None, depth=None
 ) -> tuple[jax.Array, Camera]:
@@ -244,17 +259,12 @@ def image_inputs(
     mask = jnp.asarray(mask, jnp.float32)
     lead = mask.ndim - 2
     small = cameras.resized(w, h)
-    m = _area(mask, h, w, lead)
-    grey = d = None
+    if "depth" in channels and depth is None:
+        raise ValueError("the network reads depth: the dataset has no depth/ folder")
+    m, d = image_targets(task, cameras, mask=mask, depth=depth if "depth" in channels else None)
+    grey = None
     if "grey" in channels:
         if rgb is None:
             raise ValueError("the network reads grey images: the dataset has no rgb/ folder")
         grey = jnp.mean(_area(jnp.asarray(rgb, jnp.float32), h, w, lead), -1)
-    if "depth" in channels:
-        if depth is None:
-            raise ValueError("the network reads depth: the dataset has no depth/ folder")
-        depth = jnp.asarray(depth, jnp.float32)
-        cov = (depth > 0).astype(jnp.float32)
-        num, den = _area(depth * cov, h, w, lead), _area(cov, h, w, lead)
-        d = jnp.where(den > 0, num / jnp.maximum(den, 1e-6), 0.0)
     return network_inputs(m, grey, d, small, task, channels), small

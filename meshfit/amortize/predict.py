@@ -26,7 +26,7 @@ from meshfit.config import to_dict
 from meshfit.io import Views, check_output_dir, is_sequence, load_sequence, load_views
 from meshfit.mesh import Mesh
 
-__all__ = ["check_rig", "predict", "predict_folder", "predict_start"]
+__all__ = ["check_cameras", "check_rig", "predict", "predict_folder", "predict_start"]
 
 # How far a dataset's camera may be from the trained rig's nearest one, beyond the training
 # jitter: a network predicts for the rig it was trained for.
@@ -37,13 +37,20 @@ _CHUNK = 128  # frames per batched call
 
 
 def check_rig(reg: Regressor, cameras: Camera, names) -> None:
-    """Raise ValueError naming the first view whose camera is not one the network was trained
-    for (position, viewing direction, focal length or image shape), with how far off it is."""
-    rig, j, r = reg.rig, reg.config.jitter, float(reg.task.radius)
+    """Raise ValueError naming the first view whose camera is not one ``reg`` was trained for."""
+    check_cameras(
+        reg.rig, reg.names, reg.config.jitter, float(reg.task.radius), reg.path / "rig.json", cameras, names
+    )
+
+
+def check_cameras(rig: Camera, rig_names, jitter, radius: float, where, cameras: Camera, names) -> None:
+    """Raise ValueError naming the first view whose camera is not one of ``rig`` (position,
+    viewing direction, focal length or image shape beyond the training jitter), with how far off."""
+    j, r = jitter, radius
     if abs(cameras.width * rig.height - cameras.height * rig.width) > 0.01 * cameras.width * rig.height:
         raise ValueError(
             f"the dataset's images are {cameras.width}x{cameras.height}; the network was trained for "
-            f"{rig.width}x{rig.height} (rig.json in {reg.path})"
+            f"{rig.width}x{rig.height} ({where})"
         )
     pos_tol = _POSITION_TOLERANCE + 4 * j.translation
     ang_tol = _ANGLE_TOLERANCE + 4 * j.rotation
@@ -59,10 +66,9 @@ def check_rig(reg: Regressor, cameras: Camera, names) -> None:
         if d[k] > pos_tol or angle > ang_tol or abs(f_rel) > _FOCAL_TOLERANCE + 4 * j.focal:
             raise ValueError(
                 f"view {name!r}: its camera is {d[k]:.2f} object radii, {angle:.1f} degrees and "
-                f"{100 * f_rel:+.1f}% "
-                f"focal length from the nearest camera the network was trained for ({reg.names[k]!r} in "
-                f"{reg.path / 'rig.json'}; tolerance {pos_tol:.2f} radii, {ang_tol:.1f} degrees): a network "
-                "predicts for the rig it was trained for; train one for this rig"
+                f"{100 * f_rel:+.1f}% focal length from the nearest camera the network was trained for "
+                f"({rig_names[k]!r} in {where}; tolerance {pos_tol:.2f} radii, {ang_tol:.1f} degrees): a "
+                "network predicts for the rig it was trained for; train one for this rig"
             )
 
 

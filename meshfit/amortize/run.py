@@ -259,6 +259,8 @@ def train(
     devices=None,
     inputs: tuple = (),
     command: str | None = None,
+    data=None,
+    init=None,
 ) -> dict:
     """Train a regressor for ``model`` seen by ``rig`` [N]; write (or continue) the run folder ``out``.
 
@@ -273,6 +275,10 @@ def train(
             is every process's devices; process 0 writes the run folder's files, every process
             takes part in the checkpoints (orbax), and the folder must be shared.
         inputs: paths this run reads (config, model, cameras): ``out`` may not contain them.
+        data: fine-tune on an unlabelled dataset (``meshfit.io.Views`` through the rig, one
+            frame or a sequence): random frames instead of rendered samples, the loss's image
+            terms only (the config must weigh silhouette or depth).
+        init: start from the best weights of this trained run (same model, rig and network).
     Returns:
         The summary also written to run.json: steps, seconds, samples/s, the last validation.
     """
@@ -291,6 +297,19 @@ def train(
     task.coeff_ranges(config.sampling)  # names a typo in sampling.ranges now, not after rendering
     network = build_network(config, task)
     optimizer = make_optimizer(config)
+    params0 = _init_params(network, init) if init is not None else network.init_params()
+    batches = None
+    if data is not None:
+        from meshfit.amortize.predict import check_cameras
+        from meshfit.amortize.train import data_batch
+
+        if not (config.loss.silhouette or config.loss.depth):
+            raise ValueError(
+                "training on a dataset (--data) has no labels: give the image terms a weight "
+                "(loss.silhouette, loss.depth)"
+            )
+        check_cameras(rig, names, config.jitter, float(task.radius), "the rig", data.cameras, data.names)
+        batches = data_batch(network, data)
     if resume:
         if overwrite:
             raise ValueError("--resume continues a run; --overwrite would replace it: pass one of them")
@@ -318,6 +337,8 @@ def train(
         "rig_centre": np.asarray(task.target).tolist(), "radius": float(task.radius),
         "bbox_diagonal": task.diagonal, "network": network.cost, "devices": len(devices or [None]),
         "processes": jax.process_count(),
+        "init": None if init is None else str(Path(init).resolve()),
+        "data_frames": None if data is None else (len(data.frames) if data.frames is not None else 1),
         "command": command,
     }  # fmt: skip
     if not resume and primary:
@@ -331,7 +352,7 @@ def train(
     val = load_validation(val_path)
 
     last, best = _checkpointers(out, config.checkpoint.keep)
-    carry = _checkpoint_tree(network, optimizer, network.init_params(), 0)
+    carry = _checkpoint_tree(network, optimizer, params0, 0)
     step0 = 0
     if resume:
         latest = last.latest_step()
@@ -351,7 +372,7 @@ def train(
         # Parameters and optimiser state replicated over the devices (of every process).
         carry = jax.device_put(carry, NamedSharding(DeviceMesh(np.asarray(devices), ("data",)), P()))
 
-    step_fn = make_train_step(network, optimizer, devices=devices)
+    step_fn = make_train_step(network, optimizer, devices=devices, data=batches)
     bar = None
     if progress and primary:
         from tqdm.auto import tqdm
@@ -451,6 +472,23 @@ def train(
     return summary
 
 
+def _init_params(network: Network, init) -> dict:
+    """The best weights of the run ``init``, which must have this network's shapes."""
+    reg = Regressor.load(init)
+    if reg.task.num_vertices != network.task.num_vertices:
+        raise ValueError(
+            f"--init {init}: its network predicts a model of {reg.task.num_vertices} vertices; this one has "
+            f"{network.task.num_vertices}"
+        )
+    want = jax.tree.map(lambda a: a.shape, network.init_params())
+    have = jax.tree.map(lambda a: a.shape, reg.params)
+    if want != have:
+        raise ValueError(
+            f"--init {init}: its network's layers differ from this config's (network, inputs, resolution)"
+        )
+    return reg.params
+
+
 def _barrier(name: str) -> None:
     """Wait for every process (under jax.distributed; a no-op in one process)."""
     if jax.process_count() > 1:
@@ -460,13 +498,14 @@ def _barrier(name: str) -> None:
 
 
 def train_folder(config_data: dict, model_path, cameras_path, out, *, resume=False, overwrite=False,
-                 progress=True, devices=None, config_path=None, command=None) -> dict:  # fmt: skip
+                 progress=True, devices=None, config_path=None, command=None, data=None,
+                 init=None) -> dict:  # fmt: skip
     """What ``meshfit train`` calls: read the config, model and cameras, then ``train``."""
     from meshfit.fitting.folder import check_config_kind
 
     check_config_kind(config_data, "train", config_path or "the config")
     config = TrainConfig.from_dict(config_data)
-    inputs = [p for p in (config_path, model_path, cameras_path) if p is not None]
+    inputs = [p for p in (config_path, model_path, cameras_path, data, init) if p is not None]
     if config.model == "blendshapes":
         inputs += BlendshapeModel.source_files(model_path)
     if not resume:
@@ -475,5 +514,10 @@ def train_folder(config_data: dict, model_path, cameras_path, out, *, resume=Fal
         raise OutputError(f"--resume: {out} is not a meshfit training run (no run.json)")
     model = BlendshapeModel.load(model_path) if config.model == "blendshapes" else load_mesh(model_path)
     rig, names = load_cameras(cameras_path)
+    views = None
+    if data is not None:
+        from meshfit.io import is_sequence, load_sequence, load_views
+
+        views = load_sequence(data) if is_sequence(data) else load_views(data)
     return train(config, model, rig, out, names=names, resume=resume, overwrite=overwrite, progress=progress,
-                 devices=devices, inputs=tuple(inputs), command=command)  # fmt: skip
+                 devices=devices, inputs=tuple(inputs), command=command, data=views, init=init)  # fmt: skip

@@ -148,17 +148,25 @@ def sample_batch(network: Network, keys: jax.Array) -> tuple[dict, Any, jax.Arra
     return truth, cams, inputs, images
 
 
-def _per_sample_loss(network: Network, params: dict, keys: jax.Array) -> tuple[jax.Array, dict]:
-    """Loss and terms per sample [b] for the samples of ``keys`` [b]."""
+def _per_sample_loss(network: Network, params: dict, keys: jax.Array, data=None) -> tuple[jax.Array, dict]:
+    """Loss and terms per sample [b] for the samples of ``keys`` [b]: rendered on the fly, or
+    with ``data`` (``data_batch``'s dict) frames of an unlabelled dataset, image terms only."""
     c, task = network.config, network.task
-    truth, cams, inputs, images = sample_batch(network, keys)
+    if data is None:
+        truth, cams, inputs, images = sample_batch(network, keys)
+    else:
+        T = data["inputs"].shape[0]
+        idx = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 13), (), 0, T))(keys)
+        inputs = data["inputs"][idx]
+        images = {"mask": data["mask"][idx], "depth": data["depth"][idx]}
+        cams = jax.tree.map(lambda a: jnp.broadcast_to(a, (keys.shape[0],) + a.shape), data["cameras"])
     present = jax.vmap(lambda k: _present(jax.random.fold_in(k, 11), cams.batch_shape[1], c.view_dropout))(
         keys
     )
     pred = network.predict(params, inputs, cams, present)
     terms = {}
     vp = jax.vmap(task.vertices)(pred)
-    if c.loss.vertices:
+    if c.loss.vertices and data is None:
         vt = jax.vmap(task.vertices)(truth)
         # A smooth distance: sqrt(d^2 + eps) keeps the gradient finite at a perfect prediction.
         dist = jnp.sqrt(jnp.sum((vp - vt) ** 2, -1) + (1e-4 * task.radius) ** 2)
@@ -167,6 +175,26 @@ def _per_sample_loss(network: Network, params: dict, keys: jax.Array) -> tuple[j
         terms |= _image_terms(task, cams, vp, images, c)
     total = sum(getattr(c.loss, k) * v for k, v in terms.items())
     return total, terms
+
+
+def data_batch(network: Network, views) -> dict:
+    """An unlabelled dataset (``meshfit.io.Views``: one frame or a sequence) as training data:
+    network inputs [T, N, h, w, C], target mask and depth [T, N, h, w] (camera z, 0 where empty)
+    and the cameras [N], at the network's resolution."""
+    from meshfit.amortize.inputs import image_inputs, image_targets
+
+    lead = (
+        (lambda a: a) if views.frames is not None else (lambda a: None if a is None else np.asarray(a)[None])
+    )
+    mask, rgb, depth = lead(views.mask), lead(views.rgb), lead(views.depth)
+    if mask is None:
+        raise ValueError("training on a dataset needs its masks: it has no mask/ folder")
+    inputs, cams = image_inputs(network.task, views.cameras, network.config.inputs,
+                                mask=np.asarray(mask, np.float32), rgb=rgb, depth=depth)  # fmt: skip
+    m, d = image_targets(network.task, views.cameras, mask=np.asarray(mask, np.float32), depth=depth)
+    if network.config.loss.depth and depth is None:
+        raise ValueError("loss.depth compares with the dataset's depth: it has no depth/ folder")
+    return {"inputs": inputs, "mask": m, "depth": jnp.zeros_like(m) if d is None else d, "cameras": cams}
 
 
 def _present(key: jax.Array, views: int, dropout: float) -> jax.Array:
@@ -195,15 +223,17 @@ def _image_terms(task: Task, cams, vertices: jax.Array, images: dict, config: Tr
     return out
 
 
-def make_train_step(network: Network, optimizer: optax.GradientTransformation, *, devices=None):
+def make_train_step(network: Network, optimizer: optax.GradientTransformation, *, devices=None, data=None):
     """The jitted ``step(carry) -> (carry, metrics)`` over ``carry = {"params", "opt_state",
     "step"}`` (step: int32 [], the steps taken: the one run now draws its samples from it).
 
     ``devices``: split each batch over these devices (a 1-D ``jax.sharding.Mesh`` named "data",
-    the batch sharded, parameters replicated); the batch must divide by their number."""
+    the batch sharded, parameters replicated); the batch must divide by their number.
+    ``data``: train on these frames of an unlabelled dataset (``data_batch``) with the image
+    terms, instead of rendered samples."""
     c = network.config
     base = jax.random.key(c.seed)
-    local = lambda params, keys: _per_sample_loss(network, params, keys)  # noqa: E731
+    local = lambda params, keys, data: _per_sample_loss(network, params, keys, data)  # noqa: E731
     if devices is not None and len(devices) > 1:
         from jax.sharding import Mesh
         from jax.sharding import PartitionSpec as P
@@ -211,24 +241,26 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformation, *
         if c.batch % len(devices):
             raise ValueError(f"batch {c.batch} does not split evenly over {len(devices)} devices")
         mesh = Mesh(np.asarray(devices), ("data",))
-        local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P("data"), P("data")))
+        local = jax.shard_map(
+            local, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=(P("data"), P("data"))
+        )
 
-    def loss_fn(params, step):
+    def loss_fn(params, step, data):
         key = jax.random.fold_in(base, step)
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(c.batch))
-        per, terms = local(params, keys)
+        per, terms = local(params, keys, data)
         return jnp.mean(per), {k: jnp.mean(v) for k, v in terms.items()}
 
     @jax.jit
-    def step_fn(carry):
+    def step_fn(carry, data):
         params, step = carry["params"], carry["step"]
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, step)
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, step, data)
         updates, opt_state = optimizer.update(grads, carry["opt_state"], params)
         params = optax.apply_updates(params, updates)
         new = {"params": params, "opt_state": opt_state, "step": step + 1}
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), **terms}
 
-    return step_fn
+    return lambda carry: step_fn(carry, data)
 
 
 def _jsonable(x):
