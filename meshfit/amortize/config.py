@@ -14,7 +14,7 @@ import math
 from typing import Literal
 
 from meshfit.config import ConfigError, from_dict
-from meshfit.fitting.config import MAX_STEPS, StageConfig
+from meshfit.fitting.config import MAX_STEPS, StageConfig, _finite
 from meshfit.objectives import LossWeights
 
 __all__ = [
@@ -35,12 +35,6 @@ CHANNELS = ("mask", "grey", "depth")
 
 MAX_BATCH = 4096
 MAX_INPUT_RESOLUTION = 512
-
-
-def _finite(value: float, what: str, *, positive: bool = False, nonnegative: bool = False) -> None:
-    if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
-        need = " > 0" if positive else (" >= 0" if nonnegative else "")
-        raise ValueError(f"{what} must be a finite number{need}; got {value}")
 
 
 def _range(value: tuple[float, float], what: str, *, lo: float = -math.inf, hi: float = math.inf) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from meshfit.amortize.config import AppearanceConfig, RigJitter
 from meshfit.amortize.task import Task
 from meshfit.camera import Camera
+from meshfit.fitting.stage import area_resize
 from meshfit.mesh import _safe_normalize, vertex_normals
 from meshfit.models import so3_exp
 from meshfit.render import interpolate, rasterize
@@ -211,29 +212,18 @@ def _occlude(draw, images: dict, cameras: Camera, task: Task, appearance: Appear
     return out
 
 
-def _area(img: jax.Array, h: int, w: int, lead: int) -> jax.Array:
-    """Area-average images [lead..., H, W, rest...] to h x w (whole blocks when they divide)."""
-    H, W = img.shape[lead], img.shape[lead + 1]
-    if (H, W) == (h, w):
-        return img
-    batch, rest = img.shape[:lead], img.shape[lead + 2 :]
-    if H % h == 0 and W % w == 0:
-        return img.reshape(*batch, h, H // h, w, W // w, *rest).mean((lead + 1, lead + 3))
-    return jax.image.resize(img, (*batch, h, w, *rest), "linear", antialias=True)
-
-
 def image_targets(task: Task, cameras: Camera, *, mask, depth=None) -> tuple[jax.Array, jax.Array | None]:
     """A dataset's mask [..., N, H, W] and depth (camera z, 0 where empty) at the network's
     resolution: the targets of the image terms (coverage averaged; depth over covered pixels)."""
     h, w = task.rig.height, task.rig.width
     mask = jnp.asarray(mask, jnp.float32)
     lead = mask.ndim - 2
-    m = _area(mask, h, w, lead)
+    m = area_resize(mask, h, w, lead)
     if depth is None:
         return m, None
     depth = jnp.asarray(depth, jnp.float32)
     cov = (depth > 0).astype(jnp.float32)
-    num, den = _area(depth * cov, h, w, lead), _area(cov, h, w, lead)
+    num, den = area_resize(depth * cov, h, w, lead), area_resize(cov, h, w, lead)
     return m, jnp.where(den > 0, num / jnp.maximum(den, 1e-6), 0.0)
 
 
@@ -266,5 +256,5 @@ def image_inputs(
     if "grey" in channels:
         if rgb is None:
             raise ValueError("the network reads grey images: the dataset has no rgb/ folder")
-        grey = jnp.mean(_area(jnp.asarray(rgb, jnp.float32), h, w, lead), -1)
+        grey = jnp.mean(area_resize(jnp.asarray(rgb, jnp.float32), h, w, lead), -1)
     return network_inputs(m, grey, d, small, task, channels), small

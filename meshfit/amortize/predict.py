@@ -95,7 +95,7 @@ def predict(reg: Regressor, views: Views) -> tuple[list[dict], dict]:
     lead = (lambda a: a) if sequence else (lambda a: None if a is None else np.asarray(a)[None])
     mask, rgb, depth = lead(views.mask), lead(views.rgb), lead(views.depth)
     T = mask.shape[0]
-    fn = jax.jit(reg.network.predict)
+    fn = reg.network.predict_jit
     canon, compile_s, run_s = [], 0.0, 0.0
     for a in range(0, T, _CHUNK):
         sl = slice(a, a + _CHUNK)

@@ -207,7 +207,7 @@ class Regressor:
         cameras [B, N] at the network's resolution (``inputs.image_inputs`` makes both)."""
         if present is None:
             present = jnp.ones(inputs.shape[:2], jnp.float32)
-        return jax.jit(self.network.predict)(self.params, inputs, cameras, present)
+        return self.network.predict_jit(self.params, inputs, cameras, present)
 
 
 def _load_model(run: Path, kind: str):

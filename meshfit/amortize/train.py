@@ -16,6 +16,7 @@ parameters replicated, ``jax.shard_map``) sees the same samples as one device.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -69,6 +70,11 @@ class Network:
         state = jax.tree.map(lambda a: a, self.template)
         nnx.replace_by_pure_dict(state, params)
         return nnx.merge(self.graphdef, state)(inputs, present)
+
+    @functools.cached_property
+    def predict_jit(self):
+        """``predict`` jitted once per network (evaluating every checkpoint must not recompile)."""
+        return jax.jit(self.predict)
 
     def predict(self, params: dict, inputs: jax.Array, cameras, present: jax.Array) -> dict:
         """Canonical parameters [B, ...] from inputs [B, N, H, W, C] seen by cameras [B, N]."""

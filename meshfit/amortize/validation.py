@@ -83,7 +83,7 @@ def evaluate(network, params: dict, data: dict, *, chunk: int = 64) -> dict:
     from meshfit.amortize.train import pose_errors
 
     task = network.task
-    predict = jax.jit(network.predict)
+    predict = network.predict_jit
     errors, preds = [], []
     S = data["inputs"].shape[0]
     for a in range(0, S, chunk):

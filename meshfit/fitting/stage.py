@@ -57,6 +57,19 @@ class Problem:
         return self.targets.mask.shape[0] if self.targets.mask.ndim == 4 else None
 
 
+def area_resize(img, h: int, w: int, lead: int) -> jax.Array:
+    """Area-average images [lead..., H, W, rest...] to h x w: exactly, by whole blocks, when the
+    size divides; otherwise by an antialiased linear resize."""
+    img = jnp.asarray(img, jnp.float32)
+    H, W = img.shape[lead], img.shape[lead + 1]
+    if (H, W) == (h, w):
+        return img
+    batch, rest = img.shape[:lead], img.shape[lead + 2 :]
+    if H % h == 0 and W % w == 0:
+        return img.reshape(*batch, h, H // h, w, W // w, *rest).mean((lead + 1, lead + 3))
+    return jax.image.resize(img, (*batch, h, w, *rest), "linear", antialias=True)
+
+
 def downsample_targets(targets: Targets, cameras: Camera, resolution: int | None) -> tuple[Targets, Camera]:
     """Targets and cameras with the longest image side ``resolution`` (no-op if None or larger).
 
@@ -72,12 +85,7 @@ def downsample_targets(targets: Targets, cameras: Camera, resolution: int | None
     lead = targets.mask.ndim - 2
 
     def area(img):
-        img = jnp.asarray(img, jnp.float32)
-        batch, rest = img.shape[:lead], img.shape[lead + 2 :]
-        if H % h == 0 and W % w == 0:
-            blocks = img.reshape(*batch, h, H // h, w, W // w, *rest)
-            return blocks.mean((lead + 1, lead + 3))
-        return jax.image.resize(img, (*batch, h, w, *rest), "linear", antialias=True)
+        return area_resize(img, h, w, lead)
 
     mask = area(targets.mask)
     depth = None
