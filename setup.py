@@ -75,6 +75,16 @@ setup(
                 "-fvisibility-inlines-hidden",
             ],
             extra_link_args=["-pthread", "-Wl,--version-script=kernels/exports.map"],
-        )
+        ),
+        # The dependency-free C runtime for exported models, built as a plain shared library that
+        # meshfit.export.runtime loads with ctypes (for the tests: C against JAX).
+        Extension(
+            "meshfit.export._runtime",
+            sources=["kernels/runtime/meshfit_runtime.c"],
+            depends=["kernels/runtime/meshfit_runtime.h", "kernels/runtime/exports.map"],
+            language="c",
+            extra_compile_args=["-std=c99", "-O3", "-Wall", "-Wextra", "-Wpedantic"],
+            extra_link_args=["-lm", "-Wl,--version-script=kernels/runtime/exports.map"],
+        ),
     ],
 )

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The native kernels under AddressSanitizer + UndefinedBehaviorSanitizer.
 #
-# Builds kernels/*.cc with -fsanitize=address,undefined (and -Wall -Wextra -Werror), loads that
-# library instead of the installed one (MESHFIT_NATIVE_LIB, read by meshfit/render/_native.py;
+# Builds kernels/*.cc (and the C runtime, kernels/runtime) with -fsanitize=address,undefined (and
+# -Wall -Wextra -Werror), loads those libraries instead of the installed ones (MESHFIT_NATIVE_LIB,
+# read by meshfit/render/_native.py, and MESHFIT_RUNTIME_LIB, by meshfit/export/runtime.py;
 # libasan and libubsan preloaded into Python), and runs the render tests, the native-gradient
 # tests and the hostile-input property test against it, with tile lists capped at 2048 pairs so
-# that small renders take visibility's one-pass path and larger ones its chunked binning. Any sanitizer report aborts the run.
+# that small renders take visibility's one-pass path and larger ones its chunked binning; then the
+# runtime's tests (tests/test_export.py). Any sanitizer report aborts the run.
 #
 # Usage: kernels/sanitize.sh [--full] [pytest args]   (from an activated environment with
 # meshfit's dev extra; CXX picks the compiler, g++ by default; MESHFIT_HOSTILE_EXAMPLES the
@@ -29,6 +31,13 @@ echo "building $LIB with $CXX"
   kernels/rasterize.cc kernels/interpolate.cc kernels/antialias.cc \
   -Wl,--version-script=kernels/exports.map -pthread -o "$LIB"
 nm -D "$LIB" | grep __asan_ >/dev/null || { echo "sanitize.sh: $LIB is not instrumented" >&2; exit 1; }
+# The C runtime for exported models (kernels/runtime), C99 and pedantic.
+CC=${CC:-gcc}
+RUNTIME="$PWD/$OUT/libmeshfit_runtime_asan.so"
+echo "building $RUNTIME with $CC"
+"$CC" -std=c99 -O1 -g -fno-omit-frame-pointer -fPIC -shared -Wall -Wextra -Wpedantic -Werror \
+  -fsanitize=address,undefined -fno-sanitize-recover=all \
+  kernels/runtime/meshfit_runtime.c -lm -Wl,--version-script=kernels/runtime/exports.map -o "$RUNTIME"
 
 preload=""
 for rt in libasan.so libubsan.so; do
@@ -38,6 +47,7 @@ for rt in libasan.so libubsan.so; do
 done
 
 export MESHFIT_NATIVE_LIB="$LIB"
+export MESHFIT_RUNTIME_LIB="$RUNTIME"
 export MESHFIT_STRICT_TESTS=1          # an unloadable library fails, never skips
 export MESHFIT_MAX_TILE_PAIRS=2048     # both visibility paths: one pass (small) and chunked (large)
 export MESHFIT_HOSTILE_EXAMPLES=${MESHFIT_HOSTILE_EXAMPLES:-40}
@@ -56,4 +66,6 @@ SELECT=(-k "hostile or clamps or kernels or vjp or native or identical or refere
 if [ "${1:-}" = "--full" ]; then SELECT=(); shift; fi
 LD_PRELOAD="${preload# }" python -m pytest -p no:cacheprovider -q -n 2 \
   tests/test_kernels_hostile.py tests/test_kernels_gradients.py tests/test_render.py "${SELECT[@]}" "$@"
+# The runtime's loader and forward pass: C against JAX, hostile and mutated model files.
+LD_PRELOAD="${preload# }" python -m pytest -p no:cacheprovider -q -n 2 tests/test_export.py "$@"
 echo "sanitize.sh: no sanitizer reports"

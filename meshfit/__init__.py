@@ -37,11 +37,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # meshfit.amortize pulls in Flax and orbax: imported on first use, not by every command.
-    if name == "amortize":
+    # meshfit.amortize pulls in Flax and orbax (and meshfit.export, amortize): imported on first
+    # use, not by every command.
+    if name in ("amortize", "export"):
         import importlib
 
-        return importlib.import_module("meshfit.amortize")
+        return importlib.import_module(f"meshfit.{name}")
     raise AttributeError(f"module 'meshfit' has no attribute {name!r}")
 
 
@@ -64,6 +65,7 @@ __all__ = [
     "clip_range",
     "config",
     "cotangent_laplacian",
+    "export",
     "face_areas",
     "face_normals",
     "fit_views",

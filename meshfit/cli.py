@@ -202,6 +202,19 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     _summary(metrics, args.out)
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from meshfit.export import write_native
+
+    out = write_native(args.run, args.out, quant=args.quant, basis=args.basis, checkpoint=args.checkpoint,
+                       overwrite=args.overwrite)  # fmt: skip
+    print(
+        f"wrote {out['path']}: {out['bytes'] / 1024:.0f} KiB ({out['quant']} network "
+        f"{out['network_bytes'] / 1024:.0f} KiB, model {out['model_bytes'] / 1024:.0f} KiB"
+        + (f", basis {out['basis']}" if out["basis"] else "")
+        + ")"
+    )
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"meshfit: warning: {message}", file=sys.stderr)
 
@@ -385,6 +398,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "export", help="a trained network (meshfit train) as a runtime model file for the C runtime"
+    )
+    p.add_argument("run", help="training run folder (meshfit train --out)")
+    p.add_argument("--format", choices=("native",), default="native",
+                   help="native: the C runtime's model file (kernels/runtime/meshfit_runtime.h)")  # fmt: skip
+    p.add_argument("--quant", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="the network's weights (int8: symmetric, per output channel)")  # fmt: skip
+    p.add_argument("--basis", choices=("fp32", "fp16", "int16"), default=None,
+                   help="the blendshape basis (default: as --quant; int16 for int8)")  # fmt: skip
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="the checkpoint with the lowest validation error (default), or the last")  # fmt: skip
+    p.add_argument("--out", required=True, help="the model file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a model file meshfit wrote at --out")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("import", help="a real capture (COLMAP, transforms.json, cameras.json) -> a dataset")
     p.add_argument("capture", help="capture folder: COLMAP model (sparse/0, binary or text) + images/, "

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# One compilation cache for the test workers and the processes tests start (training runs that are
+# killed and resumed, or split over processes, compile the same steps): the suite's time is mostly
+# XLA compiling. Keyed by the program and the jaxlib version, so it never hands out a stale program.
+_CACHE = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"meshfit-tests-jax-cache-{os.getuid()}")
+)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 

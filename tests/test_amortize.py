@@ -197,7 +197,9 @@ def test_training_inputs_match_pyrender_views():
     cams = jax.tree.map(lambda a: a[None], task.rig)
     v = jnp.asarray(mesh.vertices)[None]
     keys = jax.random.split(jax.random.key(0), 1)
-    ours, _ = render_inputs(keys, task, cams, v, clean, ("mask", "grey", "depth"))
+    ours, _ = jax.jit(render_inputs, static_argnums=(4, 5))(
+        keys, task, cams, v, clean, ("mask", "grey", "depth")
+    )
     r = pyrender_views(mesh, rig, near=task.planes[0], far=task.planes[1])
     theirs, _ = image_inputs(task, rig, ("mask", "grey", "depth"), mask=r.mask.astype(np.float32),
                              rgb=r.rgb / 255.0, depth=r.depth)  # fmt: skip
@@ -219,9 +221,13 @@ def test_training_inputs_are_per_sample():
     v = jnp.broadcast_to(jnp.asarray(mesh.vertices), (3,) + mesh.vertices.shape)
     cams = jax.tree.map(lambda a: jnp.broadcast_to(a, (3,) + a.shape), task.rig)
     keys = jax.random.split(jax.random.key(1), 3)
-    a, _ = render_inputs(keys, task, cams, v, AppearanceConfig(), ("mask", "grey"))
-    b, _ = render_inputs(keys[1:2], task, jax.tree.map(lambda x: x[1:2], cams), v[1:2], AppearanceConfig(),
-                         ("mask", "grey"))  # fmt: skip
+    render = jax.jit(
+        render_inputs, static_argnums=(4, 5)
+    )  # as training calls it (eagerly, every op compiles alone)
+    a, _ = render(keys, task, cams, v, AppearanceConfig(), ("mask", "grey"))
+    b, _ = render(
+        keys[1:2], task, jax.tree.map(lambda x: x[1:2], cams), v[1:2], AppearanceConfig(), ("mask", "grey")
+    )
     np.testing.assert_allclose(a[1], b[0], atol=1e-6)
     assert not np.allclose(a[0], a[1])
 

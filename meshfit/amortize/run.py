@@ -195,7 +195,16 @@ class Regressor:
             step = manager.latest_step()
             if step is None:
                 raise FileNotFoundError(f"{run} has no checkpoint yet (checkpoints/{checkpoint} is empty)")
-            like = _checkpoint_tree(network, make_optimizer(config), network.init_params(), 0)
+            # Shapes only, placed on this process's first device: the run may have been saved by
+            # several processes, and orbax restores onto the shardings it is given.
+            here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            like = jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here),
+                jax.eval_shape(
+                    lambda p: _checkpoint_tree(network, make_optimizer(config), p, 0),
+                    network.abstract_params(),
+                ),
+            )
             params = _restore(manager, step, like)["params"]
         finally:
             last.close()
@@ -480,7 +489,7 @@ def _init_params(network: Network, init) -> dict:
             f"--init {init}: its network predicts a model of {reg.task.num_vertices} vertices; this one has "
             f"{network.task.num_vertices}"
         )
-    want = jax.tree.map(lambda a: a.shape, network.init_params())
+    want = jax.tree.map(lambda a: a.shape, network.abstract_params())
     have = jax.tree.map(lambda a: a.shape, reg.params)
     if want != have:
         raise ValueError(

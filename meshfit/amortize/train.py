@@ -44,7 +44,8 @@ class Network:
     """A regressor as pure functions: ``apply(params, inputs, present)`` -> raw outputs and
     ``predict(params, inputs, cameras, present)`` -> canonical parameters [B, ...].
 
-    graphdef, template: the NNX module split (``nnx.split``); params are plain nested dicts
+    graphdef, template: the NNX module split (``nnx.split``; the template holds shapes only,
+    ``jax.ShapeDtypeStruct``); params are plain nested dicts
     (``nnx.to_pure_dict``). cost: parameters and FLOPs (``network_cost``)."""
 
     config: TrainConfig
@@ -58,9 +59,18 @@ class Network:
         return len(self.config.inputs) + 2
 
     def init_params(self) -> dict:
+        """The initial weights (the config's seed), made in one compiled call: eagerly, every
+        initialiser would compile on its own."""
+        return jax.jit(self._make_params)()
+
+    def _make_params(self) -> dict:
         net = Regressor(self.in_channels, self.task.num_coeffs + 1, self._resolution, self.config.network,
                         rngs=nnx.Rngs(self.config.seed))  # fmt: skip
         return nnx.to_pure_dict(nnx.split(net, nnx.Param)[1])
+
+    def abstract_params(self) -> dict:
+        """The weights' shapes and dtypes (``jax.ShapeDtypeStruct``), computing nothing."""
+        return jax.eval_shape(self._make_params)
 
     @property
     def _resolution(self) -> tuple[int, int]:
@@ -100,9 +110,19 @@ def build_network(config: TrainConfig, task: Task) -> Network:
                 f"{2**config.network.stages} (choose a resolution that keeps the rig's aspect)"
             )
     in_channels = len(config.inputs) + 2
-    net = Regressor(in_channels, task.num_coeffs + 1, (rig.height, rig.width), config.network,
-                    rngs=nnx.Rngs(config.seed))  # fmt: skip
-    graphdef, template = nnx.split(net, nnx.Param)
+    # Only the structure: the weights come from init_params or a checkpoint.
+    graphdef, template = nnx.split(
+        nnx.eval_shape(
+            lambda: Regressor(
+                in_channels,
+                task.num_coeffs + 1,
+                (rig.height, rig.width),
+                config.network,
+                rngs=nnx.Rngs(config.seed),
+            )
+        ),  # fmt: skip
+        nnx.Param,
+    )
     cost = network_cost(config.network, in_channels, task.num_coeffs + 1, (rig.height, rig.width),
                         rig.batch_shape[0])  # fmt: skip
     return Network(config, task, graphdef, template, cost)

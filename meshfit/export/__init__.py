@@ -1,0 +1,11 @@
+"""Exported runtime models: the native model file (its format is specified in
+kernels/runtime/meshfit_runtime.h) and the C runtime that runs it, from Python for checks.
+
+``write_native(RUN, FILE, quant=...)`` writes one; ``read_native(FILE)`` reads and checks one;
+``Runtime(FILE).run(images)`` runs one in C.
+"""
+
+from meshfit.export.native import FORMAT_VERSION, ModelFileError, NativeModel, read_native, write_native
+from meshfit.export.runtime import Runtime
+
+__all__ = ["FORMAT_VERSION", "ModelFileError", "NativeModel", "Runtime", "read_native", "write_native"]

@@ -1,0 +1,253 @@
+"""The native runtime model file and the C runtime: C against JAX (fp32, and the int8/fp16
+files against JAX running their dequantized weights), views left out, and hostile files (a
+named error in Python, an error code in C, never a crash)."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import meshfit
+from meshfit.amortize import Regressor, TrainConfig
+from meshfit.amortize.inputs import image_inputs
+from meshfit.amortize.run import _network_rig
+from meshfit.amortize.task import Task
+from meshfit.amortize.train import build_network
+from meshfit.export import ModelFileError, Runtime, read_native, write_native
+from meshfit.export.native import ENTRY_SIZE, HEADER_SIZE, encode, runtime_tensors
+from meshfit.export.runtime import runtime_library
+from tests.helpers import missing
+from tests.test_amortize import _blend_model, _blob
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _library():
+    try:
+        runtime_library()
+    except RuntimeError as e:
+        missing(str(e))
+
+
+def _regressor(kind: str, tmp_path, *, seed: int = 0) -> Regressor:
+    """An untrained regressor with random weights of a useful size (no training: the runtime must
+    compute what JAX computes, whatever the weights)."""
+    model = _blend_model() if kind == "blendshapes" else _blob()
+    cfg = TrainConfig.from_dict({
+        "model": kind, "resolution": 16, "inputs": ["mask", "grey", "depth"],
+        "network": {"width": 4, "stages": 2, "convs_per_stage": 2, "features": 16},
+        **({"bounds": {"expression": [0, 1]}} if kind == "blendshapes" else {}),
+    })  # fmt: skip
+    rig = meshfit.sphere_rig(3, radius=4.0, width=32, height=32, fov=40, seed=2)
+    task = Task.create(model, _network_rig(rig, cfg.resolution))
+    net = build_network(cfg, task)
+    keys = iter(jax.random.split(jax.random.key(seed), 64))
+    params = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(next(keys), a.shape) / np.sqrt(a.shape[0]),
+                          net.init_params())  # fmt: skip
+    return Regressor(tmp_path, cfg, model, rig, ["a", "b", "c"], net, params, 0, {})
+
+
+def _views(reg: Regressor, tmp_path, seed: int = 1):
+    canon = reg.task.sample(jax.random.key(seed), reg.config.sampling)
+    mesh = meshfit.Mesh(np.asarray(reg.task.vertices(canon)), reg.task.faces)
+    return meshfit.load_views(meshfit.synthesize(mesh, tmp_path / f"views{seed}", cameras=reg.rig))
+
+
+def _images(reg: Regressor, views) -> np.ndarray:
+    """[N, C, H, W] the runtime's input: the channels at the cameras' size."""
+    planes = {"mask": views.mask, "grey": np.mean(views.rgb, -1), "depth": views.depth}
+    return np.stack([planes[c] for c in reg.config.inputs], 1).astype(np.float32)
+
+
+def _jax(reg: Regressor, views, present=None, params=None):
+    """(params [K + 13], vertices [V, 3]) from JAX, in the runtime's layout."""
+    task = reg.task
+    inputs, small = image_inputs(task, views.cameras, reg.config.inputs, mask=views.mask, rgb=views.rgb,
+                                 depth=views.depth)  # fmt: skip
+    n = len(views.names)
+    present = jnp.ones((1, n)) if present is None else jnp.asarray(present, jnp.float32)[None]
+    cams = jax.tree.map(lambda a: a[None], small)
+    pred = reg.network.predict_jit(reg.params if params is None else params, inputs[None], cams, present)
+    pred = jax.tree.map(lambda a: a[0], pred)
+    flat = np.concatenate([pred["coeffs"], np.ravel(pred["R"]), task.object_centre(pred),
+                           [np.exp(pred["log_scale"])]])  # fmt: skip
+    return flat.astype(np.float32), np.asarray(task.vertices(pred))
+
+
+@pytest.mark.parametrize("kind", ["blendshapes", "rigid"])
+def test_c_runtime_matches_jax(kind, tmp_path):
+    reg = _regressor(kind, tmp_path)
+    views = _views(reg, tmp_path)
+    write_native(reg, tmp_path / "m.mfr")
+    rt = Runtime(tmp_path / "m.mfr")
+    images = _images(reg, views)
+    for present in (None, [1, 0, 1]):
+        p_c, v_c = rt.run(images, present)
+        p_j, v_j = _jax(reg, views, present)
+        assert p_c.shape == (reg.task.num_coeffs + 13,)
+        np.testing.assert_allclose(p_c, p_j, rtol=1e-4, atol=1e-4 * np.abs(p_j).max())
+        np.testing.assert_allclose(v_c, v_j, atol=1e-4 * reg.task.diagonal)
+    # A view left out is not read: garbage there changes nothing.
+    images[1] = np.nan
+    np.testing.assert_array_equal(rt.run(images, [1, 0, 1])[0], p_c)
+    with pytest.raises(ValueError, match="no view is present"):
+        rt.run(images, [0, 0, 0])
+    with pytest.raises(ValueError, match=r"images must be \[N, C, H, W\] = \[3, 3, 32, 32\]"):
+        rt.run(images[:, :2])
+
+
+@pytest.mark.parametrize("quant", ["fp16", "int8"])
+def test_quantized_files_run_their_dequantized_weights(quant, tmp_path):
+    """C on an fp16/int8 file = JAX on the weights that file holds; those are within half a
+    quantization step of the trained ones."""
+    reg = _regressor("blendshapes", tmp_path, seed=3)
+    views = _views(reg, tmp_path)
+    summary = write_native(reg, tmp_path / "q.mfr", quant=quant)
+    fp32 = write_native(reg, tmp_path / "f.mfr")
+    assert summary["network_bytes"] < (0.3 if quant == "int8" else 0.55) * fp32["network_bytes"]
+    stored = read_native(tmp_path / "q.mfr")
+    params = jax.tree.map(np.array, reg.params)
+    names = {f"conv{i}": params["convs"][i] for i in sorted(params["convs"])}
+    names |= {k: params[k] for k in ("embed", "view_head", "confidence", "pool_hidden", "pool_head")}
+    for name, layer in names.items():
+        w = stored.dequantized(f"{name}.weight")
+        back = np.transpose(w, (1, 2, 3, 0)) if name.startswith("conv") else w.T
+        # int8: half a step of the output channel's scale (the kernel's last axis); fp16: rounding.
+        if quant == "int8":
+            bound = 0.5 * stored.tensors[f"{name}.scale"] * (1 + 1e-6)
+        else:
+            bound = np.abs(layer["kernel"]) * 2**-11 + 2**-24
+        assert np.all(np.abs(back - layer["kernel"]) <= bound), name
+        layer["kernel"] = back
+    basis = stored.dequantized("model.basis")
+    assert np.abs(basis - np.asarray(reg.task.basis)).max() <= 1e-3 * np.abs(reg.task.basis).max()
+    rt = Runtime(tmp_path / "q.mfr")
+    p_c, v_c = rt.run(_images(reg, views))
+    p_j, _ = _jax(reg, views, params=params)
+    np.testing.assert_allclose(p_c, p_j, rtol=1e-4, atol=1e-4 * np.abs(p_j).max())
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory) -> bytes:
+    tmp = tmp_path_factory.mktemp("export")
+    reg = _regressor("blendshapes", tmp)
+    return encode(*runtime_tensors(reg, "int8"))
+
+
+def _resealed(data: bytes) -> bytes:
+    """The bytes with a recomputed CRC: what a hostile (not a damaged) file looks like."""
+    size = struct.unpack_from("<Q", data, 32)[0]
+    return data[:28] + struct.pack("<I", zlib.crc32(data[HEADER_SIZE:size])) + data[32:]
+
+
+def _patched(data: bytes, at: int, fmt: str, value) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, at, value)
+    return _resealed(bytes(out)) if at >= HEADER_SIZE else bytes(out)
+
+
+def _entry(data: bytes, name: str) -> int:
+    count = struct.unpack_from("<I", data, 24)[0]
+    for i in range(count):
+        at = HEADER_SIZE + i * ENTRY_SIZE
+        if data[at : at + 56].split(b"\0")[0].decode() == name:
+            return at
+    raise KeyError(name)
+
+
+def _hostile(data: bytes) -> list[tuple[str, bytes, str, str]]:
+    """(label, bytes, Python's message, C's message) for each kind of bad file."""
+    embed = _entry(data, "embed.weight")
+    size = len(data)
+    return [
+        ("empty", b"", "truncated", "truncated"),
+        ("header only", data[:40], "truncated", "truncated"),
+        ("cut short", data[: size // 2], "truncated", "truncated"),
+        ("not a model", b"PK\x03\x04" + data[4:], "not a meshfit runtime model", "bad magic"),
+        ("version 2", _patched(data, 8, "<I", 2), "version 2; this meshfit reads version 1", "version"),
+        ("big-endian", _patched(data, 12, "<I", 0x04030201), "another byte order", "byte order"),
+        ("one byte flipped", data[:size - 100] + bytes([data[size - 100] ^ 1]) + data[size - 99:],
+         "checksum does not match", "checksum"),
+        ("offset past the end", _patched(data, embed + 80, "<Q", size), "do not fit", "table entry"),
+        ("size past the end", _patched(data, embed + 88, "<Q", 1 << 40), "do not fit", "table entry"),
+        ("bad dtype", _patched(data, embed + 56, "<I", 9), "bad dtype code 9", "table entry"),
+        ("unterminated name", _patched(data, embed, "<56s", b"x" * 56), "no terminating NUL", "table entry"),
+        ("missing tensor", _patched(data, embed, "<56s", b"embed.weights"), None, "missing"),
+    ]  # fmt: skip
+
+
+def test_hostile_files_are_named_errors(model_bytes, tmp_path):
+    assert read_native(model_bytes).info["quant"] == "int8"
+    Runtime(model_bytes)
+    for _label, bad, py, c in _hostile(model_bytes):
+        if py is not None:
+            with pytest.raises(ModelFileError, match=py):
+                read_native(bad)
+        with pytest.raises(ModelFileError, match=c):
+            Runtime(bad)
+    path = tmp_path / "cut.mfr"
+    path.write_bytes(model_bytes[:1000])
+    with pytest.raises(ModelFileError, match=rf"{path}: truncated: 1000 bytes of the {len(model_bytes)}"):
+        read_native(path)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_files_never_crash_the_runtime(model_bytes, data):
+    """Random bytes written anywhere in the table or the meta tensors, the CRC recomputed: the
+    loader returns an error code or a model that runs; never a crash."""
+    buf = bytearray(model_bytes)
+    count = struct.unpack_from("<I", buf, 24)[0]
+    meta_at = struct.unpack_from("<Q", buf, _entry(model_bytes, "meta") + 80)[0]
+    regions = [(HEADER_SIZE, HEADER_SIZE + count * ENTRY_SIZE), (meta_at, meta_at + 64)]
+    for _ in range(data.draw(st.integers(1, 6))):
+        lo, hi = data.draw(st.sampled_from(regions))
+        at = data.draw(st.integers(lo, hi - 4))
+        struct.pack_into(
+            "<I", buf, at, data.draw(st.sampled_from([0, 1, 2, 3, 0xFFFFFFFF, 1 << 31, 64, 4096]))
+        )
+    try:
+        rt = Runtime(_resealed(bytes(buf)))
+    except ModelFileError:
+        return
+    images = np.random.default_rng(0).uniform(0, 1, (rt.views, rt.channels, rt.height, rt.width))
+    rt.run(images.astype(np.float32))
+
+
+def test_write_native_refuses_to_replace_what_meshfit_did_not_write(tmp_path):
+    reg = _regressor("rigid", tmp_path)
+    user = tmp_path / "notes.txt"
+    user.write_text("mine")
+    with pytest.raises(FileExistsError, match="exists"):
+        write_native(reg, user)
+    with pytest.raises(FileExistsError, match="not a meshfit runtime model"):
+        write_native(reg, user, overwrite=True)
+    assert user.read_text() == "mine"
+    write_native(reg, tmp_path / "m.mfr")
+    write_native(reg, tmp_path / "m.mfr", overwrite=True, quant="fp16")
+    assert read_native(tmp_path / "m.mfr").info["quant"] == "fp16"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(ValueError, match="quant must be one of"):
+        write_native(reg, tmp_path / "x.mfr", quant="int4")
+
+
+def test_model_file_records_what_it_holds(tmp_path):
+    reg = _regressor("blendshapes", tmp_path)
+    write_native(reg, tmp_path / "m.mfr", quant="int8")
+    m = read_native(tmp_path / "m.mfr")
+    assert m.info["coefficients"] == ["wide", "tall", "lift"] and m.info["inputs"] == [
+        "mask",
+        "grey",
+        "depth",
+    ]
+    assert m.tensors["model.basis"].dtype == np.int16 and m.tensors["conv0.weight"].dtype == np.int8
+    assert m.tensors["conv0.weight"].shape == (4, 3, 3, 5)
+    np.testing.assert_array_equal(m.tensors["model.faces"], reg.task.faces)
+    assert dataclasses.is_dataclass(m)
