@@ -203,8 +203,16 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from meshfit.export import write_native
+    from meshfit.export import write_native, write_onnx
 
+    if args.format == "onnx":
+        if args.quant != "fp32" or args.basis is not None:
+            raise ValueError(
+                "--format onnx writes the fp32 network; --quant and --basis are for --format native"
+            )
+        out = write_onnx(args.run, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite)
+        print(f"wrote {out['path']}: {out['bytes'] / 1024:.0f} KiB, ONNX opset {out['opset']}")
+        return
     out = write_native(args.run, args.out, quant=args.quant, basis=args.basis, checkpoint=args.checkpoint,
                        overwrite=args.overwrite)  # fmt: skip
     print(
@@ -403,8 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="a trained network (meshfit train) as a runtime model file for the C runtime"
     )
     p.add_argument("run", help="training run folder (meshfit train --out)")
-    p.add_argument("--format", choices=("native",), default="native",
-                   help="native: the C runtime's model file (kernels/runtime/meshfit_runtime.h)")  # fmt: skip
+    p.add_argument("--format", choices=("native", "onnx"), default="native",
+                   help="native: the C runtime's model file (kernels/runtime/meshfit_runtime.h); "
+                        "onnx: the network as ONNX (opset 13)")  # fmt: skip
     p.add_argument("--quant", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="the network's weights (int8: symmetric, per output channel)")  # fmt: skip
     p.add_argument("--basis", choices=("fp32", "fp16", "int16"), default=None,

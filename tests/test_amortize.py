@@ -422,6 +422,34 @@ def test_predict_writes_what_fit_writes(tiny_run, posed_data, tmp_path):
     assert fitted.num_vertices == _blob().num_vertices  # the model's vertex order
 
 
+def test_export_cli_runs_in_c_as_predict_does(tiny_run, posed_data, tmp_path, capsys):
+    """meshfit export RUN --format native: the C runtime gives predict's vertices; onnx writes a
+    checked model; a quantization ONNX does not have is refused."""
+    from meshfit.amortize.predict import predict
+    from meshfit.cli import main
+    from meshfit.export import Runtime, runtime
+
+    try:
+        runtime.runtime_library()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    root, _, _ = tiny_run
+    data, _ = posed_data
+    run = str(root / "run")
+    assert main(["export", run, "--out", str(tmp_path / "m.mfr")]) == 0
+    assert main(["export", run, "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert (
+        main(["export", run, "--format", "onnx", "--quant", "int8", "--out", str(tmp_path / "q.onnx")]) == 2
+    )
+    assert "--quant and --basis are for --format native" in capsys.readouterr().err
+    assert main(["export", run, "--out", str(tmp_path / "m.mfr")]) == 2  # exists
+    views = meshfit.load_views(data)
+    reg = Regressor.load(root / "run")
+    canon, _ = predict(reg, views)
+    _, verts = Runtime(tmp_path / "m.mfr").run(np.stack([views.mask, np.mean(views.rgb, -1)], 1))
+    np.testing.assert_allclose(verts, reg.task.vertices(canon[0]), atol=1e-4 * reg.task.diagonal)
+
+
 def test_predict_refuses_other_cameras(tiny_run, posed_data, tmp_path):
     from meshfit.amortize.predict import predict_folder
 

@@ -117,8 +117,7 @@ def test_quantized_files_run_their_dequantized_weights(quant, tmp_path):
     names = {f"conv{i}": params["convs"][i] for i in sorted(params["convs"])}
     names |= {k: params[k] for k in ("embed", "view_head", "confidence", "pool_hidden", "pool_head")}
     for name, layer in names.items():
-        w = stored.dequantized(f"{name}.weight")
-        back = np.transpose(w, (1, 2, 3, 0)) if name.startswith("conv") else w.T
+        back = stored.dequantized(f"{name}.weight")
         # int8: half a step of the output channel's scale (the kernel's last axis); fp16: rounding.
         if quant == "int8":
             bound = 0.5 * stored.tensors[f"{name}.scale"] * (1 + 1e-6)
@@ -248,6 +247,37 @@ def test_model_file_records_what_it_holds(tmp_path):
         "depth",
     ]
     assert m.tensors["model.basis"].dtype == np.int16 and m.tensors["conv0.weight"].dtype == np.int8
-    assert m.tensors["conv0.weight"].shape == (4, 3, 3, 5)
+    assert m.tensors["conv0.weight"].shape == (3, 3, 5, 4) and m.tensors["conv0.scale"].shape == (4,)
     np.testing.assert_array_equal(m.tensors["model.faces"], reg.task.faces)
     assert dataclasses.is_dataclass(m)
+
+
+@pytest.mark.parametrize("kind", ["blendshapes", "rigid"])
+def test_onnx_matches_jax(kind, tmp_path):
+    """The ONNX graph (opset 13, checked) on onnxruntime gives the network's raw outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    from meshfit.export import write_onnx
+
+    reg = _regressor(kind, tmp_path, seed=5)
+    views = _views(reg, tmp_path)
+    out = write_onnx(reg, tmp_path / "m.onnx")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert out["opset"] == model.opset_import[0].version == 13
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    inputs, small = image_inputs(reg.task, views.cameras, reg.config.inputs, mask=views.mask, rgb=views.rgb,
+                                 depth=views.depth)  # fmt: skip
+    for present in ([1, 1, 1], [0, 1, 1]):
+        per_view, pooled = session.run(
+            None, {"images": _images(reg, views), "present": np.asarray(present, np.float32)}
+        )
+        ref_view, ref_pooled = reg.network.apply(
+            reg.params, inputs[None], jnp.asarray([present], jnp.float32)
+        )
+        np.testing.assert_allclose(per_view, ref_view[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(pooled, ref_pooled, rtol=1e-4, atol=1e-5)
+    (tmp_path / "mine.onnx").write_bytes(b"not onnx")
+    with pytest.raises(FileExistsError, match="not an ONNX model meshfit wrote"):
+        write_onnx(reg, tmp_path / "mine.onnx", overwrite=True)

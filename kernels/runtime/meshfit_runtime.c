@@ -85,31 +85,32 @@ static int get(const table *t, const char *name, uint32_t dtype, uint32_t d0, ui
   return MFR_OK;
 }
 
-/* A layer's weight (f32, f16 or i8 with a per-row scale) of `rows` x (d1 d2 d3), and its bias. */
-static int get_layer(const table *t, const char *prefix, uint32_t rows, uint32_t d1, uint32_t d2, uint32_t d3,
-                     int bias, mfr_layer *out) {
+/* A layer's weight (f32, f16 or i8 with a scale per output channel) of shape d0 x d1 x d2 x d3 whose
+ * last used dimension is the `out` outputs, and its bias [out]. */
+static int get_layer(const table *t, const char *prefix, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t d3,
+                     uint32_t out, int bias, mfr_layer *layer) {
   char name[NAME_LEN + 16];
   int err;
   snprintf(name, sizeof name, "%s.weight", prefix);
   const entry *e = find(t, name);
   if (!e) return MFR_ERR_MISSING;
   if (e->dtype != DT_F32 && e->dtype != DT_F16 && e->dtype != DT_I8) return MFR_ERR_SHAPE;
-  if ((err = get(t, name, e->dtype, rows, d1, d2, d3, &out->weight.data))) return err;
-  out->weight.dtype = e->dtype;
-  memcpy(out->weight.shape, e->shape, sizeof e->shape);
-  out->weight.scale = NULL;
+  if ((err = get(t, name, e->dtype, d0, d1, d2, d3, &layer->weight.data))) return err;
+  layer->weight.dtype = e->dtype;
+  memcpy(layer->weight.shape, e->shape, sizeof e->shape);
+  layer->weight.scale = NULL;
   if (e->dtype == DT_I8) {
     snprintf(name, sizeof name, "%s.scale", prefix);
-    if ((err = get(t, name, DT_F32, rows, 1, 1, 1, (const void **)&out->weight.scale))) return err;
+    if ((err = get(t, name, DT_F32, out, 1, 1, 1, (const void **)&layer->weight.scale))) return err;
   }
-  out->bias = NULL;
+  layer->bias = NULL;
   if (bias) {
     snprintf(name, sizeof name, "%s.bias", prefix);
-    if ((err = get(t, name, DT_F32, rows, 1, 1, 1, (const void **)&out->bias))) return err;
+    if ((err = get(t, name, DT_F32, out, 1, 1, 1, (const void **)&layer->bias))) return err;
   }
-  out->out = (int)rows;
-  out->in = (int)(d1 * d2 * d3);
-  out->stride = 1;
+  layer->out = (int)out;
+  layer->in = (int)(((uint64_t)d0 * d1 * d2 * d3) / out);
+  layer->stride = 1;
   return MFR_OK;
 }
 
@@ -228,9 +229,9 @@ int mfr_load(mfr_model *m, const void *buf, size_t size) {
     char wname[40];
     snprintf(wname, sizeof wname, "%s.weight", name);
     if (!(e = find(&t, wname))) return MFR_ERR_MISSING;
-    uint32_t out = e->shape[0];
+    uint32_t out = e->shape[3];
     if (out < 1 || out > 4096) return MFR_ERR_SHAPE;
-    if ((err = get_layer(&t, name, out, 3, 3, (uint32_t)cin, 1, &m->convs[i]))) return err;
+    if ((err = get_layer(&t, name, 3, 3, (uint32_t)cin, out, out, 1, &m->convs[i]))) return err;
     m->convs[i].in = cin; /* per pixel; the 3x3 window is implied */
     m->convs[i].stride = (M[MFR_META_STRIDES] >> i & 1) ? 2 : 1;
     int s = m->convs[i].stride;
@@ -241,11 +242,11 @@ int mfr_load(mfr_model *m, const void *buf, size_t size) {
   }
   size_t flat = (size_t)hh * ww * cin;
   if (flat > (1u << 28)) return MFR_ERR_SHAPE;
-  if ((err = get_layer(&t, "embed", E, (uint32_t)flat, 1, 1, 1, &m->embed)) ||
-      (err = get_layer(&t, "view_head", VIEW_OUTPUTS - 1, E, 1, 1, 1, &m->view_head)) ||
-      (err = get_layer(&t, "confidence", 1, E, 1, 1, 0, &m->confidence)) ||
-      (err = get_layer(&t, "pool_hidden", E, E, 1, 1, 1, &m->pool_hidden)) ||
-      (err = get_layer(&t, "pool_head", K + 1, E, 1, 1, 1, &m->pool_head)))
+  if ((err = get_layer(&t, "embed", (uint32_t)flat, E, 1, 1, E, 1, &m->embed)) ||
+      (err = get_layer(&t, "view_head", E, VIEW_OUTPUTS - 1, 1, 1, VIEW_OUTPUTS - 1, 1, &m->view_head)) ||
+      (err = get_layer(&t, "confidence", E, 1, 1, 1, 1, 0, &m->confidence)) ||
+      (err = get_layer(&t, "pool_hidden", E, E, 1, 1, E, 1, &m->pool_hidden)) ||
+      (err = get_layer(&t, "pool_head", E, K + 1, 1, 1, K + 1, 1, &m->pool_head)))
     return err;
   /* Arena: the view's input, two activations, per-view features and outputs, pooled vectors. */
   m->arena_floats = (size_t)h * w * (C + 2) + 2 * act + (size_t)N * (E + VIEW_OUTPUTS) + 2 * (size_t)E +
@@ -257,63 +258,69 @@ size_t mfr_arena_size(const mfr_model *m) { return m ? m->arena_floats * sizeof(
 
 /* ---- the forward pass ---- */
 
-static float dot(const float *x, const mfr_tensor *w, size_t row, size_t offset, int n) {
-  float acc = 0.0f;
-  size_t at = row + offset;
+/* y[0, n) += a * W[offset, offset + n): one input's contribution to every output, contiguous in
+ * both, so the compiler vectorises it without reassociating any sum (the order of the additions is
+ * JAX's up to the order of the inputs). */
+static void axpy(float a, const mfr_tensor *w, size_t offset, float *y, int n) {
   switch (w->dtype) {
     case DT_F32: {
-      const float *q = (const float *)w->data + at;
-      for (int i = 0; i < n; i++) acc += x[i] * q[i];
+      const float *q = (const float *)w->data + offset;
+      for (int o = 0; o < n; o++) y[o] += a * q[o];
       break;
     }
     case DT_F16: {
-      const uint16_t *q = (const uint16_t *)w->data + at;
-      for (int i = 0; i < n; i++) acc += x[i] * half_to_float(q[i]);
+      const uint16_t *q = (const uint16_t *)w->data + offset;
+      for (int o = 0; o < n; o++) y[o] += a * half_to_float(q[o]);
       break;
     }
     default: {
-      const int8_t *q = (const int8_t *)w->data + at;
-      for (int i = 0; i < n; i++) acc += x[i] * (float)q[i];
+      const int8_t *q = (const int8_t *)w->data + offset;
+      for (int o = 0; o < n; o++) y[o] += a * (float)q[o];
     }
   }
-  return acc;
 }
 
-/* y[o] = act(b[o] + W[o] . x) for a dense layer. */
-static void dense(const mfr_layer *l, const float *x, float *y, int relu) {
+/* Per output channel: the int8 scale, the bias, the ReLU. */
+static void finish(const mfr_layer *l, float *y, int relu) {
   for (int o = 0; o < l->out; o++) {
-    float acc = dot(x, &l->weight, (size_t)o * l->in, 0, l->in);
-    if (l->weight.scale) acc *= l->weight.scale[o];
-    if (l->bias) acc += l->bias[o];
-    y[o] = relu && acc < 0 ? 0.0f : acc;
+    float v = l->weight.scale ? y[o] * l->weight.scale[o] : y[o];
+    if (l->bias) v += l->bias[o];
+    y[o] = relu && v < 0 ? 0.0f : v;
   }
 }
 
-/* 3x3 convolution, SAME padding (XLA's: the odd pixel of padding after), ReLU. x [H, W, I] -> y. */
+/* y = act(x W + b) for a dense layer, W [in, out]. */
+static void dense(const mfr_layer *l, const float *x, float *y, int relu) {
+  memset(y, 0, sizeof(float) * (size_t)l->out);
+  for (int i = 0; i < l->in; i++)
+    if (x[i] != 0.0f) axpy(x[i], &l->weight, (size_t)i * l->out, y, l->out); /* ReLU zeros add nothing */
+  finish(l, y, relu);
+}
+
+/* 3x3 convolution, SAME padding (XLA's: the odd pixel of padding after), ReLU; W [3, 3, I, O].
+ * x [H, W, I] -> y [Ho, Wo, O]. */
 static void conv3x3(const mfr_layer *l, const float *x, int H, int W, float *y, int *Ho, int *Wo) {
   int s = l->stride, I = l->in, O = l->out;
   int oh = (H + s - 1) / s, ow = (W + s - 1) / s;
   int pad_h = ((oh - 1) * s + 3 - H) > 0 ? ((oh - 1) * s + 3 - H) / 2 : 0;
   int pad_w = ((ow - 1) * s + 3 - W) > 0 ? ((ow - 1) * s + 3 - W) / 2 : 0;
-  size_t row = (size_t)9 * I;
   for (int oy = 0; oy < oh; oy++)
     for (int ox = 0; ox < ow; ox++) {
       float *out = y + ((size_t)oy * ow + ox) * O;
-      for (int o = 0; o < O; o++) {
-        float acc = 0.0f;
-        for (int ky = 0; ky < 3; ky++) {
-          int iy = oy * s + ky - pad_h;
-          if (iy < 0 || iy >= H) continue;
-          for (int kx = 0; kx < 3; kx++) {
-            int ix = ox * s + kx - pad_w;
-            if (ix < 0 || ix >= W) continue;
-            acc += dot(x + ((size_t)iy * W + ix) * I, &l->weight, o * row, (size_t)(ky * 3 + kx) * I, I);
-          }
+      memset(out, 0, sizeof(float) * (size_t)O);
+      for (int ky = 0; ky < 3; ky++) {
+        int iy = oy * s + ky - pad_h;
+        if (iy < 0 || iy >= H) continue;
+        for (int kx = 0; kx < 3; kx++) {
+          int ix = ox * s + kx - pad_w;
+          if (ix < 0 || ix >= W) continue;
+          const float *px = x + ((size_t)iy * W + ix) * I;
+          size_t tap = (size_t)(ky * 3 + kx) * I;
+          for (int ci = 0; ci < I; ci++)
+            if (px[ci] != 0.0f) axpy(px[ci], &l->weight, (tap + ci) * O, out, O);
         }
-        if (l->weight.scale) acc *= l->weight.scale[o];
-        acc += l->bias[o];
-        out[o] = acc < 0 ? 0.0f : acc;
       }
+      finish(l, out, 1);
     }
   *Ho = oh;
   *Wo = ow;

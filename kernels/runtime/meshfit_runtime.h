@@ -49,10 +49,10 @@
  *   decode.ranges    f32 [K, 2] each coefficient's sampling range
  *   decode.bounds    f32 [K, 2] each coefficient's box (+-inf: unbounded)
  *   decode.scale     f32 [2]    the sampled scale range
- *   conv{i}.weight   [O, 3, 3, I] f32, f16 or i8 (i8: times conv{i}.scale [O] f32, per output channel)
+ *   conv{i}.weight   [3, 3, I, O] f32, f16 or i8 (i8: times conv{i}.scale [O] f32, per output channel)
  *   conv{i}.bias     f32 [O]
- *   embed / view_head / confidence / pool_hidden / pool_head .weight: [out, in] (same dtypes as the
- *                    convolutions, with .scale for i8); .bias f32 [out] (confidence has none).
+ *   embed / view_head / confidence / pool_hidden / pool_head .weight: [in, out] (same dtypes as the
+ *                    convolutions, with .scale [out] for i8); .bias f32 [out] (confidence has none).
  *                    embed's input is a view's last activation flattened as (y, x, channel).
  *   model.base       f32 [V, 3] the neutral shape (blendshapes) or the mesh (rigid)
  *   model.basis      K > 0 only: [K, V, 3] f32, f16, or i16 times model.basis_scale f32 [K]
@@ -124,11 +124,11 @@ typedef struct {
   const void *data; /* into the loaded buffer; NULL when absent */
   uint32_t dtype;   /* 0 f32, 1 f16, 2 i8, 3 i16, 4 i32, 5 u8 */
   uint32_t shape[4];
-  const float *scale; /* i8 weights, i16 basis: [rows] per-row scales; else NULL */
+  const float *scale; /* i8 weights: [out] per output channel; i16 basis: [K] per shape; else NULL */
 } mfr_tensor;
 
 typedef struct {
-  mfr_tensor weight; /* [out, in] (dense) or [out, 3, 3, in] (convolution) */
+  mfr_tensor weight; /* [in, out] (dense) or [3, 3, in, out] (convolution) */
   const float *bias; /* [out] or NULL */
   int in, out, stride;
 } mfr_layer;

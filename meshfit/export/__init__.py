@@ -2,10 +2,20 @@
 kernels/runtime/meshfit_runtime.h) and the C runtime that runs it, from Python for checks.
 
 ``write_native(RUN, FILE, quant=...)`` writes one; ``read_native(FILE)`` reads and checks one;
-``Runtime(FILE).run(images)`` runs one in C.
+``Runtime(FILE).run(images)`` runs one in C; ``write_onnx(RUN, FILE)`` writes the network as ONNX.
 """
 
 from meshfit.export.native import FORMAT_VERSION, ModelFileError, NativeModel, read_native, write_native
+from meshfit.export.onnx_model import onnx_model, write_onnx
 from meshfit.export.runtime import Runtime
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "NativeModel", "Runtime", "read_native", "write_native"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "NativeModel",
+    "Runtime",
+    "onnx_model",
+    "read_native",
+    "write_native",
+    "write_onnx",
+]

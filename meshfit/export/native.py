@@ -53,36 +53,36 @@ class NativeModel:
     version: int
 
     def dequantized(self, name: str) -> np.ndarray:
-        """A weight or the basis as float32 (int8/int16 times their per-row scales)."""
+        """A weight or the basis as float32 (int8 weights times their scales per output channel,
+        the last axis; the int16 basis times its scales per shape, the first)."""
         t = self.tensors[name]
-        if t.dtype in (np.int8, np.int16):
-            # A layer's "<layer>.weight" has "<layer>.scale"; the basis has "model.basis_scale".
-            scale = self.tensors[
-                "model.basis_scale" if name == "model.basis" else name.rsplit(".", 1)[0] + ".scale"
-            ]
-            return t.astype(np.float32) * scale.reshape((-1,) + (1,) * (t.ndim - 1))
+        if t.dtype == np.int16:
+            return t.astype(np.float32) * self.tensors[f"{name}_scale"].reshape((-1,) + (1,) * (t.ndim - 1))
+        if t.dtype == np.int8:
+            return t.astype(np.float32) * self.tensors[name.rsplit(".", 1)[0] + ".scale"]
         return t.astype(np.float32)
 
 
-def _quantize_rows(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-row (first axis) quantization: (integers, float32 scales [rows])."""
+def _quantize(w: np.ndarray, bits: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric quantization with one scale per index of ``axis``: (integers, float32 scales)."""
     q = 2 ** (bits - 1) - 1
-    rows = w.reshape(w.shape[0], -1)
-    scale = np.abs(rows).max(1) / q
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    ints = np.clip(np.rint(rows / scale[:, None]), -q, q).astype(np.int8 if bits == 8 else np.int16)
-    return ints.reshape(w.shape), scale
+    others = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+    scale = (np.abs(w).max(others) / q).astype(np.float32)
+    scale = np.where(scale > 0, scale, np.float32(1.0))
+    shaped = np.expand_dims(scale, others)
+    ints = np.clip(np.rint(w / shaped), -q, q).astype(np.int8 if bits == 8 else np.int16)
+    return ints, scale
 
 
 def _weight(tensors: dict, name: str, w: np.ndarray, quant: str) -> None:
-    """A layer's weight [out, ...] in the file's storage for ``quant``."""
+    """A layer's weight [..., out] in the file's storage for ``quant`` (int8: per output channel)."""
     w = np.ascontiguousarray(w, np.float32)
     if quant == "fp32":
         tensors[f"{name}.weight"] = w
     elif quant == "fp16":
         tensors[f"{name}.weight"] = w.astype(np.float16)
     else:
-        tensors[f"{name}.weight"], tensors[f"{name}.scale"] = _quantize_rows(w, 8)
+        tensors[f"{name}.weight"], tensors[f"{name}.scale"] = _quantize(w, 8, -1)
 
 
 def runtime_tensors(reg, quant: str = "fp32", basis: str | None = None) -> tuple[dict, dict]:
@@ -123,17 +123,17 @@ def runtime_tensors(reg, quant: str = "fp32", basis: str | None = None) -> tuple
         t["decode.bounds"] = f32(task.coeff_bounds(cfg.bounds))
     t["decode.scale"] = f32(cfg.sampling.scale)
     for i, layer in enumerate(convs):
-        _weight(t, f"conv{i}", np.transpose(np.asarray(layer["kernel"]), (3, 0, 1, 2)), quant)  # HWIO -> OHWI
+        _weight(t, f"conv{i}", np.asarray(layer["kernel"]), quant)  # [3, 3, I, O], as Flax holds it
         t[f"conv{i}.bias"] = f32(layer["bias"])
     for name in ("embed", "view_head", "confidence", "pool_hidden", "pool_head"):
-        _weight(t, name, np.asarray(p[name]["kernel"]).T, quant)
+        _weight(t, name, np.asarray(p[name]["kernel"]), quant)  # [in, out]
         if "bias" in p[name]:
             t[f"{name}.bias"] = f32(p[name]["bias"])
     t["model.base"] = f32(task.base)
     if K:
         b = np.asarray(task.basis, np.float32)
         if basis == "int16":
-            t["model.basis"], t["model.basis_scale"] = _quantize_rows(b, 16)
+            t["model.basis"], t["model.basis_scale"] = _quantize(b, 16, 0)
         else:
             t["model.basis"] = b.astype(np.float16 if basis == "fp16" else np.float32)
     t["model.faces"] = np.ascontiguousarray(np.asarray(task.faces, np.int32))
