@@ -281,3 +281,58 @@ def test_onnx_matches_jax(kind, tmp_path):
     (tmp_path / "mine.onnx").write_bytes(b"not onnx")
     with pytest.raises(FileExistsError, match="not an ONNX model meshfit wrote"):
         write_onnx(reg, tmp_path / "mine.onnx", overwrite=True)
+
+
+def _parse_params(stdout: str) -> np.ndarray:
+    """The numbers run_model prints: coefficients, rotation, position, scale."""
+    lines = {ln.split(":")[0]: ln.split(":", 1)[1] for ln in stdout.splitlines() if ":" in ln}
+    words = " ".join(lines[k] for k in ("coefficients", "rotation", "position", "scale")).replace("/", " ")
+    return np.asarray([float(x) for x in words.split()], np.float32)
+
+
+def test_example_program_builds_and_reproduces_python(tmp_path):
+    """examples/runtime/run_model.c, built with one plain cc line and with CMake, prints the
+    parameters the runtime gives Python and writes the decoded mesh."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import REPO
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        missing("no C compiler (cc)")
+    reg = _regressor("blendshapes", tmp_path)
+    views = _views(reg, tmp_path)
+    write_native(reg, tmp_path / "m.mfr", quant="int8")
+    images = _images(reg, views)
+    images.astype("<f4").tofile(tmp_path / "frame.f32")
+    expected, verts = Runtime(tmp_path / "m.mfr").run(images)
+    exe = tmp_path / "run_model"
+    sources = [f"{REPO}/examples/runtime/run_model.c", f"{REPO}/kernels/runtime/meshfit_runtime.c"]
+    flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{REPO}/kernels/runtime"]
+    subprocess.run([cc, *flags, *sources, "-lm", "-o", str(exe)], check=True)
+    builds = [exe]
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        missing("no cmake")
+    else:
+        subprocess.run([cmake, "-S", f"{REPO}/kernels/runtime", "-B", str(tmp_path / "cmake"),
+                        "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)  # fmt: skip
+        subprocess.run([cmake, "--build", str(tmp_path / "cmake")], check=True, capture_output=True)
+        builds.append(tmp_path / "cmake" / "run_model")
+    for program in builds:
+        done = subprocess.run([str(program), str(tmp_path / "m.mfr"), str(tmp_path / "frame.f32"),
+                               str(tmp_path / "out.obj")], capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        np.testing.assert_allclose(_parse_params(done.stdout), expected, rtol=1e-5, atol=1e-5)
+        mesh = meshfit.load_mesh(tmp_path / "out.obj")
+        np.testing.assert_allclose(mesh.vertices, verts, atol=1e-5)
+        np.testing.assert_array_equal(mesh.faces, reg.task.faces)
+    # A frame of the wrong size and a damaged model are errors that say so.
+    (tmp_path / "short.f32").write_bytes(b"\0" * 64)
+    run = lambda *a: subprocess.run([str(exe), *map(str, a)], capture_output=True, text=True)  # noqa: E731
+    done = run(tmp_path / "m.mfr", tmp_path / "short.f32")
+    assert done.returncode == 1 and "expected" in done.stderr
+    (tmp_path / "cut.mfr").write_bytes((tmp_path / "m.mfr").read_bytes()[:500])
+    done = run(tmp_path / "cut.mfr", tmp_path / "frame.f32")
+    assert done.returncode == 1 and "truncated" in done.stderr
