@@ -205,6 +205,18 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from meshfit.export import write_native, write_onnx
 
+    if args.format == "gltf":
+        from meshfit.export import write_gltf
+
+        if args.quant != "fp32" or args.basis is not None:
+            raise ValueError("--quant and --basis are for --format native")
+        out = write_gltf(args.run, args.out, model=args.model, fps=args.fps, overwrite=args.overwrite)
+        what = f", {out['targets']} morph targets" if out["targets"] else ""
+        anim = f", {out['frames']} frames at {args.fps:g} fps" if out["frames"] > 1 else ""
+        print(f"wrote {out['path']}: {out['bytes'] / 1024:.0f} KiB, {out['kind']}{what}{anim}")
+        return
+    if args.model is not None:
+        raise ValueError("--model is for --format gltf (a training run knows its model)")
     if args.format == "onnx":
         if args.quant != "fp32" or args.basis is not None:
             raise ValueError(
@@ -410,10 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export", help="a trained network (meshfit train) as a runtime model file for the C runtime"
     )
-    p.add_argument("run", help="training run folder (meshfit train --out)")
-    p.add_argument("--format", choices=("native", "onnx"), default="native",
+    p.add_argument("run", help="native, onnx: a training run folder (meshfit train --out); "
+                               "gltf: a meshfit fit or predict output folder")  # fmt: skip
+    p.add_argument("--format", choices=("native", "onnx", "gltf"), default="native",
                    help="native: the C runtime's model file (kernels/runtime/meshfit_runtime.h); "
-                        "onnx: the network as ONNX (opset 13)")  # fmt: skip
+                        "onnx: the network as ONNX (opset 13); gltf: a fit as .glb")  # fmt: skip
+    p.add_argument("--model", default=None, help="gltf of a blendshape fit: the model folder or .npz it used")
+    p.add_argument(
+        "--fps", type=float, default=30.0, help="gltf of a sequence: frames per second (default 30)"
+    )
     p.add_argument("--quant", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="the network's weights (int8: symmetric, per output channel)")  # fmt: skip
     p.add_argument("--basis", choices=("fp32", "fp16", "int16"), default=None,

@@ -5,8 +5,10 @@ named error in Python, an error code in C, never a crash)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import struct
 import zlib
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -336,3 +338,141 @@ def test_example_program_builds_and_reproduces_python(tmp_path):
     (tmp_path / "cut.mfr").write_bytes((tmp_path / "m.mfr").read_bytes()[:500])
     done = run(tmp_path / "cut.mfr", tmp_path / "frame.f32")
     assert done.returncode == 1 and "truncated" in done.stderr
+
+
+# ---- glTF -----------------------------------------------------------------------------------------
+
+
+def _validate_gltf(path) -> dict:
+    """The Khronos validator's report (node + the npm package gltf-validator, which .ci/run installs
+    under build/npm; NODE_PATH may point elsewhere)."""
+    import os
+    import shutil
+    import subprocess
+
+    from tests.helpers import REPO
+
+    node = shutil.which("node")
+    modules = os.environ.get("NODE_PATH", str(REPO / "build" / "npm" / "node_modules"))
+    if node is None or not (Path(modules) / "gltf-validator").is_dir():
+        missing("the Khronos glTF validator (node and npm's gltf-validator in build/npm) is not installed")
+    done = subprocess.run([node, str(REPO / "tests" / "gltf_validate.js"), str(path)], capture_output=True,
+                          text=True, env={**os.environ, "NODE_PATH": modules})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _fit_out(tmp_path, kind: str, frames: int | None = None):
+    """A fit output folder (params.json and meshes as meshfit fit writes them) for a known model."""
+    from meshfit.io.meshes import save_mesh
+
+    out = tmp_path / f"fit_{kind}_{frames}"
+    out.mkdir()
+    rng = np.random.default_rng(7)
+    model = _blend_model() if kind == "blendshapes" else _blob()
+    entries, meshes = [], []
+    for _ in range(frames or 1):
+        R = np.asarray(meshfit.models.so3_exp(jnp.asarray(rng.normal(0, 0.4, 3), jnp.float32)))
+        t = rng.normal(0, 1, 3)
+        if kind == "blendshapes":
+            p = {
+                "identity": jnp.asarray([0.3, -0.2], jnp.float32),
+                "expression": jnp.asarray(rng.uniform(0, 1, 1), jnp.float32),
+                "rotation": jnp.asarray(meshfit.models.so3_log(jnp.asarray(R)), jnp.float32),
+                "translation": jnp.asarray(t, jnp.float32),
+                "log_scale": jnp.asarray(np.log(1.3), jnp.float32),
+            }
+            v = np.asarray(model.vertices(p))
+            entries.append(
+                {
+                    "expression": {"lift": float(p["expression"][0])},
+                    "rotation_axis_angle": np.asarray(p["rotation"]).tolist(),
+                    "translation": t.tolist(),
+                }
+            )
+        else:
+            M = np.eye(4)
+            M[:3, :3], M[:3, 3] = 1.3 * R, t
+            v = np.asarray(model.vertices) @ M[:3, :3].T + t
+            entries.append({"object_to_world": M.tolist(), "scale": 1.3})
+        meshes.append(meshfit.Mesh(v.astype(np.float32), model.faces))
+    if frames is None:
+        params = {
+            **entries[0],
+            **({"identity": {"wide": 0.3, "tall": -0.2}, "scale": 1.3} if kind == "blendshapes" else {}),
+        }
+        save_mesh(out / "mesh.obj", meshes[0])
+    else:
+        params = {
+            "frames": entries,
+            **({"identity": {"wide": 0.3, "tall": -0.2}, "scale": 1.3} if kind == "blendshapes" else {}),
+        }
+        (out / "meshes").mkdir()
+        for i, m in enumerate(meshes):
+            save_mesh(out / "meshes" / f"{i:04d}.obj", m)
+    (out / "params.json").write_text(json.dumps(params))
+    return out, model, meshes
+
+
+@pytest.mark.parametrize(
+    "kind, frames", [("blendshapes", None), ("rigid", None), ("blendshapes", 4), ("rigid", 3)]
+)
+def test_gltf_of_a_fit(kind, frames, tmp_path):
+    """Valid glTF (Khronos validator: 0 errors); loaded back by trimesh, the posed mesh of the
+    first frame (morph weights aside); named morph targets with the fitted weights; an animation
+    per sequence at its frame rate."""
+    import pygltflib
+    import trimesh
+
+    from meshfit.export import write_gltf
+
+    out, model, meshes = _fit_out(tmp_path, kind, frames)
+    glb = tmp_path / "fit.glb"
+    summary = write_gltf(out, glb, model=model if kind == "blendshapes" else None, fps=25)
+    assert summary["kind"] == kind and summary["frames"] == (frames or 1)
+    assert _validate_gltf(glb)["errors"] == 0
+    scene = trimesh.load(glb, force="scene")
+    back = scene.to_geometry()
+    if kind == "rigid":
+        expected = np.asarray(meshes[0].vertices)
+    else:  # without the morph weights: the subject's neutral, posed
+        p = json.loads((out / "params.json").read_text())
+        first = p["frames"][0] if frames else p
+        shape = np.asarray(model.neutral) + np.einsum("i,ivc->vc", [0.3, -0.2], np.asarray(model.identity))
+        R = np.asarray(meshfit.models.so3_exp(jnp.asarray(first["rotation_axis_angle"], jnp.float32)))
+        expected = 1.3 * shape @ R.T + np.asarray(first["translation"])
+    np.testing.assert_allclose(back.vertices, expected, atol=1e-4)
+    np.testing.assert_array_equal(back.faces, model.faces)
+    doc = pygltflib.GLTF2().load(str(glb))
+    if kind == "blendshapes":
+        assert (
+            doc.meshes[0].extras["targetNames"] == ["lift"] and len(doc.meshes[0].primitives[0].targets) == 1
+        )
+    if frames:
+        anim = doc.animations[0]
+        paths = sorted(c.target.path for c in anim.channels)
+        assert paths == sorted(["translation", "rotation"] + (["weights"] if kind == "blendshapes" else []))
+        assert doc.accessors[anim.samplers[0].input].max == [pytest.approx((frames - 1) / 25)]
+    else:
+        assert not doc.animations
+
+
+def test_gltf_errors(tmp_path):
+    from meshfit.export import write_gltf
+
+    out, model, _ = _fit_out(tmp_path, "blendshapes")
+    with pytest.raises(ValueError, match="needs its model"):
+        write_gltf(out, tmp_path / "a.glb")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "params.json").write_text((out / "params.json").read_text())
+    triangle = meshfit.Mesh(np.eye(3, dtype=np.float32), np.asarray([[0, 1, 2]], np.int32))
+    meshfit.io.meshes.save_mesh(other / "mesh.obj", triangle)
+    with pytest.raises(ValueError, match="vertices; the fit's mesh has 3: not its model"):
+        write_gltf(other, tmp_path / "a.glb", model=model)
+    with pytest.raises(FileNotFoundError, match="not a meshfit fit or predict output"):
+        write_gltf(tmp_path, tmp_path / "a.glb")
+    (tmp_path / "mine.glb").write_bytes(b"glTF not ours")
+    with pytest.raises(FileExistsError, match="not a glb meshfit wrote"):
+        write_gltf(out, tmp_path / "mine.glb", model=model, overwrite=True)
+    assert (tmp_path / "mine.glb").read_bytes() == b"glTF not ours"
