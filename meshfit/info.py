@@ -40,11 +40,22 @@ def environment() -> dict:
         "jax_devices": [str(d) for d in jax.devices()],
         "native_kernels": "loaded" if reason is None else f"not loaded: {reason}",
         "opengl": _opengl(),
+        "c_runtime": _c_runtime(),
     }
     build = getattr(_native, "build_info", None)
     if reason is None and build is not None:
         info["native_build"] = build()
     return info
+
+
+def _c_runtime() -> str:
+    """Whether the C runtime's shared library (built by pip install) loads."""
+    try:
+        from meshfit.export.runtime import runtime_library
+
+        return f"loaded ({runtime_library()._name})"
+    except (RuntimeError, OSError) as e:
+        return f"not loaded: {e}"
 
 
 def describe() -> str:
@@ -64,6 +75,7 @@ def describe() -> str:
         f"native kernels: {e['native_kernels']}",
         f"rendering runs on: {path}",
         f"OpenGL for pyrender (meshfit synth, tests): {gl_text}",
+        f"C runtime for exported models (meshfit.export.Runtime): {e['c_runtime']}",
     ]
     if "native_build" in e:
         b = e["native_build"]
