@@ -40,11 +40,11 @@ from meshfit.amortize import Regressor  # noqa: E402
 from meshfit.amortize.inputs import image_inputs  # noqa: E402
 from meshfit.amortize.train import pose_errors  # noqa: E402
 from meshfit.export import Runtime, write_native, write_onnx  # noqa: E402
+from meshfit.export.runtime import frame_images  # noqa: E402
 
 
 def _images(reg: Regressor, views) -> np.ndarray:
-    planes = {"mask": views.mask, "grey": np.mean(views.rgb, -1), "depth": views.depth}
-    return np.stack([planes[c] for c in reg.config.inputs], 1).astype(np.float32)
+    return frame_images(views, reg.config.inputs)
 
 
 def _canon(reg: Regressor, flat: np.ndarray) -> dict:

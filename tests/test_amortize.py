@@ -446,7 +446,8 @@ def test_export_cli_runs_in_c_as_predict_does(tiny_run, posed_data, tmp_path, ca
     views = meshfit.load_views(data)
     reg = Regressor.load(root / "run")
     canon, _ = predict(reg, views)
-    _, verts = Runtime(tmp_path / "m.mfr").run(np.stack([views.mask, np.mean(views.rgb, -1)], 1))
+    rt = Runtime(tmp_path / "m.mfr")
+    _, verts = rt.run(rt.frame(views))
     np.testing.assert_allclose(verts, reg.task.vertices(canon[0]), atol=1e-4 * reg.task.diagonal)
 
 

@@ -25,7 +25,7 @@ from meshfit.amortize.task import Task
 from meshfit.amortize.train import build_network
 from meshfit.export import ModelFileError, Runtime, read_native, write_native
 from meshfit.export.native import ENTRY_SIZE, HEADER_SIZE, encode, runtime_tensors
-from meshfit.export.runtime import runtime_library
+from meshfit.export.runtime import frame_images, runtime_library
 from tests.helpers import missing
 from tests.test_amortize import _blend_model, _blob
 
@@ -64,8 +64,7 @@ def _views(reg: Regressor, tmp_path, seed: int = 1):
 
 def _images(reg: Regressor, views) -> np.ndarray:
     """[N, C, H, W] the runtime's input: the channels at the cameras' size."""
-    planes = {"mask": views.mask, "grey": np.mean(views.rgb, -1), "depth": views.depth}
-    return np.stack([planes[c] for c in reg.config.inputs], 1).astype(np.float32)
+    return frame_images(views, reg.config.inputs)
 
 
 def _jax(reg: Regressor, views, present=None, params=None):

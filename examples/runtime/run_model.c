@@ -8,7 +8,9 @@
  *
  * frame.f32: the views as raw little-endian float32, [N][C][H][W] (view, channel in the model's
  * order, row, column) at the cameras' size: mask in [0, 1], grey in [0, 1], depth as camera z in
- * world units (0 = empty). `python bench/runtime.py --write-frame` makes one from a dataset.
+ * world units (0 = empty). From a dataset (meshfit synth, meshfit import):
+ *   python -c "import meshfit; from meshfit.export import Runtime; \
+ *              Runtime('face.mfr').frame(meshfit.load_views('DIR')).astype('<f4').tofile('frame.f32')"
  * --repeat N times N runs and prints the median latency per frame.
  */
 #include <stdio.h>

@@ -16,7 +16,29 @@ import numpy as np
 
 from meshfit.export.native import ModelFileError, read_native
 
-__all__ = ["Runtime", "runtime_library"]
+__all__ = ["Runtime", "frame_images", "runtime_library"]
+
+
+def frame_images(views, channels) -> np.ndarray:
+    """[N, C, H, W] float32: one frame of a dataset (``meshfit.load_views``) as the runtime reads
+    it, the named channels in order (mask; grey: the mean of the RGB channels; depth)."""
+    planes = {}
+    for name in channels:
+        if name == "mask":
+            planes[name] = views.mask
+        elif name == "grey":
+            if views.rgb is None:
+                raise ValueError("the model reads grey images: the dataset has no rgb/ folder")
+            planes[name] = np.mean(np.asarray(views.rgb, np.float32), -1)
+        elif name == "depth":
+            if views.depth is None:
+                raise ValueError("the model reads depth: the dataset has no depth/ folder")
+            planes[name] = views.depth
+        else:
+            raise ValueError(f"unknown channel {name!r}")
+        if planes[name] is None or np.ndim(planes[name]) != 3:
+            raise ValueError(f"{name}: expected one frame of [N, H, W] images")
+    return np.ascontiguousarray(np.stack([planes[c] for c in channels], 1), np.float32)
 
 
 @functools.cache
@@ -97,3 +119,7 @@ class Runtime:
         if err:
             raise ValueError(f"the runtime failed: {self._lib.mfr_error_string(err).decode()}")
         return params, verts
+
+    def frame(self, views) -> np.ndarray:
+        """A dataset's frame (``meshfit.load_views``) as this model's input [N, C, H, W]."""
+        return frame_images(views, self.info["inputs"])
