@@ -68,8 +68,8 @@ def _errors(reg: Regressor, preds: list[dict], truths: list[dict]) -> dict:
     }
 
 
-def _build_example(tmp: Path) -> Path:
-    exe = tmp / "run_model"
+def _build_example(tmp: Path, simd: bool = False) -> Path:
+    exe = tmp / ("run_model_avx2" if simd else "run_model")
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         raise SystemExit("bench/runtime.py needs a C compiler (cc)")
@@ -78,6 +78,7 @@ def _build_example(tmp: Path) -> Path:
             cc,
             "-std=c11",
             "-O3",
+            *(["-mavx2", "-mfma"] if simd else []),
             f"-I{REPO / 'kernels/runtime'}",
             str(REPO / "examples/runtime/run_model.c"),
             str(REPO / "kernels/runtime/meshfit_runtime.c"),
@@ -195,6 +196,10 @@ def main(argv=None) -> int:
         frame = tmp / "frame.f32"
         _images(reg, views[0]).astype("<f4").tofile(frame)
         latency = {f"C {q}": _c_latency(exe, tmp / f"model_{q}.mfr", frame, args.repeat) for q in files}
+        cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        if " avx2" in cpu and " fma" in cpu:
+            simd = _build_example(tmp, simd=True)
+            latency["C fp32, AVX2 path"] = _c_latency(simd, tmp / "model_fp32.mfr", frame, args.repeat)
         times = []
         for _ in range(args.repeat + 5):
             t = time.perf_counter()

@@ -42,9 +42,10 @@ def frame_images(views, channels) -> np.ndarray:
 
 
 @functools.cache
-def runtime_library() -> ctypes.CDLL:
-    """The runtime's shared library (raises RuntimeError when it was not built)."""
-    path = os.environ.get("MESHFIT_RUNTIME_LIB")
+def runtime_library(path: str | None = None) -> ctypes.CDLL:
+    """The runtime's shared library: ``path``, else $MESHFIT_RUNTIME_LIB, else the one pip built
+    (raises RuntimeError when it was not built)."""
+    path = path or os.environ.get("MESHFIT_RUNTIME_LIB")
     if not path:
         found = sorted(Path(__file__).parent.glob("_runtime*.so"))
         if not found:
@@ -62,22 +63,25 @@ def runtime_library() -> ctypes.CDLL:
     lib.mfr_param_count.argtypes = [p]
     lib.mfr_run.argtypes = [p, p, size, p, p, p, p]
     lib.mfr_error_string.restype = ctypes.c_char_p
+    lib.mfr_simd.restype = ctypes.c_char_p
     return lib
 
 
 class Runtime:
     """A model file loaded into the C runtime.
 
-    ``Runtime(path_or_bytes)``; ``run(images, present=None, vertices=True)`` ->
+    ``Runtime(path_or_bytes, library=None)`` (``library``: another build of the runtime, e.g. with
+    -mavx2 -mfma; ``simd`` says which path it has); ``run(images, present=None, vertices=True)`` ->
     (params [K + 13] float32, vertices [V, 3] or None). images: [N, C, H, W] float32 at the
     cameras' size, channels in the model's order (``info["inputs"]``: mask in [0, 1], grey in
     [0, 1], depth as camera z in world units, 0 where empty).
     """
 
-    def __init__(self, source: str | os.PathLike | bytes):
+    def __init__(self, source: str | os.PathLike | bytes, *, library: str | os.PathLike | None = None):
         where = "the model bytes" if isinstance(source, (bytes, bytearray)) else str(source)
         data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-        lib = runtime_library()
+        lib = runtime_library(None if library is None else str(library))
+        self.simd = lib.mfr_simd().decode()
         # The runtime reads the model in place: an 8-byte aligned copy that lives with this object.
         self._buffer = np.zeros(-(-len(data) // 8), np.uint64)
         self._buffer.view(np.uint8)[: len(data)] = np.frombuffer(data, np.uint8)
