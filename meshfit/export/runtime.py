@@ -90,8 +90,8 @@ class Runtime:
         if err:
             raise ModelFileError(f"{where}: {lib.mfr_error_string(err).decode()} (runtime error {err})")
         self._lib = lib
-        self.info = read_native(data).info
-        meta = read_native(data).tensors["meta"]
+        stored = read_native(data)
+        self.info, meta = stored.info, stored.tensors["meta"]
         self.views, self.height, self.width, self.channels = (
             int(meta[1]),
             int(meta[2]),
