@@ -195,18 +195,24 @@ def main(argv=None) -> int:
         exe = _build_example(tmp)
         frame = tmp / "frame.f32"
         _images(reg, views[0]).astype("<f4").tofile(frame)
-        latency = {f"C {q}": _c_latency(exe, tmp / f"model_{q}.mfr", frame, args.repeat) for q in files}
+        # (label, program, model file) for each C measurement.
+        builds = [(f"C {q}", exe, tmp / f"model_{q}.mfr") for q in files]
         cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
         if " avx2" in cpu and " fma" in cpu:
             simd = _build_example(tmp, simd=True)
-            latency["C fp32, AVX2 path"] = _c_latency(simd, tmp / "model_fp32.mfr", frame, args.repeat)
+            builds.append(("C fp32, AVX2 path", simd, tmp / "model_fp32.mfr"))
+        latency = {name: _c_latency(program, model, frame, args.repeat) for name, program, model in builds}
         times = []
         for _ in range(args.repeat + 5):
             t = time.perf_counter()
             session.run(None, feeds[0])
             times.append(time.perf_counter() - t)
         latency["onnxruntime fp32"] = 1000 * float(np.median(times[5:]))
-        counts = {q: _callgrind(exe, tmp / f"model_{q}.mfr", frame) for q in files} if args.callgrind else {}
+        counts = (
+            {name: _callgrind(program, model, frame) for name, program, model in builds}
+            if args.callgrind
+            else {}
+        )
     net = reg.network.cost
     print(
         f"\nrun: {args.run}, network {net['parameters']:,} parameters, {net['flops'] / 1e6:.1f} MFLOPs per "
@@ -241,12 +247,7 @@ def main(argv=None) -> int:
     )
     ort_ms = latency["onnxruntime fp32"]
     for name, ms in latency.items():
-        q = name.split()[-1]
-        extra = (
-            f" {counts[q]:,} |"
-            if counts and name.startswith("C ") and counts.get(q)
-            else (" |" if counts else "")
-        )
+        extra = f" {counts[name]:,} |" if counts.get(name) else (" |" if counts else "")
         print(f"| {name} | {ms:.3f} | {ms / ort_ms:.2f} |{extra}")
     if args.json:
         args.json.write_text(

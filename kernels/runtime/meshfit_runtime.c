@@ -221,7 +221,7 @@ int mfr_load(mfr_model *m, const void *buf, size_t size) {
   }
   /* The convolutions: channels from the first layer, sizes halving at each stride-2 layer. */
   int cin = C + 2, hh = h, ww = w;
-  size_t act = (size_t)h * w * cin;
+  size_t act = (size_t)h * w * cin, pad = 0;
   for (int i = 0; i < L; i++) {
     char name[24];
     snprintf(name, sizeof name, "conv%d", i);
@@ -235,6 +235,7 @@ int mfr_load(mfr_model *m, const void *buf, size_t size) {
     m->convs[i].in = cin; /* per pixel; the 3x3 window is implied */
     m->convs[i].stride = (M[MFR_META_STRIDES] >> i & 1) ? 2 : 1;
     int s = m->convs[i].stride;
+    pad = max_size(pad, (size_t)(hh + 2) * (ww + 2) * cin);
     hh = (hh + s - 1) / s;
     ww = (ww + s - 1) / s;
     cin = (int)out;
@@ -249,7 +250,9 @@ int mfr_load(mfr_model *m, const void *buf, size_t size) {
       (err = get_layer(&t, "pool_head", E, K + 1, 1, 1, K + 1, 1, &m->pool_head)))
     return err;
   /* Arena: the view's input, two activations, per-view features and outputs, pooled vectors. */
-  m->arena_floats = (size_t)h * w * (C + 2) + 2 * act + (size_t)N * (E + VIEW_OUTPUTS) + 2 * (size_t)E +
+  m->act_floats = act;
+  m->pad_floats = pad;
+  m->arena_floats = (size_t)h * w * (C + 2) + 2 * act + pad + (size_t)N * (E + VIEW_OUTPUTS) + 2 * (size_t)E +
                     (size_t)K + 1;
   return MFR_OK;
 }
@@ -321,6 +324,7 @@ static void conv_pixel(const mfr_layer *l, const float *x, int H, int W, int iy0
  * channels accumulate in registers over the taps and input channels; f32 weights, O a multiple of
  * 8, and the pixels whose taps are all inside the image (the border goes through conv_pixel). */
 #define MFR_SIMD "avx2"
+#define SIMD_CONV 1
 static int conv_block(const mfr_layer *l, const float *x, int H, int W, int iy0, int ix0, int s, float *out) {
   int I = l->in, O = l->out;
   if (l->weight.dtype != DT_F32 || O % 8 || ix0 < 0 || ix0 + 3 * s + 2 >= W) return 0;
@@ -385,6 +389,7 @@ static int conv_block(const mfr_layer *l, const float *x, int H, int W, int iy0,
 }
 #else
 #define MFR_SIMD "scalar"
+#define SIMD_CONV 0
 static int conv_block(const mfr_layer *l, const float *x, int H, int W, int iy0, int ix0, int s, float *out) {
   (void)l, (void)x, (void)H, (void)W, (void)iy0, (void)ix0, (void)s, (void)out;
   return 0;
@@ -394,18 +399,33 @@ static int conv_block(const mfr_layer *l, const float *x, int H, int W, int iy0,
 const char *mfr_simd(void) { return MFR_SIMD; }
 
 /* 3x3 convolution, SAME padding (XLA's: the odd pixel of padding after), ReLU; W [3, 3, I, O].
- * x [H, W, I] -> y [Ho, Wo, O]: blocks of 4 pixels through the SIMD path where it applies. */
-static void conv3x3(const mfr_layer *l, const float *x, int H, int W, float *y, int *Ho, int *Wo) {
-  int s = l->stride, O = l->out;
+ * x [H, W, I] -> y [Ho, Wo, O]. Where the SIMD path applies, the input is first copied into `pad`
+ * [H + 2, W + 2, I] with a zero border, so that every block of 4 pixels has all its taps inside;
+ * a row's last pixels (Wo not a multiple of 4) go through conv_pixel. */
+static void conv3x3(const mfr_layer *l, const float *x, int H, int W, float *pad, float *y, int *Ho, int *Wo) {
+  int s = l->stride, O = l->out, I = l->in;
   int oh = (H + s - 1) / s, ow = (W + s - 1) / s;
   int pad_h = ((oh - 1) * s + 3 - H) > 0 ? ((oh - 1) * s + 3 - H) / 2 : 0;
   int pad_w = ((ow - 1) * s + 3 - W) > 0 ? ((ow - 1) * s + 3 - W) / 2 : 0;
+  int blocks = SIMD_CONV && l->weight.dtype == DT_F32 && O % 8 == 0 && ow >= 4;
+  if (blocks) {
+    size_t row = (size_t)(W + 2) * I;
+    memset(pad, 0, sizeof(float) * row);
+    memset(pad + (size_t)(H + 1) * row, 0, sizeof(float) * row);
+    for (int iy = 0; iy < H; iy++) {
+      float *dst = pad + (size_t)(iy + 1) * row;
+      memset(dst, 0, sizeof(float) * (size_t)I);
+      memcpy(dst + I, x + (size_t)iy * W * I, sizeof(float) * (size_t)W * I);
+      memset(dst + (size_t)(W + 1) * I, 0, sizeof(float) * (size_t)I);
+    }
+  }
   for (int oy = 0; oy < oh; oy++) {
     int ox = 0;
     while (ox < ow) {
       float *out = y + ((size_t)oy * ow + ox) * O;
       int n = 1;
-      if (ox + 4 <= ow && conv_block(l, x, H, W, oy * s - pad_h, ox * s - pad_w, s, out))
+      if (blocks && ox + 4 <= ow &&
+          conv_block(l, pad, H + 2, W + 2, oy * s - pad_h + 1, ox * s - pad_w + 1, s, out))
         n = 4;
       else
         conv_pixel(l, x, H, W, oy * s - pad_h, ox * s - pad_w, out);
@@ -590,7 +610,7 @@ int mfr_run(const mfr_model *m, void *arena, size_t arena_size, const float *ima
   if (arena_size < mfr_arena_size(m)) return MFR_ERR_ARENA;
   const int32_t *M = m->meta;
   int N = M[MFR_META_VIEWS], h = M[MFR_META_NET_H], w = M[MFR_META_NET_W], C = M[MFR_META_CHANNELS];
-  int L = M[MFR_META_CONVS], E = M[MFR_META_FEATURES], K = M[MFR_META_COEFFS];
+  int L = M[MFR_META_CONVS], E = M[MFR_META_FEATURES];
   uint8_t all[MFR_MAX_VIEWS];
   if (!present) {
     memset(all, 1, sizeof all);
@@ -600,10 +620,9 @@ int mfr_run(const mfr_model *m, void *arena, size_t arena_size, const float *ima
   for (int n = 0; n < N; n++) given += present[n] != 0;
   if (!given) return MFR_ERR_VIEWS;
   float *in = (float *)arena, *a = in + (size_t)h * w * (C + 2);
-  size_t act = (m->arena_floats - (size_t)h * w * (C + 2) - (size_t)N * (E + VIEW_OUTPUTS) - 2 * (size_t)E -
-                (size_t)K - 1) / 2;
-  float *b = a + act, *features = b + act, *per_view = features + (size_t)N * E, *pooled = per_view + N * VIEW_OUTPUTS,
-        *hidden = pooled + E, *head = hidden + E;
+  float *b = a + m->act_floats, *pad = b + m->act_floats, *features = pad + m->pad_floats;
+  float *per_view = features + (size_t)N * E, *pooled = per_view + N * VIEW_OUTPUTS, *hidden = pooled + E,
+        *head = hidden + E;
   for (int n = 0; n < N; n++) {
     if (!present[n]) continue;
     view_input(m, images, n, in);
@@ -611,7 +630,7 @@ int mfr_run(const mfr_model *m, void *arena, size_t arena_size, const float *ima
     float *y = a;
     int H = h, W = w;
     for (int i = 0; i < L; i++) {
-      conv3x3(&m->convs[i], x, H, W, y, &H, &W);
+      conv3x3(&m->convs[i], x, H, W, pad, y, &H, &W);
       x = y;
       y = (y == a) ? b : a;
     }

@@ -147,7 +147,9 @@ typedef struct {
   const float *base;        /* [V, 3] */
   mfr_tensor basis;         /* [K, V, 3] */
   const int32_t *faces;     /* [F, 3] */
-  size_t arena_floats;
+  size_t act_floats;   /* the largest activation [H, W, C] */
+  size_t pad_floats;   /* the largest convolution input with a 1-pixel zero border (SIMD path) */
+  size_t arena_floats; /* all scratch: input, two activations, padded input, features, heads */
 } mfr_model;
 
 /* Parameters run writes: mfr_param_count(m) floats,
