@@ -68,8 +68,11 @@ class BlendshapeModel:
             )
         try:
             spec = json.loads(spec_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{spec_path} is not valid JSON: {e}") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(
+                f"{spec_path} is not a blendshape model (a folder with blendshapes.json, the JSON file "
+                f"itself, or an .npz); reading it as JSON: {e}"
+            ) from e
         unknown = set(spec) - {"neutral", "identity", "expression"}
         if unknown or "neutral" not in spec:
             raise ValueError(
