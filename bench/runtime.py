@@ -78,7 +78,7 @@ def _build_example(tmp: Path, simd: bool = False) -> Path:
             cc,
             "-std=c11",
             "-O3",
-            *(["-mavx2", "-mfma"] if simd else []),
+            *(["-mavx2", "-mfma", "-mf16c"] if simd else []),
             f"-I{REPO / 'kernels/runtime'}",
             str(REPO / "examples/runtime/run_model.c"),
             str(REPO / "kernels/runtime/meshfit_runtime.c"),
@@ -198,9 +198,9 @@ def main(argv=None) -> int:
         # (label, program, model file) for each C measurement.
         builds = [(f"C {q}", exe, tmp / f"model_{q}.mfr") for q in files]
         cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        if " avx2" in cpu and " fma" in cpu:
+        if all(f" {f}" in cpu for f in ("avx2", "fma", "f16c")):
             simd = _build_example(tmp, simd=True)
-            builds.append(("C fp32, AVX2 path", simd, tmp / "model_fp32.mfr"))
+            builds += [(f"C {q}, AVX2 path", simd, tmp / f"model_{q}.mfr") for q in files]
         latency = {name: _c_latency(program, model, frame, args.repeat) for name, program, model in builds}
         times = []
         for _ in range(args.repeat + 5):

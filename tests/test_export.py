@@ -478,8 +478,8 @@ def test_gltf_errors(tmp_path):
 
 
 def test_simd_path_agrees_with_the_scalar_path(tmp_path):
-    """The runtime built with -mavx2 -mfma (its AVX2 path) gives the scalar build's numbers, to
-    the rounding of fused multiply-adds."""
+    """The runtime built with -mavx2 -mfma -mf16c (its AVX2 path) gives the scalar build's numbers
+    for fp32, fp16 and int8 files, to the rounding of fused multiply-adds."""
     import shutil
     import subprocess
 
@@ -487,10 +487,21 @@ def test_simd_path_agrees_with_the_scalar_path(tmp_path):
 
     cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None or " avx2" not in cpu or " fma" not in cpu:
-        pytest.skip("needs a C compiler and an x86-64 CPU with AVX2 and FMA")
+    if cc is None or any(f" {f}" not in cpu for f in ("avx2", "fma", "f16c")):
+        pytest.skip("needs a C compiler and an x86-64 CPU with AVX2, FMA and F16C")
     lib = tmp_path / "libmeshfit_runtime_avx2.so"
-    flags = ["-std=c99", "-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror"]
+    flags = [
+        "-std=c99",
+        "-O3",
+        "-mavx2",
+        "-mfma",
+        "-mf16c",
+        "-fPIC",
+        "-shared",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+    ]
     subprocess.run(
         [cc, *flags, f"{REPO}/kernels/runtime/meshfit_runtime.c", "-lm", "-o", str(lib)], check=True
     )
@@ -498,10 +509,12 @@ def test_simd_path_agrees_with_the_scalar_path(tmp_path):
         reg = _regressor(kind, tmp_path, seed=11)
         (tmp_path / kind).mkdir()
         views = _views(reg, tmp_path / kind)
-        write_native(reg, tmp_path / f"{kind}.mfr")
-        scalar, simd = Runtime(tmp_path / f"{kind}.mfr"), Runtime(tmp_path / f"{kind}.mfr", library=lib)
-        assert (scalar.simd, simd.simd) == ("scalar", "avx2")
-        a, va = scalar.run(_images(reg, views))
-        b, vb = simd.run(_images(reg, views))
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
-        np.testing.assert_allclose(vb, va, atol=1e-5 * reg.task.diagonal)
+        for quant in ("fp32", "fp16", "int8"):  # the SIMD path reads each storage type
+            path = tmp_path / f"{kind}_{quant}.mfr"
+            write_native(reg, path, quant=quant)
+            scalar, simd = Runtime(path), Runtime(path, library=lib)
+            assert (scalar.simd, simd.simd) == ("scalar", "avx2")
+            a, va = scalar.run(_images(reg, views))
+            b, vb = simd.run(_images(reg, views))
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max(), err_msg=quant)
+            np.testing.assert_allclose(vb, va, atol=1e-5 * reg.task.diagonal, err_msg=quant)

@@ -320,72 +320,88 @@ static void conv_pixel(const mfr_layer *l, const float *x, int H, int W, int iy0
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-/* AVX2 + FMA (compiled in with -mavx2 -mfma or -march=x86-64-v3): 4 neighbouring output pixels x 8
- * channels accumulate in registers over the taps and input channels; f32 weights, O a multiple of
- * 8, and the pixels whose taps are all inside the image (the border goes through conv_pixel). */
+/* AVX2 + FMA (compiled in with -mavx2 -mfma, or -march=x86-64-v3): 4 neighbouring output pixels x
+ * 16 (then 8) channels accumulate in registers over the taps and input channels; O a multiple of 8,
+ * and the 4 pixels' taps all inside x (the caller pads it). Weights f32, i8 (converted in
+ * registers; the scale comes in `finish`) and, with F16C (-mf16c), f16. */
 #define MFR_SIMD "avx2"
 #define SIMD_CONV 1
+#define LOAD_F32(p, i) _mm256_loadu_ps((const float *)(p) + (i))
+#define LOAD_I8(p, i) \
+  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)(p) + (i)))))
+#define LOAD_F16(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i))))
+#define CONV_BLOCK(NAME, LOAD)                                                                            \
+  static void NAME(const void *wt, const float *x, int W, int I, int O, int iy0, int ix0, int s,           \
+                   float *out) {                                                                          \
+    size_t step = (size_t)s * I;                                                                          \
+    int o0 = 0;                                                                                           \
+    for (; o0 + 16 <= O; o0 += 16) { /* two weight rows per four broadcasts */                            \
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;     \
+      for (int ky = 0; ky < 3; ky++)                                                                      \
+        for (int kx = 0; kx < 3; kx++) {                                                                  \
+          const float *px = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * I;                                  \
+          size_t wr = (size_t)(ky * 3 + kx) * I * O + o0;                                                 \
+          for (int ci = 0; ci < I; ci++) {                                                                \
+            __m256 w = LOAD(wt, wr + (size_t)ci * O), v = LOAD(wt, wr + (size_t)ci * O + 8);              \
+            __m256 x0 = _mm256_broadcast_ss(px + ci), x1 = _mm256_broadcast_ss(px + step + ci);           \
+            __m256 x2 = _mm256_broadcast_ss(px + 2 * step + ci), x3 = _mm256_broadcast_ss(px + 3 * step + ci); \
+            a0 = _mm256_fmadd_ps(x0, w, a0);                                                              \
+            b0 = _mm256_fmadd_ps(x0, v, b0);                                                              \
+            a1 = _mm256_fmadd_ps(x1, w, a1);                                                              \
+            b1 = _mm256_fmadd_ps(x1, v, b1);                                                              \
+            a2 = _mm256_fmadd_ps(x2, w, a2);                                                              \
+            b2 = _mm256_fmadd_ps(x2, v, b2);                                                              \
+            a3 = _mm256_fmadd_ps(x3, w, a3);                                                              \
+            b3 = _mm256_fmadd_ps(x3, v, b3);                                                              \
+          }                                                                                               \
+        }                                                                                                 \
+      _mm256_storeu_ps(out + o0, a0);                                                                     \
+      _mm256_storeu_ps(out + o0 + 8, b0);                                                                 \
+      _mm256_storeu_ps(out + O + o0, a1);                                                                 \
+      _mm256_storeu_ps(out + O + o0 + 8, b1);                                                             \
+      _mm256_storeu_ps(out + 2 * (size_t)O + o0, a2);                                                     \
+      _mm256_storeu_ps(out + 2 * (size_t)O + o0 + 8, b2);                                                 \
+      _mm256_storeu_ps(out + 3 * (size_t)O + o0, a3);                                                     \
+      _mm256_storeu_ps(out + 3 * (size_t)O + o0 + 8, b3);                                                 \
+    }                                                                                                     \
+    for (; o0 < O; o0 += 8) {                                                                             \
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                         \
+      for (int ky = 0; ky < 3; ky++)                                                                      \
+        for (int kx = 0; kx < 3; kx++) {                                                                  \
+          const float *px = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * I;                                  \
+          size_t wr = (size_t)(ky * 3 + kx) * I * O + o0;                                                 \
+          for (int ci = 0; ci < I; ci++) {                                                                \
+            __m256 w = LOAD(wt, wr + (size_t)ci * O);                                                     \
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + ci), w, a0);                                    \
+            a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + step + ci), w, a1);                             \
+            a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 2 * step + ci), w, a2);                         \
+            a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 3 * step + ci), w, a3);                         \
+          }                                                                                               \
+        }                                                                                                 \
+      _mm256_storeu_ps(out + o0, a0);                                                                     \
+      _mm256_storeu_ps(out + O + o0, a1);                                                                 \
+      _mm256_storeu_ps(out + 2 * (size_t)O + o0, a2);                                                     \
+      _mm256_storeu_ps(out + 3 * (size_t)O + o0, a3);                                                     \
+    }                                                                                                     \
+  }
+CONV_BLOCK(conv_block_f32, LOAD_F32)
+CONV_BLOCK(conv_block_i8, LOAD_I8)
+#ifdef __F16C__
+CONV_BLOCK(conv_block_f16, LOAD_F16)
+#endif
+
+/* 4 output pixels through the SIMD path, if it applies: returns 0 when it does not. */
 static int conv_block(const mfr_layer *l, const float *x, int H, int W, int iy0, int ix0, int s, float *out) {
   int I = l->in, O = l->out;
-  if (l->weight.dtype != DT_F32 || O % 8 || ix0 < 0 || ix0 + 3 * s + 2 >= W) return 0;
-  const float *wt = (const float *)l->weight.data;
-  size_t step = (size_t)s * I;
-  int o0 = 0;
-  for (; o0 + 16 <= O; o0 += 16) { /* 16 channels: two weight rows per four broadcasts */
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    for (int ky = 0; ky < 3; ky++) {
-      int iy = iy0 + ky;
-      if (iy < 0 || iy >= H) continue;
-      for (int kx = 0; kx < 3; kx++) {
-        const float *px = x + ((size_t)iy * W + ix0 + kx) * I;
-        const float *wr = wt + (size_t)(ky * 3 + kx) * I * O + o0;
-        for (int ci = 0; ci < I; ci++) {
-          __m256 w = _mm256_loadu_ps(wr + (size_t)ci * O), v = _mm256_loadu_ps(wr + (size_t)ci * O + 8);
-          __m256 x0 = _mm256_broadcast_ss(px + ci), x1 = _mm256_broadcast_ss(px + step + ci);
-          __m256 x2 = _mm256_broadcast_ss(px + 2 * step + ci), x3 = _mm256_broadcast_ss(px + 3 * step + ci);
-          a0 = _mm256_fmadd_ps(x0, w, a0);
-          b0 = _mm256_fmadd_ps(x0, v, b0);
-          a1 = _mm256_fmadd_ps(x1, w, a1);
-          b1 = _mm256_fmadd_ps(x1, v, b1);
-          a2 = _mm256_fmadd_ps(x2, w, a2);
-          b2 = _mm256_fmadd_ps(x2, v, b2);
-          a3 = _mm256_fmadd_ps(x3, w, a3);
-          b3 = _mm256_fmadd_ps(x3, v, b3);
-        }
-      }
-    }
-    _mm256_storeu_ps(out + o0, a0);
-    _mm256_storeu_ps(out + o0 + 8, b0);
-    _mm256_storeu_ps(out + O + o0, a1);
-    _mm256_storeu_ps(out + O + o0 + 8, b1);
-    _mm256_storeu_ps(out + 2 * (size_t)O + o0, a2);
-    _mm256_storeu_ps(out + 2 * (size_t)O + o0 + 8, b2);
-    _mm256_storeu_ps(out + 3 * (size_t)O + o0, a3);
-    _mm256_storeu_ps(out + 3 * (size_t)O + o0 + 8, b3);
+  if (O % 8 || ix0 < 0 || iy0 < 0 || iy0 + 2 >= H || ix0 + 3 * s + 2 >= W) return 0;
+  switch (l->weight.dtype) {
+    case DT_F32: conv_block_f32(l->weight.data, x, W, I, O, iy0, ix0, s, out); return 1;
+    case DT_I8: conv_block_i8(l->weight.data, x, W, I, O, iy0, ix0, s, out); return 1;
+#ifdef __F16C__
+    case DT_F16: conv_block_f16(l->weight.data, x, W, I, O, iy0, ix0, s, out); return 1;
+#endif
+    default: return 0;
   }
-  for (; o0 < O; o0 += 8) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int ky = 0; ky < 3; ky++) {
-      int iy = iy0 + ky;
-      if (iy < 0 || iy >= H) continue;
-      for (int kx = 0; kx < 3; kx++) {
-        const float *px = x + ((size_t)iy * W + ix0 + kx) * I;
-        const float *wr = wt + (size_t)(ky * 3 + kx) * I * O + o0;
-        for (int ci = 0; ci < I; ci++) {
-          __m256 w = _mm256_loadu_ps(wr + (size_t)ci * O);
-          a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + ci), w, a0);
-          a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + step + ci), w, a1);
-          a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 2 * step + ci), w, a2);
-          a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 3 * step + ci), w, a3);
-        }
-      }
-    }
-    _mm256_storeu_ps(out + o0, a0);
-    _mm256_storeu_ps(out + O + o0, a1);
-    _mm256_storeu_ps(out + 2 * (size_t)O + o0, a2);
-    _mm256_storeu_ps(out + 3 * (size_t)O + o0, a3);
-  }
-  return 1;
 }
 #else
 #define MFR_SIMD "scalar"
@@ -407,7 +423,7 @@ static void conv3x3(const mfr_layer *l, const float *x, int H, int W, float *pad
   int oh = (H + s - 1) / s, ow = (W + s - 1) / s;
   int pad_h = ((oh - 1) * s + 3 - H) > 0 ? ((oh - 1) * s + 3 - H) / 2 : 0;
   int pad_w = ((ow - 1) * s + 3 - W) > 0 ? ((ow - 1) * s + 3 - W) / 2 : 0;
-  int blocks = SIMD_CONV && l->weight.dtype == DT_F32 && O % 8 == 0 && ow >= 4;
+  int blocks = SIMD_CONV && O % 8 == 0 && ow >= 4;
   if (blocks) {
     size_t row = (size_t)(W + 2) * I;
     memset(pad, 0, sizeof(float) * row);

@@ -178,8 +178,9 @@ size_t mfr_arena_size(const mfr_model *m);
 int mfr_run(const mfr_model *m, void *arena, size_t arena_size, const float *images,
             const uint8_t *present, float *params, float *vertices);
 
-/* The SIMD path compiled in: "avx2" (with -mavx2 -mfma) or "scalar". Both compute the same
- * sums; the SIMD path fuses multiply-adds, so results agree to rounding (tests/test_export.py). */
+/* The SIMD path compiled in: "avx2" (with -mavx2 -mfma; fp16 weights also need -mf16c) or
+ * "scalar". Both compute the same sums; the SIMD path fuses multiply-adds, so results agree to
+ * rounding (tests/test_export.py). */
 const char *mfr_simd(void);
 
 /* A short English description of an MFR_* code. */

@@ -15,7 +15,8 @@ OUT=build/fuzz
 mkdir -p "$OUT/corpus"
 # The SIMD path where the CPU has it: its border handling is what an odd shape could break.
 SIMD=""
-grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && SIMD="-mavx2 -mfma"
+grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo &&
+  SIMD="-mavx2 -mfma -mf16c"
 echo "fuzz: building with ${SIMD:-the scalar path}"
 "$CLANG" -std=c99 -g -O1 $SIMD -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -Ikernels/runtime kernels/runtime/fuzz/fuzz_load.c kernels/runtime/meshfit_runtime.c -lm -o "$OUT/fuzz_load"
