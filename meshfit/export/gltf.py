@@ -19,10 +19,11 @@ them; glTF's +Y up is not imposed (an engine importer applies its own axis conve
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from meshfit.io.atomic import atomic_path, check_output_file
 
 __all__ = ["write_gltf"]
 
@@ -79,6 +80,12 @@ class _Builder:
         return b"".join(self.doc.save_to_bytes())
 
 
+def _meshfit_glb(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return head[:4] == b"glTF" and b'"generator":"meshfit"' in head.replace(b" ", b"")
+
+
 def _kind(params: dict) -> str:
     first = params["frames"][0] if "frames" in params else params
     if "object_to_world" in first:
@@ -114,6 +121,7 @@ def write_gltf(fit_out, out, *, model=None, fps: float = 30.0, overwrite: bool =
         raise ValueError(f"{params_path} is not valid JSON: {e}") from e
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a finite number > 0; got {fps}")
+    out = check_output_file(out, overwrite=overwrite, ours=_meshfit_glb, kind="a glb meshfit wrote")
     kind = _kind(params)
     frames = params.get("frames")
     if frames is not None:
@@ -123,14 +131,6 @@ def write_gltf(fit_out, out, *, model=None, fps: float = 30.0, overwrite: bool =
         mesh = load_mesh(files[0])
     else:
         mesh = load_mesh(fit_out / "mesh.obj")
-    if out.is_dir():
-        raise IsADirectoryError(f"{out} is a folder; --out names the .glb to write")
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists (pass overwrite=True, or --overwrite, to replace it)")
-        head = out.read_bytes()[:4096]
-        if head[:4] != b"glTF" or b'"generator":"meshfit"' not in head.replace(b" ", b""):
-            raise FileExistsError(f"{out} exists and is not a glb meshfit wrote: not replacing it")
     per_frame = frames if frames is not None else [params]
     b = _Builder()
     g = b.g
@@ -204,12 +204,8 @@ def write_gltf(fit_out, out, *, model=None, fps: float = 30.0, overwrite: bool =
             )
         b.doc.animations.append(g.Animation(name="fit", samplers=samplers, channels=channels))
     data = b.finish()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {
         "path": str(out),
         "bytes": len(data),

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from meshfit.io.atomic import atomic_path, check_output_file
+
 __all__ = ["FORMAT_VERSION", "MAGIC", "ModelFileError", "NativeModel", "read_native", "write_native"]
 
 MAGIC = b"MESHFIT\x1a"
@@ -177,6 +179,11 @@ def encode(tensors: dict[str, np.ndarray], info: dict) -> bytes:
     return header + bytes(body)
 
 
+def _has_magic(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == MAGIC
+
+
 def write_native(run, out: str | os.PathLike, *, quant: str = "fp32", basis: str | None = None,
                  checkpoint: str = "best", overwrite: bool = False) -> dict:  # fmt: skip
     """Write a trained regressor as a runtime model file (``meshfit export RUN --format native``).
@@ -197,23 +204,11 @@ def write_native(run, out: str | os.PathLike, *, quant: str = "fp32", basis: str
     if quant not in QUANTS:
         raise ValueError(f"quant must be one of {list(QUANTS)}; got {quant!r}")
     reg = run if isinstance(run, Regressor) else Regressor.load(run, checkpoint=checkpoint)
-    out = Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(f"{out} is a folder; --out names the model file to write")
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists (pass overwrite=True, or --overwrite, to replace it)")
-        with open(out, "rb") as f:
-            if f.read(8) != MAGIC:
-                raise FileExistsError(f"{out} exists and is not a meshfit runtime model: not replacing it")
+    out = check_output_file(out, overwrite=overwrite, ours=_has_magic, kind="a meshfit runtime model")
     tensors, info = runtime_tensors(reg, quant, basis)
     data = encode(tensors, info)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     weights = sum(a.nbytes for k, a in tensors.items() if k.split(".")[0].startswith(
         ("conv", "embed", "view_head", "confidence", "pool_")))  # fmt: skip
     model = sum(a.nbytes for k, a in tensors.items() if k.startswith("model."))

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from meshfit.io.atomic import atomic_path, check_output_file
+
 __all__ = ["OPSET", "onnx_model", "write_onnx"]
 
 OPSET = 13
@@ -144,24 +146,15 @@ def write_onnx(run, out: str | os.PathLike, *, checkpoint: str = "best", overwri
 
     from meshfit.amortize import Regressor
 
-    reg = run if isinstance(run, Regressor) else Regressor.load(run, checkpoint=checkpoint)
-    out = Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(f"{out} is a folder; --out names the model file to write")
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists (pass overwrite=True, or --overwrite, to replace it)")
+    def ours(path: Path) -> bool:
         try:
-            mine = onnx.load(str(out), load_external_data=False).producer_name == "meshfit"
-        except Exception:  # not ONNX at all
-            mine = False
-        if not mine:
-            raise FileExistsError(f"{out} exists and is not an ONNX model meshfit wrote: not replacing it")
+            return onnx.load(str(path), load_external_data=False).producer_name == "meshfit"
+        except Exception:  # not ONNX at all: onnx raises many kinds
+            return False
+
+    reg = run if isinstance(run, Regressor) else Regressor.load(run, checkpoint=checkpoint)
+    out = check_output_file(out, overwrite=overwrite, ours=ours, kind="an ONNX model meshfit wrote")
     data = onnx_model(reg).SerializeToString()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"path": str(out), "bytes": len(data), "opset": OPSET}

@@ -4,7 +4,14 @@ Every writer is atomic (``meshfit.io.atomic``): a crash or bad input never leave
 output, and ``--overwrite`` only ever replaces a folder meshfit made.
 """
 
-from meshfit.io.atomic import MARKER, OutputError, atomic_dir, atomic_path, check_output_dir
+from meshfit.io.atomic import (
+    MARKER,
+    OutputError,
+    atomic_dir,
+    atomic_path,
+    check_output_dir,
+    check_output_file,
+)
 from meshfit.io.cameras import CameraRecord, CameraSet, load_cameras, read_camera_records, save_cameras
 from meshfit.io.dataset import DatasetError, Views, is_sequence, load_sequence, load_views, write_views
 from meshfit.io.images import read_image, write_image
@@ -22,6 +29,7 @@ __all__ = [
     "atomic_dir",
     "atomic_path",
     "check_output_dir",
+    "check_output_file",
     "is_sequence",
     "load_cameras",
     "load_mesh",

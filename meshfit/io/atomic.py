@@ -10,6 +10,8 @@
 - ``check_output_dir`` is the one rule for replacing a folder (``--overwrite``): only a folder
   that meshfit made (it holds the ``.meshfit`` marker) may be replaced, and never one that is, or
   contains, an input of the run. It is called before any work, so a bad ``--out`` fails at once.
+  ``check_output_file`` is its rule for a single file (an exported model): only one that meshfit
+  wrote, as the file's own header says.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["MARKER", "OutputError", "atomic_dir", "atomic_path", "check_output_dir"]
+__all__ = ["MARKER", "OutputError", "atomic_dir", "atomic_path", "check_output_dir", "check_output_file"]
 
 MARKER = ".meshfit"  # a file in every folder meshfit writes whole (JSON: what made it)
 
@@ -134,6 +136,26 @@ def check_output_dir(
         os.rmdir(probe)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {parent} is not a writable folder ({e.strerror})") from e
+    return path
+
+
+def check_output_file(
+    path: str | os.PathLike, *, overwrite: bool, ours: Callable[[Path], bool], kind: str
+) -> Path:
+    """Check that the file ``path`` may be written (whole, with ``atomic_path``), before any work.
+
+    A folder is refused; an existing file needs ``overwrite`` and must be one meshfit wrote:
+    ``ours(path)`` reads its header (``kind`` names what it should be, e.g. "a meshfit runtime
+    model"). Raises IsADirectoryError or FileExistsError naming the problem; returns the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; --out names the file to write")
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path} exists (pass overwrite=True, or --overwrite, to replace it)")
+        if not ours(path):
+            raise FileExistsError(f"{path} exists and is not {kind}: not replacing it")
     return path
 
 
