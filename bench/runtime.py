@@ -9,10 +9,12 @@ Test frames: ``--frames`` random parameter sets from the run's sampling ranges (
 own), rendered by pyrender through the rig (``meshfit synth --cameras``). Errors as in
 bench/amortize.py (mean vertex error in % of the model's bounding-box diagonal, rotation degrees,
 centre in % of the diameter). Latency: the example program (examples/runtime/run_model.c, built
-here with ``cc -O3``, no -march flags) times ``mfr_run`` alone, median of ``--repeat`` runs;
-onnxruntime runs the ONNX export with one intra-op and one inter-op thread, median of as many
-runs, in this process, back to back. The ONNX graph ends at the network's raw outputs (the
-decoding is a few hundred flops), the C runtime includes the decoding and the vertices.
+here with ``cc -O3``, and with ``-mavx2 -mfma -mf16c`` for its AVX2 path) times ``mfr_run`` alone,
+median of ``--repeat`` runs; onnxruntime runs the ONNX export with one intra-op and one inter-op
+thread, median of as many runs, in this process. ``--rounds`` rounds of all of them back to back:
+the figure is the median over rounds, the ratio to onnxruntime is taken within each round. The
+ONNX graph ends at the network's raw outputs; the C runtime's figures include decoding them into
+the parameters (a few hundred flops), and one row adds the decoded vertices.
 """
 
 from __future__ import annotations
@@ -91,9 +93,10 @@ def _build_example(tmp: Path, simd: bool = False) -> Path:
     return exe
 
 
-def _c_latency(exe: Path, model: Path, frame: Path, repeat: int) -> float:
+def _c_latency(exe: Path, model: Path, frame: Path, repeat: int, obj: Path | None = None) -> float:
+    """The example program's median ms per frame: parameters, and the vertices when ``obj``."""
     out = subprocess.run(
-        [str(exe), str(model), str(frame), "--repeat", str(repeat)],
+        [str(exe), str(model), str(frame), *([str(obj)] if obj else []), "--repeat", str(repeat)],
         check=True,
         capture_output=True,
         text=True,
@@ -101,7 +104,7 @@ def _c_latency(exe: Path, model: Path, frame: Path, repeat: int) -> float:
     return float(re.search(r"run: ([0-9.]+) ms per frame", out).group(1))
 
 
-def _callgrind(exe: Path, model: Path, frame: Path) -> int | None:
+def _callgrind(exe: Path, model: Path, frame: Path, obj: Path | None = None) -> int | None:
     if shutil.which("valgrind") is None:
         return None
     done = subprocess.run(
@@ -113,6 +116,7 @@ def _callgrind(exe: Path, model: Path, frame: Path) -> int | None:
             str(exe),
             str(model),
             str(frame),
+            *([str(obj)] if obj else []),
         ],
         capture_output=True,
         text=True,
@@ -126,6 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("run", type=Path, help="a training run folder (meshfit train --out)")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--repeat", type=int, default=50, help="runs per latency figure (median)")
+    p.add_argument("--rounds", type=int, default=5, help="latency rounds, C and onnxruntime back to back")
     p.add_argument("--callgrind", action="store_true", help="also count mfr_run's instructions (valgrind)")
     p.add_argument("--seed", type=int, default=778)
     p.add_argument("--json", type=Path)
@@ -195,21 +200,33 @@ def main(argv=None) -> int:
         exe = _build_example(tmp)
         frame = tmp / "frame.f32"
         _images(reg, views[0]).astype("<f4").tofile(frame)
-        # (label, program, model file) for each C measurement.
-        builds = [(f"C {q}", exe, tmp / f"model_{q}.mfr") for q in files]
+        # (label, program, model file, OBJ or None) for each C measurement: the parameters alone
+        # (what onnxruntime's figure covers, and all an engine driving its own morph targets needs),
+        # and once with the decoded vertices.
+        builds = [(f"C {q}", exe, tmp / f"model_{q}.mfr", None) for q in files]
         cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
         if all(f" {f}" in cpu for f in ("avx2", "fma", "f16c")):
             simd = _build_example(tmp, simd=True)
-            builds += [(f"C {q}, AVX2 path", simd, tmp / f"model_{q}.mfr") for q in files]
-        latency = {name: _c_latency(program, model, frame, args.repeat) for name, program, model in builds}
-        times = []
-        for _ in range(args.repeat + 5):
-            t = time.perf_counter()
-            session.run(None, feeds[0])
-            times.append(time.perf_counter() - t)
-        latency["onnxruntime fp32"] = 1000 * float(np.median(times[5:]))
+            builds += [(f"C {q}, AVX2 path", simd, tmp / f"model_{q}.mfr", None) for q in files]
+            builds.append(("C int8, AVX2 path, + vertices", simd, tmp / "model_int8.mfr", tmp / "out.obj"))
+        # Rounds of every C build then onnxruntime, back to back: this machine's speed drifts over
+        # minutes (shared host), so each C figure is compared with onnxruntime's in its own round.
+        rounds: dict[str, list[float]] = {name: [] for name, *_ in builds}
+        rounds["onnxruntime fp32"] = []
+        for _ in range(args.rounds):
+            for name, program, model, obj in builds:
+                rounds[name].append(_c_latency(program, model, frame, args.repeat, obj))
+            times = []
+            for _ in range(args.repeat + 5):
+                t = time.perf_counter()
+                session.run(None, feeds[0])
+                times.append(time.perf_counter() - t)
+            rounds["onnxruntime fp32"].append(1000 * float(np.median(times[5:])))
+        latency = {name: float(np.median(ms)) for name, ms in rounds.items()}
+        ort_rounds = np.asarray(rounds["onnxruntime fp32"])
+        ratios = {name: np.asarray(ms) / ort_rounds for name, ms in rounds.items()}
         counts = (
-            {name: _callgrind(program, model, frame) for name, program, model in builds}
+            {name: _callgrind(program, model, frame, obj) for name, program, model, obj in builds}
             if args.callgrind
             else {}
         )
@@ -240,15 +257,19 @@ def main(argv=None) -> int:
     base = rows["C runtime, fp32"]["vertex_pct_mean"]
     print(f"int8 task error / fp32: {rows['C runtime, int8']['vertex_pct_mean'] / base:.3f} (goal <= 1.10)")
     print(
-        "\n| latency per frame, one core | ms | ratio to onnxruntime |"
+        f"\n| latency per frame, one core (median of {args.rounds} rounds of {args.repeat}) | ms | range ms "
+        "| ratio to onnxruntime (median, range over rounds) |"
         + (" instructions (callgrind) |" if counts else "")
-        + "\n|---|---:|---:|"
+        + "\n|---|---:|---:|---:|"
         + ("---:|" if counts else "")
     )
-    ort_ms = latency["onnxruntime fp32"]
     for name, ms in latency.items():
+        r = ratios[name]
         extra = f" {counts[name]:,} |" if counts.get(name) else (" |" if counts else "")
-        print(f"| {name} | {ms:.3f} | {ms / ort_ms:.2f} |{extra}")
+        print(
+            f"| {name} | {ms:.3f} | {min(rounds[name]):.3f}–{max(rounds[name]):.3f} "
+            f"| {np.median(r):.2f} ({r.min():.2f}–{r.max():.2f}) |{extra}"
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -257,6 +278,7 @@ def main(argv=None) -> int:
                     "parity": parity,
                     "errors": rows,
                     "latency_ms": latency,
+                    "latency_rounds_ms": rounds,
                     "instructions": counts,
                 },
                 indent=1,

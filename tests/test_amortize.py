@@ -27,6 +27,7 @@ from meshfit.amortize.network import VIEW_OUTPUTS, decode
 from meshfit.amortize.task import Task, six_d_to_matrix
 from meshfit.amortize.train import pose_errors
 from meshfit.config import ConfigError
+from meshfit.fitting import shipped_configs
 from meshfit.models import BlendshapeModel, RigidModel, so3_exp
 from tests.helpers import require_native
 
@@ -70,7 +71,8 @@ TINY = {
 
 
 def test_shipped_configs_load():
-    for name in ("amortize_face", "amortize_rigid"):
+    assert {"amortize_face", "amortize_face_small", "amortize_rigid"} <= set(shipped_configs("train"))
+    for name in shipped_configs("train"):
         cfg = TrainConfig.load(REPO / "configs" / f"{name}.yaml")
         assert cfg.resolution % 2**cfg.network.stages == 0
     rig, names = meshfit.load_cameras(REPO / "configs" / "rig_face4.json")

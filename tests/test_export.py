@@ -518,3 +518,43 @@ def test_simd_path_agrees_with_the_scalar_path(tmp_path):
             b, vb = simd.run(_images(reg, views))
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max(), err_msg=quant)
             np.testing.assert_allclose(vb, va, atol=1e-5 * reg.task.diagonal, err_msg=quant)
+
+
+def test_neon_path_agrees_with_the_scalar_path(tmp_path):
+    """The runtime cross-built for AArch64 (its NEON path), run under qemu-user, gives the scalar
+    x86 build's numbers for fp32, fp16 and int8 files: the example program's printed parameters
+    and written vertices against the runtime Python loads."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import REPO
+
+    gcc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+    if gcc is None or qemu is None:
+        missing(
+            "the NEON test needs aarch64-linux-gnu-gcc and qemu-aarch64 (apt gcc-aarch64-linux-gnu qemu-user)"
+        )
+    exe = tmp_path / "run_model_neon"
+    flags = ["-std=c11", "-O3", "-static", "-Wall", "-Wextra", "-Werror", f"-I{REPO}/kernels/runtime"]
+    sources = [f"{REPO}/examples/runtime/run_model.c", f"{REPO}/kernels/runtime/meshfit_runtime.c"]
+    subprocess.run([gcc, *flags, *sources, "-lm", "-o", str(exe)], check=True)
+    for kind in ("blendshapes", "rigid"):
+        reg = _regressor(kind, tmp_path, seed=11)
+        (tmp_path / kind).mkdir()
+        views = _views(reg, tmp_path / kind)
+        images = _images(reg, views)
+        images.astype("<f4").tofile(tmp_path / "frame.f32")
+        for quant in ("fp32", "fp16", "int8"):
+            path = tmp_path / f"{kind}_{quant}.mfr"
+            write_native(reg, path, quant=quant)
+            expected, verts = Runtime(path).run(images)
+            args = [qemu, str(exe), str(path), str(tmp_path / "frame.f32"), str(tmp_path / "out.obj")]
+            done = subprocess.run(args, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert "neon path" in done.stdout
+            scale = np.abs(expected).max()
+            np.testing.assert_allclose(_parse_params(done.stdout), expected, rtol=1e-5, atol=2e-5 * scale,
+                                       err_msg=quant)  # fmt: skip
+            mesh = meshfit.load_mesh(tmp_path / "out.obj")
+            tol = 1e-5 * reg.task.diagonal + 1e-6
+            np.testing.assert_allclose(mesh.vertices, verts, atol=tol, err_msg=quant)

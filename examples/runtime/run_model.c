@@ -11,7 +11,8 @@
  * world units (0 = empty). From a dataset (meshfit synth, meshfit import):
  *   python -c "import meshfit; from meshfit.export import Runtime; \
  *              Runtime('face.mfr').frame(meshfit.load_views('DIR')).astype('<f4').tofile('frame.f32')"
- * --repeat N times N runs and prints the median latency per frame.
+ * --repeat N times N runs and prints the median latency per frame. The vertices are decoded only
+ * when an OBJ is asked for (an engine that drives its own morph targets needs the parameters alone).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,9 +93,9 @@ int main(int argc, char **argv) {
   size_t arena_size = mfr_arena_size(&m);
   void *arena = malloc(arena_size);
   float *params = malloc(sizeof(float) * (size_t)mfr_param_count(&m));
-  float *vertices = malloc(sizeof(float) * 3 * (size_t)meta[MFR_META_VERTICES]);
+  float *vertices = obj ? malloc(sizeof(float) * 3 * (size_t)meta[MFR_META_VERTICES]) : NULL;
   double *times = malloc(sizeof(double) * (size_t)repeat);
-  if (!arena || !params || !vertices || !times) {
+  if (!arena || !params || (obj && !vertices) || !times) {
     fprintf(stderr, "out of memory\n");
     return 1;
   }
@@ -114,8 +115,8 @@ int main(int argc, char **argv) {
   printf("\nrotation: %.6f %.6f %.6f / %.6f %.6f %.6f / %.6f %.6f %.6f\n", params[K], params[K + 1],
          params[K + 2], params[K + 3], params[K + 4], params[K + 5], params[K + 6], params[K + 7], params[K + 8]);
   printf("position: %.6f %.6f %.6f\nscale: %.6f\n", params[K + 9], params[K + 10], params[K + 11], params[K + 12]);
-  printf("arena: %zu bytes; %s: %.3f ms per frame (median of %d)\n", arena_size, repeat > 1 ? "run" : "one run",
-         1000.0 * times[repeat / 2], repeat);
+  printf("arena: %zu bytes; %s path; %s: %.3f ms per frame (median of %d)\n", arena_size, mfr_simd(),
+         repeat > 1 ? "run" : "one run", 1000.0 * times[repeat / 2], repeat);
   if (obj) {
     FILE *f = fopen(obj, "w");
     if (!f) {

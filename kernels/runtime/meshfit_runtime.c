@@ -249,11 +249,12 @@ int mfr_load(mfr_model *m, const void *buf, size_t size) {
       (err = get_layer(&t, "pool_hidden", E, E, 1, 1, E, 1, &m->pool_hidden)) ||
       (err = get_layer(&t, "pool_head", E, K + 1, 1, 1, K + 1, 1, &m->pool_head)))
     return err;
-  /* Arena: the view's input, two activations, per-view features and outputs, pooled vectors. */
+  /* Arena: the view's input, two activations, per-view features and outputs, pooled vectors, room
+   * for summing image rows. */
   m->act_floats = act;
   m->pad_floats = pad;
   m->arena_floats = (size_t)h * w * (C + 2) + 2 * act + pad + (size_t)N * (E + VIEW_OUTPUTS) + 2 * (size_t)E +
-                    (size_t)K + 1;
+                    (size_t)K + 1 + 4 * (size_t)W;
   return MFR_OK;
 }
 
@@ -330,82 +331,164 @@ static void conv_pixel(const mfr_layer *l, const float *x, int H, int W, int iy0
 #define LOAD_I8(p, i) \
   _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)(p) + (i)))))
 #define LOAD_F16(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(p) + (i))))
-#define CONV_BLOCK(NAME, LOAD)                                                                            \
-  static void NAME(const void *wt, const float *x, int W, int I, int O, int iy0, int ix0, int s,           \
-                   float *out) {                                                                          \
-    size_t step = (size_t)s * I;                                                                          \
-    int o0 = 0;                                                                                           \
-    for (; o0 + 16 <= O; o0 += 16) { /* two weight rows per four broadcasts */                            \
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;     \
-      for (int ky = 0; ky < 3; ky++)                                                                      \
-        for (int kx = 0; kx < 3; kx++) {                                                                  \
-          const float *px = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * I;                                  \
-          size_t wr = (size_t)(ky * 3 + kx) * I * O + o0;                                                 \
-          for (int ci = 0; ci < I; ci++) {                                                                \
-            __m256 w = LOAD(wt, wr + (size_t)ci * O), v = LOAD(wt, wr + (size_t)ci * O + 8);              \
-            __m256 x0 = _mm256_broadcast_ss(px + ci), x1 = _mm256_broadcast_ss(px + step + ci);           \
+/* The int8 scale, the bias and the ReLU of 8 output channels, in registers. */
+static inline __m256 finish8(__m256 a, const float *scale, const float *bias, int o) {
+  if (scale) a = _mm256_mul_ps(a, _mm256_loadu_ps(scale + o));
+  if (bias) a = _mm256_add_ps(a, _mm256_loadu_ps(bias + o));
+  return _mm256_max_ps(a, _mm256_setzero_ps());
+}
+#define CONV_BLOCK(NAME, LOAD)                                                                                 \
+  static void NAME(const void *wt, const float *sc, const float *bi, const float *x, int W, int I, int O,      \
+                   int iy0, int ix0, int s, float *out) {                                                      \
+    size_t step = (size_t)s * I;                                                                               \
+    int o0 = 0;                                                                                                \
+    for (; o0 + 16 <= O; o0 += 16) { /* two weight rows per four broadcasts */                                 \
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;          \
+      for (int ky = 0; ky < 3; ky++)                                                                           \
+        for (int kx = 0; kx < 3; kx++) {                                                                       \
+          const float *px = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * I;                                       \
+          size_t wr = (size_t)(ky * 3 + kx) * I * O + o0;                                                      \
+          for (int ci = 0; ci < I; ci++) {                                                                     \
+            __m256 w = LOAD(wt, wr + (size_t)ci * O), v = LOAD(wt, wr + (size_t)ci * O + 8);                   \
+            __m256 x0 = _mm256_broadcast_ss(px + ci), x1 = _mm256_broadcast_ss(px + step + ci);                \
             __m256 x2 = _mm256_broadcast_ss(px + 2 * step + ci), x3 = _mm256_broadcast_ss(px + 3 * step + ci); \
-            a0 = _mm256_fmadd_ps(x0, w, a0);                                                              \
-            b0 = _mm256_fmadd_ps(x0, v, b0);                                                              \
-            a1 = _mm256_fmadd_ps(x1, w, a1);                                                              \
-            b1 = _mm256_fmadd_ps(x1, v, b1);                                                              \
-            a2 = _mm256_fmadd_ps(x2, w, a2);                                                              \
-            b2 = _mm256_fmadd_ps(x2, v, b2);                                                              \
-            a3 = _mm256_fmadd_ps(x3, w, a3);                                                              \
-            b3 = _mm256_fmadd_ps(x3, v, b3);                                                              \
-          }                                                                                               \
-        }                                                                                                 \
-      _mm256_storeu_ps(out + o0, a0);                                                                     \
-      _mm256_storeu_ps(out + o0 + 8, b0);                                                                 \
-      _mm256_storeu_ps(out + O + o0, a1);                                                                 \
-      _mm256_storeu_ps(out + O + o0 + 8, b1);                                                             \
-      _mm256_storeu_ps(out + 2 * (size_t)O + o0, a2);                                                     \
-      _mm256_storeu_ps(out + 2 * (size_t)O + o0 + 8, b2);                                                 \
-      _mm256_storeu_ps(out + 3 * (size_t)O + o0, a3);                                                     \
-      _mm256_storeu_ps(out + 3 * (size_t)O + o0 + 8, b3);                                                 \
-    }                                                                                                     \
-    for (; o0 < O; o0 += 8) {                                                                             \
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                         \
-      for (int ky = 0; ky < 3; ky++)                                                                      \
-        for (int kx = 0; kx < 3; kx++) {                                                                  \
-          const float *px = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * I;                                  \
-          size_t wr = (size_t)(ky * 3 + kx) * I * O + o0;                                                 \
-          for (int ci = 0; ci < I; ci++) {                                                                \
-            __m256 w = LOAD(wt, wr + (size_t)ci * O);                                                     \
-            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + ci), w, a0);                                    \
-            a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + step + ci), w, a1);                             \
-            a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 2 * step + ci), w, a2);                         \
-            a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 3 * step + ci), w, a3);                         \
-          }                                                                                               \
-        }                                                                                                 \
-      _mm256_storeu_ps(out + o0, a0);                                                                     \
-      _mm256_storeu_ps(out + O + o0, a1);                                                                 \
-      _mm256_storeu_ps(out + 2 * (size_t)O + o0, a2);                                                     \
-      _mm256_storeu_ps(out + 3 * (size_t)O + o0, a3);                                                     \
-    }                                                                                                     \
+            a0 = _mm256_fmadd_ps(x0, w, a0);                                                                   \
+            b0 = _mm256_fmadd_ps(x0, v, b0);                                                                   \
+            a1 = _mm256_fmadd_ps(x1, w, a1);                                                                   \
+            b1 = _mm256_fmadd_ps(x1, v, b1);                                                                   \
+            a2 = _mm256_fmadd_ps(x2, w, a2);                                                                   \
+            b2 = _mm256_fmadd_ps(x2, v, b2);                                                                   \
+            a3 = _mm256_fmadd_ps(x3, w, a3);                                                                   \
+            b3 = _mm256_fmadd_ps(x3, v, b3);                                                                   \
+          }                                                                                                    \
+        }                                                                                                      \
+      _mm256_storeu_ps(out + o0, finish8(a0, sc, bi, o0));                                                     \
+      _mm256_storeu_ps(out + o0 + 8, finish8(b0, sc, bi, o0 + 8));                                             \
+      _mm256_storeu_ps(out + O + o0, finish8(a1, sc, bi, o0));                                                 \
+      _mm256_storeu_ps(out + O + o0 + 8, finish8(b1, sc, bi, o0 + 8));                                         \
+      _mm256_storeu_ps(out + 2 * (size_t)O + o0, finish8(a2, sc, bi, o0));                                     \
+      _mm256_storeu_ps(out + 2 * (size_t)O + o0 + 8, finish8(b2, sc, bi, o0 + 8));                             \
+      _mm256_storeu_ps(out + 3 * (size_t)O + o0, finish8(a3, sc, bi, o0));                                     \
+      _mm256_storeu_ps(out + 3 * (size_t)O + o0 + 8, finish8(b3, sc, bi, o0 + 8));                             \
+    }                                                                                                          \
+    for (; o0 < O; o0 += 8) {                                                                                  \
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                              \
+      for (int ky = 0; ky < 3; ky++)                                                                           \
+        for (int kx = 0; kx < 3; kx++) {                                                                       \
+          const float *px = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * I;                                       \
+          size_t wr = (size_t)(ky * 3 + kx) * I * O + o0;                                                      \
+          for (int ci = 0; ci < I; ci++) {                                                                     \
+            __m256 w = LOAD(wt, wr + (size_t)ci * O);                                                          \
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + ci), w, a0);                                         \
+            a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + step + ci), w, a1);                                  \
+            a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 2 * step + ci), w, a2);                              \
+            a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(px + 3 * step + ci), w, a3);                              \
+          }                                                                                                    \
+        }                                                                                                      \
+      _mm256_storeu_ps(out + o0, finish8(a0, sc, bi, o0));                                                     \
+      _mm256_storeu_ps(out + O + o0, finish8(a1, sc, bi, o0));                                                 \
+      _mm256_storeu_ps(out + 2 * (size_t)O + o0, finish8(a2, sc, bi, o0));                                     \
+      _mm256_storeu_ps(out + 3 * (size_t)O + o0, finish8(a3, sc, bi, o0));                                     \
+    }                                                                                                          \
   }
 CONV_BLOCK(conv_block_f32, LOAD_F32)
 CONV_BLOCK(conv_block_i8, LOAD_I8)
 #ifdef __F16C__
+#define SIMD_F16 1
 CONV_BLOCK(conv_block_f16, LOAD_F16)
 #endif
 
-/* 4 output pixels through the SIMD path, if it applies: returns 0 when it does not. */
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+/* NEON (every AArch64 CPU, no flag needed): 4 neighbouring output pixels x 8 channels (two 4-lane
+ * registers each) accumulate over the taps and input channels, as the AVX2 path; weights f32, i8 and
+ * f16 converted in registers. */
+#define MFR_SIMD "neon"
+#define SIMD_CONV 1
+#define SIMD_F16 1
+/* The int8 scale, the bias and the ReLU of 4 output channels, in registers. */
+static inline float32x4_t finish4(float32x4_t a, const float *scale, const float *bias, int o) {
+  if (scale) a = vmulq_f32(a, vld1q_f32(scale + o));
+  if (bias) a = vaddq_f32(a, vld1q_f32(bias + o));
+  return vmaxq_f32(a, vdupq_n_f32(0.0f));
+}
+#define LOAD_F32(p, i, lo, hi)                    \
+  do {                                            \
+    lo = vld1q_f32((const float *)(p) + (i));     \
+    hi = vld1q_f32((const float *)(p) + (i) + 4); \
+  } while (0)
+#define LOAD_I8(p, i, lo, hi)                                       \
+  do {                                                              \
+    int16x8_t wide = vmovl_s8(vld1_s8((const int8_t *)(p) + (i)));  \
+    lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)));              \
+    hi = vcvtq_f32_s32(vmovl_high_s16(wide));                       \
+  } while (0)
+#define LOAD_F16(p, i, lo, hi)                                         \
+  do {                                                                 \
+    lo = vcvt_f32_f16(vld1_f16((const float16_t *)(p) + (i)));         \
+    hi = vcvt_f32_f16(vld1_f16((const float16_t *)(p) + (i) + 4));     \
+  } while (0)
+#define CONV_BLOCK(NAME, LOAD)                                                                            \
+  static void NAME(const void *wt, const float *sc, const float *bi, const float *x, int W, int I, int O, \
+                   int iy0, int ix0, int s, float *out) {                                                 \
+    size_t step = (size_t)s * I;                                                                          \
+    for (int o0 = 0; o0 < O; o0 += 8) {                                                                   \
+      float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;  \
+      for (int ky = 0; ky < 3; ky++)                                                                      \
+        for (int kx = 0; kx < 3; kx++) {                                                                  \
+          const float *px = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * I;                                  \
+          size_t wr = (size_t)(ky * 3 + kx) * I * O + o0;                                                 \
+          for (int ci = 0; ci < I; ci++) {                                                                \
+            float32x4_t w, v;                                                                             \
+            LOAD(wt, wr + (size_t)ci * O, w, v);                                                          \
+            float x0 = px[ci], x1 = px[step + ci], x2 = px[2 * step + ci], x3 = px[3 * step + ci];        \
+            a0 = vfmaq_n_f32(a0, w, x0);                                                                  \
+            b0 = vfmaq_n_f32(b0, v, x0);                                                                  \
+            a1 = vfmaq_n_f32(a1, w, x1);                                                                  \
+            b1 = vfmaq_n_f32(b1, v, x1);                                                                  \
+            a2 = vfmaq_n_f32(a2, w, x2);                                                                  \
+            b2 = vfmaq_n_f32(b2, v, x2);                                                                  \
+            a3 = vfmaq_n_f32(a3, w, x3);                                                                  \
+            b3 = vfmaq_n_f32(b3, v, x3);                                                                  \
+          }                                                                                               \
+        }                                                                                                 \
+      float *o = out + o0;                                                                                \
+      vst1q_f32(o, finish4(a0, sc, bi, o0));                                                              \
+      vst1q_f32(o + 4, finish4(b0, sc, bi, o0 + 4));                                                      \
+      vst1q_f32(o + O, finish4(a1, sc, bi, o0));                                                          \
+      vst1q_f32(o + O + 4, finish4(b1, sc, bi, o0 + 4));                                                  \
+      vst1q_f32(o + 2 * (size_t)O, finish4(a2, sc, bi, o0));                                              \
+      vst1q_f32(o + 2 * (size_t)O + 4, finish4(b2, sc, bi, o0 + 4));                                      \
+      vst1q_f32(o + 3 * (size_t)O, finish4(a3, sc, bi, o0));                                              \
+      vst1q_f32(o + 3 * (size_t)O + 4, finish4(b3, sc, bi, o0 + 4));                                      \
+    }                                                                                                     \
+  }
+CONV_BLOCK(conv_block_f32, LOAD_F32)
+CONV_BLOCK(conv_block_i8, LOAD_I8)
+CONV_BLOCK(conv_block_f16, LOAD_F16)
+
+#else
+#define MFR_SIMD "scalar"
+#define SIMD_CONV 0
+#endif
+
+#if SIMD_CONV
+/* 4 output pixels through the SIMD path, finished (scale, bias, ReLU), if it applies: returns 0 when
+ * it does not. */
 static int conv_block(const mfr_layer *l, const float *x, int H, int W, int iy0, int ix0, int s, float *out) {
   int I = l->in, O = l->out;
+  const float *sc = l->weight.scale, *bi = l->bias;
   if (O % 8 || ix0 < 0 || iy0 < 0 || iy0 + 2 >= H || ix0 + 3 * s + 2 >= W) return 0;
   switch (l->weight.dtype) {
-    case DT_F32: conv_block_f32(l->weight.data, x, W, I, O, iy0, ix0, s, out); return 1;
-    case DT_I8: conv_block_i8(l->weight.data, x, W, I, O, iy0, ix0, s, out); return 1;
-#ifdef __F16C__
-    case DT_F16: conv_block_f16(l->weight.data, x, W, I, O, iy0, ix0, s, out); return 1;
+    case DT_F32: conv_block_f32(l->weight.data, sc, bi, x, W, I, O, iy0, ix0, s, out); return 1;
+    case DT_I8: conv_block_i8(l->weight.data, sc, bi, x, W, I, O, iy0, ix0, s, out); return 1;
+#ifdef SIMD_F16
+    case DT_F16: conv_block_f16(l->weight.data, sc, bi, x, W, I, O, iy0, ix0, s, out); return 1;
 #endif
     default: return 0;
   }
 }
 #else
-#define MFR_SIMD "scalar"
-#define SIMD_CONV 0
 static int conv_block(const mfr_layer *l, const float *x, int H, int W, int iy0, int ix0, int s, float *out) {
   (void)l, (void)x, (void)H, (void)W, (void)iy0, (void)ix0, (void)s, (void)out;
   return 0;
@@ -439,22 +522,25 @@ static void conv3x3(const mfr_layer *l, const float *x, int H, int W, float *pad
     int ox = 0;
     while (ox < ow) {
       float *out = y + ((size_t)oy * ow + ox) * O;
-      int n = 1;
       if (blocks && ox + 4 <= ow &&
-          conv_block(l, pad, H + 2, W + 2, oy * s - pad_h + 1, ox * s - pad_w + 1, s, out))
-        n = 4;
-      else
+          conv_block(l, pad, H + 2, W + 2, oy * s - pad_h + 1, ox * s - pad_w + 1, s, out)) {
+        ox += 4;
+      } else {
         conv_pixel(l, x, H, W, oy * s - pad_h, ox * s - pad_w, out);
-      for (int p = 0; p < n; p++) finish(l, out + (size_t)p * O, 1);
-      ox += n;
+        finish(l, out, 1);
+        ox += 1;
+      }
     }
   }
   *Ho = oh;
   *Wo = ow;
 }
 
-/* The network's input for view n: [h, w, C + 2] (the channels, then the two ray channels). */
-static void view_input(const mfr_model *m, const float *images, int n, float *in) {
+/* The network's input for view n: [h, w, C + 2] (the channels, then the two ray channels). Each
+ * channel is the mean of fy x fx pixel blocks (depth: over the covered pixels, > 0): a block row's fy
+ * image rows are summed first into `rows` [4 W] (contiguous, so the compiler vectorises it), then
+ * each block's fx neighbours. */
+static void view_input(const mfr_model *m, const float *images, int n, float *in, float *rows) {
   const int32_t *M = m->meta;
   int H = M[MFR_META_IMAGE_H], W = M[MFR_META_IMAGE_W], h = M[MFR_META_NET_H], w = M[MFR_META_NET_W];
   int C = M[MFR_META_CHANNELS], fy = H / h, fx = W / w, stride = C + 2;
@@ -462,30 +548,58 @@ static void view_input(const mfr_model *m, const float *images, int n, float *in
   const float *target = m->geometry, radius = m->geometry[6];
   float z_ref = R[6] * target[0] + R[7] * target[1] + R[8] * target[2] + t[2];
   float inv = 1.0f / (float)(fy * fx);
+  float *restrict sums = rows, *restrict covered = rows + 2 * (size_t)W;
   for (int c = 0; c < C; c++) {
     const float *img = images + ((size_t)n * C + c) * H * W;
-    int kind = M[MFR_META_CHANNEL0 + c];
-    for (int y = 0; y < h; y++)
-      for (int x = 0; x < w; x++) {
-        float sum = 0.0f, covered = 0.0f;
-        for (int dy = 0; dy < fy; dy++)
-          for (int dx = 0; dx < fx; dx++) {
-            float v = img[(size_t)(y * fy + dy) * W + x * fx + dx];
-            if (kind == MFR_CHANNEL_DEPTH) {
-              float cov = v > 0 ? 1.0f : 0.0f;
-              sum += v * cov;
-              covered += cov;
-            } else {
-              sum += v;
-            }
+    int depth = M[MFR_META_CHANNEL0 + c] == MFR_CHANNEL_DEPTH;
+    for (int y = 0; y < h; y++) {
+      memset(sums, 0, sizeof(float) * (size_t)W);
+      if (depth) memset(covered, 0, sizeof(float) * (size_t)W);
+      for (int dy = 0; dy < fy; dy++) {
+        const float *restrict r = img + (size_t)(y * fy + dy) * W;
+        if (depth) /* v > 0 tested on the bits: a float compare would keep the compiler from
+                    * vectorising (it may trap on NaN); positive floats are the ints in (0, inf]. */
+          for (int x = 0; x < W; x++) {
+            int32_t bits;
+            memcpy(&bits, r + x, 4);
+            int32_t positive = (bits > 0) & (bits <= 0x7F800000), kept = bits & -positive;
+            float v;
+            memcpy(&v, &kept, 4);
+            sums[x] += v;
+            covered[x] += (float)positive;
           }
+        else
+          for (int x = 0; x < W; x++) sums[x] += r[x];
+      }
+      /* Pairs of neighbours summed while the block width is even, each level written after the
+       * previous one (the rows have room for 2 W), so that the loop vectorises. */
+      float *restrict sum_at = sums, *restrict cov_at = covered;
+      int width = W, f = fx;
+      for (; f % 2 == 0; f /= 2) {
+        float *restrict next = sum_at + width;
+        for (int x = 0; x < width / 2; x++) next[x] = sum_at[2 * x] + sum_at[2 * x + 1];
+        sum_at = next;
+        if (depth) {
+          float *restrict cnext = cov_at + width;
+          for (int x = 0; x < width / 2; x++) cnext[x] = cov_at[2 * x] + cov_at[2 * x + 1];
+          cov_at = cnext;
+        }
+        width /= 2;
+      }
+      for (int x = 0; x < w; x++) {
+        float sum = sum_at[x * f], cov = depth ? cov_at[x * f] : 0.0f;
+        for (int dx = 1; dx < f; dx++) {
+          sum += sum_at[x * f + dx];
+          if (depth) cov += cov_at[x * f + dx];
+        }
         float value = sum * inv;
-        if (kind == MFR_CHANNEL_DEPTH) {
-          float d = covered > 0 ? (sum * inv) / (covered * inv) : 0.0f;
+        if (depth) {
+          float d = cov > 0 ? (sum * inv) / (cov * inv) : 0.0f;
           value = d > 0 ? (d - z_ref) / radius : 0.0f;
         }
         in[((size_t)y * w + x) * stride + c] = value;
       }
+    }
   }
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
@@ -595,28 +709,32 @@ static void decode(const mfr_model *m, const float *per_view, const float *poole
   params[K + 12] = expf(0.5f * (s_lo + s_hi) + 0.5f * (s_hi - s_lo) * pooled[K]);
 }
 
+/* vertices [V, 3] = s R (base + sum_k c_k basis_k - centre) + position: the basis summed a whole
+ * coefficient row at a time (contiguous, so the compiler vectorises it), zero coefficients skipped. */
 static void decode_vertices(const mfr_model *m, const float *params, float *out) {
   int K = m->meta[MFR_META_COEFFS], V = m->meta[MFR_META_VERTICES];
+  size_t n = (size_t)V * 3;
   const float *R = params + K, *position = params + K + 9, *c = m->geometry + 3;
   float s = params[K + 12];
-  for (int v = 0; v < V; v++) {
-    float x[3] = {m->base[3 * v], m->base[3 * v + 1], m->base[3 * v + 2]};
-    for (int k = 0; k < K; k++) {
-      size_t at = ((size_t)k * V + v) * 3;
-      for (int i = 0; i < 3; i++) {
-        float b;
-        if (m->basis.dtype == DT_F32)
-          b = ((const float *)m->basis.data)[at + i];
-        else if (m->basis.dtype == DT_F16)
-          b = half_to_float(((const uint16_t *)m->basis.data)[at + i]);
-        else
-          b = (float)((const int16_t *)m->basis.data)[at + i] * m->basis.scale[k];
-        x[i] += params[k] * b;
-      }
+  memcpy(out, m->base, sizeof(float) * n);
+  for (int k = 0; k < K; k++) {
+    float ck = params[k];
+    if (ck == 0.0f) continue;
+    if (m->basis.dtype == DT_F32) {
+      const float *b = (const float *)m->basis.data + (size_t)k * n;
+      for (size_t i = 0; i < n; i++) out[i] += ck * b[i];
+    } else if (m->basis.dtype == DT_F16) {
+      const uint16_t *b = (const uint16_t *)m->basis.data + (size_t)k * n;
+      for (size_t i = 0; i < n; i++) out[i] += ck * half_to_float(b[i]);
+    } else {
+      const int16_t *b = (const int16_t *)m->basis.data + (size_t)k * n;
+      float cs = ck * m->basis.scale[k];
+      for (size_t i = 0; i < n; i++) out[i] += cs * (float)b[i];
     }
-    for (int i = 0; i < 3; i++) x[i] -= c[i];
-    for (int i = 0; i < 3; i++)
-      out[3 * v + i] = s * (R[3 * i] * x[0] + R[3 * i + 1] * x[1] + R[3 * i + 2] * x[2]) + position[i];
+  }
+  for (int v = 0; v < V; v++) {
+    float *p = out + 3 * (size_t)v, x[3] = {p[0] - c[0], p[1] - c[1], p[2] - c[2]};
+    for (int i = 0; i < 3; i++) p[i] = s * (R[3 * i] * x[0] + R[3 * i + 1] * x[1] + R[3 * i + 2] * x[2]) + position[i];
   }
 }
 
@@ -626,7 +744,7 @@ int mfr_run(const mfr_model *m, void *arena, size_t arena_size, const float *ima
   if (arena_size < mfr_arena_size(m)) return MFR_ERR_ARENA;
   const int32_t *M = m->meta;
   int N = M[MFR_META_VIEWS], h = M[MFR_META_NET_H], w = M[MFR_META_NET_W], C = M[MFR_META_CHANNELS];
-  int L = M[MFR_META_CONVS], E = M[MFR_META_FEATURES];
+  int L = M[MFR_META_CONVS], E = M[MFR_META_FEATURES], K = M[MFR_META_COEFFS];
   uint8_t all[MFR_MAX_VIEWS];
   if (!present) {
     memset(all, 1, sizeof all);
@@ -638,10 +756,10 @@ int mfr_run(const mfr_model *m, void *arena, size_t arena_size, const float *ima
   float *in = (float *)arena, *a = in + (size_t)h * w * (C + 2);
   float *b = a + m->act_floats, *pad = b + m->act_floats, *features = pad + m->pad_floats;
   float *per_view = features + (size_t)N * E, *pooled = per_view + N * VIEW_OUTPUTS, *hidden = pooled + E,
-        *head = hidden + E;
+        *head = hidden + E, *rows = head + K + 1;
   for (int n = 0; n < N; n++) {
     if (!present[n]) continue;
-    view_input(m, images, n, in);
+    view_input(m, images, n, in, rows);
     const float *x = in;
     float *y = a;
     int H = h, W = w;

@@ -149,7 +149,7 @@ typedef struct {
   const int32_t *faces;     /* [F, 3] */
   size_t act_floats;   /* the largest activation [H, W, C] */
   size_t pad_floats;   /* the largest convolution input with a 1-pixel zero border (SIMD path) */
-  size_t arena_floats; /* all scratch: input, two activations, padded input, features, heads */
+  size_t arena_floats; /* all scratch: input, two activations, padded input, features, heads, image rows */
 } mfr_model;
 
 /* Parameters run writes: mfr_param_count(m) floats,
@@ -178,9 +178,9 @@ size_t mfr_arena_size(const mfr_model *m);
 int mfr_run(const mfr_model *m, void *arena, size_t arena_size, const float *images,
             const uint8_t *present, float *params, float *vertices);
 
-/* The SIMD path compiled in: "avx2" (with -mavx2 -mfma; fp16 weights also need -mf16c) or
- * "scalar". Both compute the same sums; the SIMD path fuses multiply-adds, so results agree to
- * rounding (tests/test_export.py). */
+/* The SIMD path compiled in: "avx2" (x86-64 with -mavx2 -mfma; fp16 weights also need -mf16c),
+ * "neon" (AArch64, always) or "scalar". All compute the same sums; the SIMD paths fuse
+ * multiply-adds, so results agree to rounding (tests/test_export.py; NEON under qemu-user). */
 const char *mfr_simd(void);
 
 /* A short English description of an MFR_* code. */
