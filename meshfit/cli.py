@@ -45,6 +45,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         args.mesh, args.out, views=args.views or 16, size=args.size or (256, 256), seed=args.seed,
         textured=args.texture is not None, texture=texture, distance=args.distance,
         fov=args.fov or 45.0, overwrite=args.overwrite, cameras=cameras, names=names,
+        landmarks=args.landmarks, landmark_noise=args.landmark_noise,
+        landmark_outliers=args.landmark_outliers,
     )  # fmt: skip
     count = len(names) if names is not None else args.views or 16
     print(f"wrote {count} views of {args.mesh} to {out}")
@@ -333,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--distance", type=float, default=None, help="camera distance from the mesh centre")
     p.add_argument("--fov", type=float, default=None, help="horizontal field of view, degrees (default 45)")
+    p.add_argument("--landmarks", default=None, metavar="DEF",
+                   help="also write landmarks/: the points of a landmark definition (a blendshape model's "
+                   "blendshapes.json, or a JSON of its own) projected into every view")  # fmt: skip
+    p.add_argument("--landmark-noise", type=float, default=0.0, metavar="PX",
+                   help="Gaussian noise on the landmarks, sigma in pixels (default 0)")  # fmt: skip
+    p.add_argument("--landmark-outliers", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of landmarks displaced as a detector's mistakes (default 0)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.set_defaults(func=_cmd_synth)
 

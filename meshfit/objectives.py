@@ -36,6 +36,8 @@ class LossWeights:
         rendered grey (``BASE_COLOR``) under meshfit synth's studio light
         (``render.studio_lighting``), antialiased: shape from shading for untextured synthetic
         data. One channel, since the light and the albedo are grey.
+    landmarks: the model's landmarks (``landmark_points``) projected into every view against the
+        detections (``losses.landmark_loss``: robust, errors in the data's pixels).
     laplacian: uniform-Laplacian smoothness of the vertices; cotangent_laplacian: bending.
     edge: mean squared edge length; normal: normal consistency across edges.
     prior: L2 on the blendshape coefficients (identity and expression).
@@ -48,6 +50,7 @@ class LossWeights:
     soft_iou: float = 0.0
     depth: float = 0.0
     shading: float = 0.0
+    landmarks: float = 0.0
     laplacian: float = 0.0
     cotangent_laplacian: float = 0.0
     edge: float = 0.0
@@ -64,11 +67,14 @@ class LossWeights:
 
 class Targets(NamedTuple):
     """Target images for N views: mask [N, H, W] float in [0, 1]; depth [N, H, W] (0 = empty) or
-    None; rgb [N, H, W, 3] float in [0, 1] or None."""
+    None; rgb [N, H, W, 3] float in [0, 1] or None; landmarks [N, L, 2] detected pixel positions
+    at the data's resolution (NaN = not found) and landmark_weights [N, L], or None."""
 
     mask: jax.Array
     depth: jax.Array | None = None
     rgb: jax.Array | None = None
+    landmarks: jax.Array | None = None
+    landmark_weights: jax.Array | None = None
 
 
 def image_objective(
@@ -80,6 +86,8 @@ def image_objective(
     weights: LossWeights = LossWeights(silhouette=1.0),
     sigma: float = 1.0,
     depth_max_error: float | None = None,
+    landmark_scale: float | None = None,
+    pixel_size: float = 1.0,
 ) -> Callable[[Any, Targets], tuple[jax.Array, dict]]:
     """The weighted sum of image and regularisation terms for ``model`` seen by ``cameras`` [N].
 
@@ -91,6 +99,9 @@ def image_objective(
         weights: LossWeights.
         sigma: SoftRas blur (pixels^2) for the soft silhouette.
         depth_max_error: truncation of the depth term (world units; ``losses.depth_loss``).
+        landmark_scale: the landmark term's robust scale in the data's pixels (None: squared
+            error); pixel_size: the cameras' pixel in the data's pixels (a coarse stage's
+            cameras see the detections, made at the data's resolution, through it).
     Returns:
         ``loss_fn(params, targets, model_now=None) -> (loss, terms)`` with one scalar per active
         term. ``model_now`` (optional) replaces ``model`` for the vertices: a model with the same
@@ -132,6 +143,14 @@ def image_objective(
                 grey = antialias(grey, frags, clip, faces)
                 target = jnp.mean(targets.rgb, -1, keepdims=True)
                 terms["shading"] = losses.photometric_loss(grey, target, norm="l1")
+        if weights.landmarks:
+            if targets.landmarks is None:
+                raise ValueError("the landmarks term needs landmark detections")
+            points = (model if model_now is None else model_now).landmark_points(v)
+            terms["landmarks"] = losses.landmark_loss(
+                cameras, points, targets.landmarks, weights=targets.landmark_weights, scale=landmark_scale,
+                pixel_size=pixel_size,
+            )  # fmt: skip
         if weights.soft_silhouette:
             soft = soft_silhouette(clip, faces, height=H, width=W, sigma=sigma)
             terms["soft_silhouette"] = losses.silhouette_loss(soft, targets.mask)

@@ -7,6 +7,8 @@ mesh and writes a dataset folder (the layout ``meshfit synth`` documents)::
     DIR/rgb/NNN.png       shaded (Lambert-like, fixed world light) or textured colour, 8-bit sRGB
     DIR/mask/NNN.png      coverage, 0 or 255
     DIR/depth/NNN.npy     camera-space z, float32 [H, W], 0 where empty
+    DIR/landmarks/NNN.json  with a landmark definition: its points projected (optionally noisy,
+                          with outliers, as a detector gives them; ``meshfit.io.landmarks``)
     DIR/mesh.obj          the ground-truth mesh, in its own frame, units and vertex order
     DIR/scene.json        how it was made (seed, light, rig, source mesh)
 
@@ -27,7 +29,16 @@ from typing import NamedTuple
 import numpy as np
 
 from meshfit.camera import Camera, clip_range
-from meshfit.io import atomic_dir, check_output_dir, load_mesh, save_cameras, save_mesh, write_views
+from meshfit.io import (
+    atomic_dir,
+    check_output_dir,
+    load_landmark_definition,
+    load_mesh,
+    save_cameras,
+    save_mesh,
+    write_landmarks,
+    write_views,
+)
 from meshfit.mesh import Mesh, bounding_sphere
 from meshfit.render.lighting import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
 from meshfit.rigs import sphere_rig
@@ -212,6 +223,27 @@ def pyrender_views(
     return PyrenderViews(np.stack(rgb), mask, depth, face_id)
 
 
+def _detections(mesh: Mesh, cams: Camera, marks, noise: float, outliers: float, seed: int):
+    """Landmark detections [N, L, 2] (NaN = not found) as a detector would report the truth's
+    landmarks, and the [view, landmark] pairs made outliers."""
+    idx, bary, _ = marks
+    v = np.asarray(mesh.vertices, np.float64)
+    points = np.einsum("lk,lkd->ld", bary, v[idx])
+    uv, depth = (np.asarray(a, np.float64) for a in cams.project(np.asarray(points, np.float32)))
+    rng = np.random.default_rng([seed, 0x1A4D])
+    uv = uv + rng.normal(0.0, noise, uv.shape) if noise else uv
+    picked = rng.random(uv.shape[:2]) < outliers
+    side = min(cams.width, cams.height)
+    angle = rng.uniform(0, 2 * np.pi, uv.shape[:2])
+    length = rng.uniform(0.05, 0.15, uv.shape[:2]) * side
+    offset = np.stack([np.cos(angle), np.sin(angle)], -1) * length[..., None]
+    uv = np.where(picked[..., None], uv + offset, uv)
+    inside = (depth > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] <= cams.width - 0.5)
+    inside &= (uv[..., 1] >= -0.5) & (uv[..., 1] <= cams.height - 0.5)
+    uv[~inside] = np.nan
+    return uv, [[int(n), int(k)] for n, k in zip(*np.nonzero(picked & inside))]
+
+
 def synthesize(
     mesh: str | os.PathLike | Mesh,
     out: str | os.PathLike,
@@ -226,6 +258,9 @@ def synthesize(
     overwrite: bool = False,
     cameras: Camera | None = None,
     names: list[str] | None = None,
+    landmarks: str | os.PathLike | None = None,
+    landmark_noise: float = 0.0,
+    landmark_outliers: float = 0.0,
 ) -> Path:
     """Render a mesh from ``views`` cameras spread on a sphere around it and write a dataset.
 
@@ -243,6 +278,13 @@ def synthesize(
         out: dataset folder to create (must not exist or be empty, unless ``overwrite``).
         size: (W, H) in pixels.
         textured: render the mesh's texture (``texture`` may name an image file to bind).
+        landmarks: a landmark definition file (``meshfit.io.load_landmark_definition``: e.g. the
+            blendshapes.json of the model the mesh comes from) for the mesh's vertex order: also
+            write ``landmarks/`` with the points projected into every view, plus Gaussian noise
+            of ``landmark_noise`` pixels (sigma) and, in a ``landmark_outliers`` fraction of the
+            detections, a detector's mistake (displaced 5-15% of the image's shorter side in a
+            random direction; listed in scene.json). Points behind a camera or outside its
+            image are written as not found.
     Returns:
         The dataset folder.
     """
@@ -265,8 +307,15 @@ def synthesize(
         raise ValueError(f"fov is a horizontal field of view in degrees, in (0, 180); got {fov}")
     if distance is not None and not (np.isfinite(distance) and distance > 0):
         raise ValueError(f"distance must be a positive number; got {distance}")
+    if not (np.isfinite(landmark_noise) and landmark_noise >= 0):
+        raise ValueError(f"landmark_noise is a sigma in pixels (>= 0); got {landmark_noise}")
+    if not 0 <= landmark_outliers <= 1:
+        raise ValueError(f"landmark_outliers is a fraction in [0, 1]; got {landmark_outliers}")
+    if landmarks is None and (landmark_noise or landmark_outliers):
+        raise ValueError("landmark_noise and landmark_outliers need landmarks= (a landmark definition)")
     inputs = [] if isinstance(mesh, Mesh) else [mesh]
     inputs += [] if texture is None else [texture]
+    inputs += [] if landmarks is None else [landmarks]
     check_output_dir(out, overwrite=overwrite, inputs=inputs)
     if not isinstance(mesh, Mesh):
         mesh = load_mesh(mesh, texture=texture)
@@ -274,6 +323,9 @@ def synthesize(
         raise ValueError("texture= binds an image file when loading; pass a Mesh with its texture instead")
     if textured and mesh.texture is None:
         raise ValueError(f"{src} has no texture; pass texture=IMAGE (CLI: --texture IMAGE) to bind one")
+    marks = None
+    if landmarks is not None:
+        marks = load_landmark_definition(landmarks, np.asarray(mesh.faces), mesh.num_vertices)
     out = Path(out)
     center, radius = bounding_sphere(mesh.vertices)
     if radius <= 0:
@@ -298,6 +350,13 @@ def synthesize(
     with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="synth") as tmp:
         r = pyrender_views(mesh, cams, near=near, far=far, textured=textured)
         write_views(tmp, names, rgb=r.rgb, mask=r.mask, depth=r.depth)
+        landmark_info = None
+        if marks is not None:
+            points, outliers = _detections(mesh, cams, marks, landmark_noise, landmark_outliers, seed)
+            write_landmarks(tmp, names, points)
+            landmark_info = {"source": str(landmarks), "count": int(points.shape[1]),
+                             "noise_px": landmark_noise, "outlier_fraction": landmark_outliers,
+                             "outliers": outliers}  # fmt: skip
         save_cameras(tmp / "cameras.json", cams, names=names, near=near, far=far)
         save_mesh(tmp / "mesh.obj", mesh)
         info = {
@@ -307,7 +366,7 @@ def synthesize(
             "near": near, "far": far, "textured": textured,
             "light": {"direction": list(LIGHT_DIRECTION), "intensity": LIGHT_INTENSITY,
                       "ambient": AMBIENT},
-            "renderer": "pyrender (OpenGL)",
+            "renderer": "pyrender (OpenGL)", "landmarks": landmark_info,
         }  # fmt: skip
         (tmp / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
     return out

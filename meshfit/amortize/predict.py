@@ -184,5 +184,5 @@ def predict_folder(run, data, out, *, refine: int = 0, overwrite: bool = False, 
         result = FitResult(meshes[0], params, [entry], near, far, meshes if sequence else None)
     return write_fit_output(
         out, result, views, config, data=data, overwrite=overwrite, inputs=[run, data], command=command,
-        extra={"network": {"run": str(Path(run).resolve()), "step": reg.step, **timing}},
+        extra={"network": {"run": str(Path(run).resolve()), "step": reg.step, **timing}}, model=model,
     )  # fmt: skip

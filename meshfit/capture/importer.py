@@ -31,7 +31,16 @@ import numpy as np
 
 from meshfit.camera import Camera, CameraError
 from meshfit.capture.masks import chroma_mask, parse_colour, plate_mask
-from meshfit.io import DatasetError, atomic_dir, atomic_path, check_output_dir, save_cameras, write_image
+from meshfit.io import (
+    DatasetError,
+    atomic_dir,
+    atomic_path,
+    check_output_dir,
+    read_landmark_file,
+    save_cameras,
+    write_image,
+    write_landmark_file,
+)
 from meshfit.io.cameras import CameraRecord, read_camera_records
 from meshfit.io.lens import Lens
 
@@ -291,19 +300,6 @@ def _read_depth_file(path: Path, scale: float, size: tuple[int, int]) -> np.ndar
     if (d.shape[1], d.shape[0]) != size:
         raise DatasetError(f"depth {path} is {d.shape[1]}x{d.shape[0]}; its photo is {size[0]}x{size[1]}")
     return d
-
-
-def _read_landmarks(path: Path) -> tuple[np.ndarray, dict]:
-    """``landmarks/NAME.json``: {"points": [[x, y] or null, ...], "confidence": [...]?} in pixels
-    (meshfit convention: the centre of the top-left pixel is (0, 0))."""
-    try:
-        data = json.loads(path.read_text())
-        pts = np.array([[np.nan, np.nan] if p is None else p for p in data["points"]], np.float64)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DatasetError(f"{path}: expected {{'points': [[x, y] or null, ...]}}: {e}") from e
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise DatasetError(f"{path}: points must be [x, y] pairs; got shape {pts.shape}")
-    return pts, data
 
 
 def _scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
@@ -576,18 +572,14 @@ def import_capture(
                 with atomic_path(tmp / "depth" / f"{s.name}.npy") as f, open(f, "wb") as fh:
                     np.save(fh, depth.astype(np.float32))
             if s.landmarks is not None:
-                pts, data = _read_landmarks(s.landmarks)
+                pts, conf = read_landmark_file(s.landmarks)
+                pts = pts.astype(np.float64)
                 pts = lens.undistort_points(pts, lens.pinhole) if lens.distorted else pts.copy()
                 if crop:
                     pts -= entry["crop"][:2]
                 sx, sy = W2 / w, H2 / h
                 pts = (pts + 0.5) * (sx, sy) - 0.5
-                (tmp / "landmarks").mkdir(exist_ok=True)
-                data["points"] = [
-                    None if not np.isfinite(p).all() else [float(p[0]), float(p[1])] for p in pts
-                ]
-                with atomic_path(tmp / "landmarks" / f"{s.name}.json") as f:
-                    f.write_text(json.dumps(data) + "\n")
+                write_landmark_file(tmp / "landmarks" / f"{s.name}.json", pts, conf)
             err = _reprojection(s.record, s.record.lens)  # COLMAP's points are at its cameras' size
             if err is not None:
                 entry["reprojection"] = err

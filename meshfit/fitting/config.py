@@ -57,6 +57,9 @@ class StageConfig:
         measured in object radii (its weight is divided by radius^2).
     depth_max_error: depth errors beyond this (object radii) are truncated: no pull from pixels
         that are far off (``losses.depth_loss``); None = plain quadratic.
+    landmark_scale: the landmark term's robust (Cauchy) scale in the data's pixels: a detection
+        this far off counts log 2, a far outlier little more (``losses.landmark_loss``);
+        None = squared error in pixels^2.
     params: parameters optimised (rigid/blendshapes: any of rotation, translation, log_scale,
         identity, expression); empty = the representation's default set.
     remesh: free mesh only: before the stage, remesh to this target edge length, as a fraction
@@ -74,6 +77,7 @@ class StageConfig:
     resolution: int | None = None
     weights: LossWeights = LossWeights(silhouette=1.0)
     depth_max_error: float | None = 0.1
+    landmark_scale: float | None = 2.0
     params: tuple[str, ...] = ()
     remesh: float | None = None
     lam: float = 19.0
@@ -93,6 +97,8 @@ class StageConfig:
             raise ValueError("weights: every term is 0, so there is nothing to fit; name at least one term")
         if self.depth_max_error is not None:
             _finite(self.depth_max_error, "depth_max_error", positive=True)
+        if self.landmark_scale is not None:
+            _finite(self.landmark_scale, "landmark_scale", positive=True)
         if self.views_per_step is not None and self.views_per_step < 1:
             raise ValueError(f"views_per_step must be >= 1; got {self.views_per_step}")
         if self.remesh is not None:

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import yaml
 
@@ -112,6 +113,28 @@ def _image_metrics(result: FitResult, views) -> tuple[dict, list]:
     return pooled, renders
 
 
+def _landmark_metrics(result: FitResult, views, model) -> dict | None:
+    """Reprojection error (pixels) of the fitted model's landmarks against the dataset's
+    detections: median, mean, the share within 5 px; None without both."""
+    if views.landmarks is None or not getattr(model, "num_landmarks", 0):
+        return None
+    if views.landmarks.shape[-2] != model.num_landmarks:
+        return None
+    meshes = result.meshes if result.meshes is not None else [result.mesh]
+    points = views.landmarks if views.frames is not None else views.landmarks[None]
+    conf = views.landmark_confidence if views.frames is not None else views.landmark_confidence[None]
+    errors = []
+    for mesh, kp, c in zip(meshes, points, conf):
+        uv, depth = views.cameras.project(model.landmark_points(jnp.asarray(mesh.vertices)))
+        d = np.linalg.norm(np.asarray(uv) - kp, axis=-1)
+        errors.append(d[(c > 0) & (np.asarray(depth) > 0) & np.isfinite(d)])
+    e = np.concatenate(errors)
+    if not e.size:
+        return None
+    return {"detections": int(e.size), "error_px_median": float(np.median(e)),
+            "error_px_mean": float(e.mean()), "within_5px": float(np.mean(e <= 5.0))}  # fmt: skip
+
+
 def fit_folder(
     config_data: dict,
     data,
@@ -171,17 +194,18 @@ def fit_folder(
     return write_fit_output(
         out, result, views, to_dict(config), data=data, overwrite=overwrite,
         inputs=[data, model, gt, init, *inputs], command=command, gt_mesh=gt_mesh,
-        smoothness_unused=bool(config.smoothness and views.frames is None),
+        smoothness_unused=bool(config.smoothness and views.frames is None), model=loaded,
     )  # fmt: skip
 
 
 def write_fit_output(
     out, result: FitResult, views, config: dict, *, data, overwrite: bool, inputs, command: str | None,
-    gt_mesh=None, smoothness_unused: bool = False, extra: dict | None = None,
+    gt_mesh=None, smoothness_unused: bool = False, extra: dict | None = None, model=None,
 ) -> dict:  # fmt: skip
     """Measure ``result`` against ``views`` and write OUT (atomically): mesh.obj or meshes/,
     params.json, metrics.json, config.yaml, history.json, report.html. What ``meshfit fit`` and
-    ``meshfit predict`` write. ``extra``: more entries for metrics.json. Returns the metrics."""
+    ``meshfit predict`` write. ``extra``: more entries for metrics.json; ``model``: the fitted
+    model, whose landmarks (if any) are measured against the dataset's. Returns the metrics."""
     from meshfit.report import write_report
 
     images, rendered = _image_metrics(result, views)
@@ -212,6 +236,9 @@ def write_fit_output(
         metrics["frames"] = len(views.frames)
     if gt_mesh is not None:
         metrics["ground_truth"] = evaluate(result.mesh, gt_mesh)
+    marks = _landmark_metrics(result, views, model)
+    if marks is not None:
+        metrics["landmarks"] = marks
     with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="fit") as tmp:
         if result.meshes is None:
             save_mesh(tmp / "mesh.obj", result.mesh)

@@ -60,6 +60,8 @@ def _targets(views: Views) -> Targets:
         jnp.asarray(views.mask, jnp.float32),
         None if views.depth is None else jnp.asarray(views.depth, jnp.float32),
         None if views.rgb is None else jnp.asarray(views.rgb, jnp.float32),
+        None if views.landmarks is None else jnp.asarray(views.landmarks, jnp.float32),
+        None if views.landmark_confidence is None else jnp.asarray(views.landmark_confidence, jnp.float32),
     )
 
 
@@ -270,7 +272,7 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
     return meshes[0], {**shared, "frames": [frame_out(p) for p in frames]}, history, meshes
 
 
-def _check_data(config: FitConfig, views: Views, targets: Targets) -> None:
+def _check_data(config: FitConfig, views: Views, targets: Targets, model) -> None:
     n = len(views.names)
     for i, s in enumerate(config.stages):
         w = s.weights
@@ -278,6 +280,27 @@ def _check_data(config: FitConfig, views: Views, targets: Targets) -> None:
             raise ValueError(f"stages[{i}] ({s.name}) weighs depth but the dataset has no depth/ folder")
         if w.shading and targets.rgb is None:
             raise ValueError(f"stages[{i}] ({s.name}) weighs shading but the dataset has no rgb/ folder")
+        if w.landmarks:
+            if config.model != "blendshapes":
+                raise ValueError(
+                    f"stages[{i}] ({s.name}) weighs landmarks: a blendshape model defines them; a "
+                    f"{config.model} fit has none"
+                )
+            if targets.landmarks is None:
+                raise ValueError(
+                    f"stages[{i}] ({s.name}) weighs landmarks but the dataset has no landmarks/ folder"
+                )
+            if isinstance(model, BlendshapeModel):
+                if not model.num_landmarks:
+                    raise ValueError(
+                        f"stages[{i}] ({s.name}) weighs landmarks but the model defines none "
+                        '(blendshapes.json: "landmarks": {"vertices": [...]})'
+                    )
+                if targets.landmarks.shape[-2] != model.num_landmarks:
+                    raise ValueError(
+                        f"the dataset's landmark files have {targets.landmarks.shape[-2]} points; the model "
+                        f"defines {model.num_landmarks} landmarks"
+                    )
         check_views_per_step(s, n, f"stages[{i}]")
 
 
@@ -308,7 +331,7 @@ def fit_views(
     """
     targets = _targets(views)
     cams = views.cameras
-    _check_data(config, views, targets)
+    _check_data(config, views, targets, model)
     sequence = views.frames is not None
     if sequence and config.model == "free_mesh":
         raise ValueError("a free_mesh fit takes one frame; sequences fit blendshape rigs or rigid poses")

@@ -93,7 +93,8 @@ def downsample_targets(targets: Targets, cameras: Camera, resolution: int | None
         full = mask >= 1.0 - 1e-6
         depth = jnp.where(full, area(targets.depth), 0.0)
     rgb = None if targets.rgb is None else area(targets.rgb)
-    return Targets(mask, depth, rgb), cameras.resized(w, h)
+    # Landmarks stay in the data's pixels: the objective maps its cameras' pixels onto them.
+    return Targets(mask, depth, rgb, targets.landmarks, targets.landmark_weights), cameras.resized(w, h)
 
 
 def stage_optimizer(
@@ -122,13 +123,15 @@ def stage_optimizer(
 
 
 def _objective(template, cameras: Camera, problem: Problem, stage: StageConfig):
-    """The stage's image objective, with depth measured in object radii."""
+    """The stage's image objective, with depth measured in object radii and landmark errors in
+    the data's pixels."""
     r = problem.radius
     weights = dataclasses.replace(stage.weights, depth=stage.weights.depth / r**2)
     trunc = None if stage.depth_max_error is None else stage.depth_max_error * r
     return image_objective(
-        template, cameras, near=problem.near, far=problem.far, weights=weights, depth_max_error=trunc
-    )
+        template, cameras, near=problem.near, far=problem.far, weights=weights, depth_max_error=trunc,
+        landmark_scale=stage.landmark_scale, pixel_size=problem.cameras.width / cameras.width,
+    )  # fmt: skip
 
 
 def _take_views(cameras: Camera, targets: Targets, idx, axis: int) -> tuple[Camera, Targets]:

@@ -15,6 +15,15 @@ from meshfit.io.atomic import (
 from meshfit.io.cameras import CameraRecord, CameraSet, load_cameras, read_camera_records, save_cameras
 from meshfit.io.dataset import DatasetError, Views, is_sequence, load_sequence, load_views, write_views
 from meshfit.io.images import read_image, write_image
+from meshfit.io.landmarks import (
+    LandmarkError,
+    load_landmark_definition,
+    parse_landmark_definition,
+    read_landmark_file,
+    read_landmarks,
+    write_landmark_file,
+    write_landmarks,
+)
 from meshfit.io.meshes import MESH_SUFFIXES, MeshIOError, load_mesh, save_mesh
 
 __all__ = [
@@ -23,6 +32,7 @@ __all__ = [
     "CameraRecord",
     "CameraSet",
     "DatasetError",
+    "LandmarkError",
     "MeshIOError",
     "OutputError",
     "Views",
@@ -32,13 +42,19 @@ __all__ = [
     "check_output_file",
     "is_sequence",
     "load_cameras",
+    "load_landmark_definition",
     "load_mesh",
     "load_sequence",
     "load_views",
+    "parse_landmark_definition",
     "read_camera_records",
     "read_image",
+    "read_landmark_file",
+    "read_landmarks",
     "save_cameras",
     "save_mesh",
     "write_image",
+    "write_landmark_file",
+    "write_landmarks",
     "write_views",
 ]

@@ -6,11 +6,12 @@ One frame::
     DIR/rgb/NAME.png        colour, optional
     DIR/mask/NAME.png       the object's coverage: 0 background, 255 object (required to fit)
     DIR/depth/NAME.npy      float32 camera-space z in the cameras' units, 0 where empty, optional
+    DIR/landmarks/NAME.json 2-D landmark detections, optional (``meshfit.io.landmarks``)
 
 A performance (many frames through one rig) keeps one camera file and a folder per frame::
 
     DIR/cameras.json
-    DIR/frames/0000/{rgb,mask,depth}/NAME.*
+    DIR/frames/0000/{rgb,mask,depth,landmarks}/NAME.*
     DIR/frames/0001/...
 """
 
@@ -27,6 +28,7 @@ from meshfit.camera import Camera
 from meshfit.io.atomic import atomic_path
 from meshfit.io.cameras import load_cameras
 from meshfit.io.images import read_image, write_image
+from meshfit.io.landmarks import read_landmarks
 
 __all__ = ["DatasetError", "Views", "is_sequence", "load_sequence", "load_views", "write_views"]
 
@@ -72,6 +74,8 @@ class Views(NamedTuple):
     mask: [(T,) N, H, W] bool or None.
     depth: [(T,) N, H, W] float32 camera-space z (0 = empty) or None.
     frames: the T frame names of a sequence (``load_sequence``), None for one frame.
+    landmarks: [(T,) N, L, 2] float32 detected pixel positions (NaN = not found) or None.
+    landmark_confidence: [(T,) N, L] float32 weights in [0, 1] (0 = not found) or None.
     """
 
     cameras: Camera
@@ -80,6 +84,8 @@ class Views(NamedTuple):
     mask: np.ndarray | None
     depth: np.ndarray | None
     frames: list[str] | None = None
+    landmarks: np.ndarray | None = None
+    landmark_confidence: np.ndarray | None = None
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -164,7 +170,7 @@ def load_views(folder: str | os.PathLike, *, cameras: str | os.PathLike | None =
     ``mask/000.png``, ``depth/000.npy``; ``images/frame_01.jpg`` -> ``rgb/frame_01.*``). A missing
     folder gives None for that kind. Errors name the file: a missing file in a present folder, an
     image whose size differs from its camera's, a mask that is not 0/255, depth that is not
-    float, is negative or non-finite.
+    float, is negative or non-finite, a landmark file that is malformed or counts other points.
 
     Args:
         folder: the dataset folder.
@@ -176,7 +182,9 @@ def load_views(folder: str | os.PathLike, *, cameras: str | os.PathLike | None =
     cam_source = Path(cameras) if cameras is not None else folder
     cams, names = load_cameras(cam_source)
     images = _read_images(folder, names, cams.width, cams.height, cam_source)
-    return Views(cams, names, images["rgb"], images["mask"], images["depth"])
+    marks = read_landmarks(folder, names)
+    return Views(cams, names, images["rgb"], images["mask"], images["depth"], None,
+                 *(marks if marks is not None else (None, None)))  # fmt: skip
 
 
 def is_sequence(folder: str | os.PathLike) -> bool:
@@ -208,4 +216,17 @@ def load_sequence(folder: str | os.PathLike, *, cameras: str | os.PathLike | Non
             lacking = sorted(set(frames) - set(have))
             raise DatasetError(f"{folder / 'frames'}: frames {lacking} have no {kind}/ folder but others do")
         stacked[kind] = np.stack([imgs[kind] for imgs in per_frame]) if have else None
-    return Views(cams, names, stacked["rgb"], stacked["mask"], stacked["depth"], frames)
+    marks = [read_landmarks(folder / "frames" / f, names) for f in frames]
+    have = [f for f, m in zip(frames, marks) if m is not None]
+    points = confidence = None
+    if have:
+        if len(have) != len(frames):
+            lacking = sorted(set(frames) - set(have))
+            raise DatasetError(
+                f"{folder / 'frames'}: frames {lacking} have no landmarks/ folder but others do"
+            )
+        counts = {m[0].shape[1] for m in marks}
+        if len(counts) > 1:
+            raise DatasetError(f"{folder / 'frames'}: frames give different landmark counts {sorted(counts)}")
+        points, confidence = np.stack([m[0] for m in marks]), np.stack([m[1] for m in marks])
+    return Views(cams, names, stacked["rgb"], stacked["mask"], stacked["depth"], frames, points, confidence)

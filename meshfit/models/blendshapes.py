@@ -6,13 +6,16 @@ On disk a model is either
 
       {"neutral": "neutral.obj",
        "identity": ["identity000.obj", ...],
-       "expression": ["jawOpen.obj", ...]}
+       "expression": ["jawOpen.obj", ...],
+       "landmarks": {"vertices": [1225, ...]}}
 
   naming full meshes in vertex correspondence with the neutral (deltas are taken against it;
-  paths relative to the folder; "identity" and "expression" may be empty), or
+  paths relative to the folder; "identity" and "expression" may be empty; "landmarks", optional,
+  defines the surface points that 2-D landmark detections see: ``meshfit.io.landmarks``), or
 - an ``.npz`` written by ``BlendshapeModel.save``: arrays ``neutral`` [V, 3], ``faces`` [F, 3],
   ``identity`` [I, V, 3], ``expression`` [E, V, 3] (deltas), string arrays ``identity_names``,
-  ``expression_names``, and ``format_version``.
+  ``expression_names``, optionally ``landmark_vertices`` [L, 3], ``landmark_weights`` [L, 3] and
+  ``landmark_names``, and ``format_version``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from meshfit._pytree import pytree_dataclass, static_field
-from meshfit.io import atomic_path, load_mesh
+from meshfit.io import atomic_path, load_mesh, parse_landmark_definition
 from meshfit.mesh import MeshError
 from meshfit.models.rotation import so3_exp
 
@@ -44,6 +47,8 @@ class BlendshapeModel:
         neutral: [V, 3] float. faces: [F, 3] int32.
         identity: [I, V, 3] identity deltas. expression: [E, V, 3] expression deltas.
         identity_names, expression_names: tuples of names (static).
+        landmark_vertices, landmark_weights: [L, 3] int32 vertex indices and [L, 3] barycentric
+            weights of L landmarks (``landmarks(params)``), or None. landmark_names (static).
     Params (``init_params``): identity [I], expression [E], rotation [3] (axis-angle, radians),
     translation [3], log_scale [].
     """
@@ -54,6 +59,9 @@ class BlendshapeModel:
     expression: jax.Array
     identity_names: tuple = static_field(default=())
     expression_names: tuple = static_field(default=())
+    landmark_vertices: jax.Array | None = None
+    landmark_weights: jax.Array | None = None
+    landmark_names: tuple = static_field(default=())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BlendshapeModel:
@@ -73,10 +81,10 @@ class BlendshapeModel:
                 f"{spec_path} is not a blendshape model (a folder with blendshapes.json, the JSON file "
                 f"itself, or an .npz); reading it as JSON: {e}"
             ) from e
-        unknown = set(spec) - {"neutral", "identity", "expression"}
+        unknown = set(spec) - {"neutral", "identity", "expression", "landmarks"}
         if unknown or "neutral" not in spec:
             raise ValueError(
-                f"{spec_path}: expected keys 'neutral', 'identity', 'expression'; "
+                f"{spec_path}: expected keys 'neutral', 'identity', 'expression', 'landmarks'; "
                 f"unknown {sorted(unknown)}" + ("" if "neutral" in spec else ", missing 'neutral'")
             )
         root = spec_path.parent
@@ -96,9 +104,15 @@ class BlendshapeModel:
             return np.stack(out) if out else np.zeros((0,) + base.shape, np.float32)
 
         ids, exps = list(spec.get("identity", [])), list(spec.get("expression", []))
+        marks = (None, None, ())
+        if "landmarks" in spec:
+            idx, w, names = parse_landmark_definition(
+                spec["landmarks"], np.asarray(neutral.faces), neutral.num_vertices, str(spec_path)
+            )
+            marks = (jnp.asarray(idx), jnp.asarray(w), names)
         return cls(
             neutral.vertices, neutral.faces, jnp.asarray(deltas(ids)), jnp.asarray(deltas(exps)),
-            tuple(Path(n).stem for n in ids), tuple(Path(n).stem for n in exps),
+            tuple(Path(n).stem for n in ids), tuple(Path(n).stem for n in exps), *marks,
         )  # fmt: skip
 
     @staticmethod
@@ -135,11 +149,19 @@ class BlendshapeModel:
         for k in ("identity", "expression"):
             if data[k].ndim != 3 or data[k].shape[1:] != (V, 3):
                 raise ValueError(f"{path}: {k} must be [K, {V}, 3]; got {data[k].shape}")
+        marks = (None, None, ())
+        if "landmark_vertices" in data:
+            idx, w = data["landmark_vertices"], data.get("landmark_weights")
+            if (w is None or idx.ndim != 2 or idx.shape[1:] != (3,) or w.shape != idx.shape
+                    or not ((idx >= 0) & (idx < V)).all() or not np.isfinite(w).all()):  # fmt: skip
+                raise ValueError(f"{path}: landmark_vertices/landmark_weights must be [L, 3] (indices < {V})")
+            names = tuple(str(s) for s in data.get("landmark_names", []))
+            marks = (jnp.asarray(idx, jnp.int32), jnp.asarray(w, jnp.float32), names)
         return cls(
             jnp.asarray(data["neutral"]), jnp.asarray(data["faces"], jnp.int32),
             jnp.asarray(data["identity"]), jnp.asarray(data["expression"]),
             tuple(str(s) for s in data.get("identity_names", [])),
-            tuple(str(s) for s in data.get("expression_names", [])),
+            tuple(str(s) for s in data.get("expression_names", [])), *marks,
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:
@@ -151,6 +173,10 @@ class BlendshapeModel:
                     faces=np.asarray(self.faces), identity=np.asarray(self.identity),
                     expression=np.asarray(self.expression), identity_names=np.array(self.identity_names, str),
                     expression_names=np.array(self.expression_names, str),
+                    **({} if self.landmark_vertices is None else {
+                        "landmark_vertices": np.asarray(self.landmark_vertices),
+                        "landmark_weights": np.asarray(self.landmark_weights),
+                        "landmark_names": np.array(self.landmark_names, str)}),
                 )  # fmt: skip
 
     @property
@@ -182,6 +208,16 @@ class BlendshapeModel:
     @property
     def num_vertices(self) -> int:
         return self.neutral.shape[0]
+
+    @property
+    def num_landmarks(self) -> int:
+        return 0 if self.landmark_vertices is None else self.landmark_vertices.shape[0]
+
+    def landmark_points(self, vertices: jax.Array) -> jax.Array:
+        """[L, 3] the model's landmarks on posed ``vertices`` [V, 3] (raises without landmarks)."""
+        if self.landmark_vertices is None:
+            raise ValueError("this blendshape model defines no landmarks (blendshapes.json 'landmarks')")
+        return jnp.einsum("lk,lkd->ld", self.landmark_weights, vertices[self.landmark_vertices])
 
     def vertices(self, params: dict) -> jax.Array:
         """[V, 3] posed vertices (world frame)."""
