@@ -261,10 +261,16 @@ def _summary(metrics: dict, out) -> None:
 
     im = metrics["images"]
     frames = f" over {metrics['frames']} frames" if "frames" in metrics else ""
+    measured = []
+    if "mask_iou_mean" in im:
+        measured.append(
+            f"silhouette IoU{frames} mean {im['mask_iou_mean']:.4f}, min {im['mask_iou_min']:.4f}"
+        )
+    if "landmarks" in metrics:
+        measured.append(f"landmark error median {metrics['landmarks']['error_px_median']:.2f} px")
     print(
         f"fitted in {metrics['seconds']:.1f} s (+{metrics['compile_seconds']:.1f} s compile), "
-        f"{metrics['steps']} steps; "
-        f"silhouette IoU{frames} mean {im['mask_iou_mean']:.4f}, min {im['mask_iou_min']:.4f}"
+        f"{metrics['steps']} steps; " + "; ".join(measured)
     )
     if "ground_truth" in metrics:
         g = metrics["ground_truth"]

@@ -103,13 +103,17 @@ def image_metrics(rendered, views) -> dict:
     dataset's cameras (``meshfit.render.RenderedViews``), ``views`` the dataset
     (``meshfit.io.Views``). Silhouette IoU per view (mean, min, and the list), and where the data
     has them, depth RMSE over pixels covered in both (world units) and the mean absolute colour
-    difference against meshfit's grey studio render (meaningful for untextured synthetic data)."""
-    target = np.asarray(views.mask) > 0.5
-    inter = (rendered.mask & target).sum((1, 2))
-    union = np.maximum((rendered.mask | target).sum((1, 2)), 1)
-    iou = inter / union
-    out = {"mask_iou_mean": float(iou.mean()), "mask_iou_min": float(iou.min()),
-           "mask_iou": iou.round(6).tolist()}  # fmt: skip
+    difference against meshfit's grey studio render (meaningful for untextured synthetic data).
+    Data without masks: no IoU, the colour over the fitted silhouette."""
+    out = {}
+    target = rendered.mask
+    if views.mask is not None:
+        target = np.asarray(views.mask) > 0.5
+        inter = (rendered.mask & target).sum((1, 2))
+        union = np.maximum((rendered.mask | target).sum((1, 2)), 1)
+        iou = inter / union
+        out = {"mask_iou_mean": float(iou.mean()), "mask_iou_min": float(iou.min()),
+               "mask_iou": iou.round(6).tolist()}  # fmt: skip
     if views.depth is not None:
         both = rendered.mask & (np.asarray(views.depth) > 0)
         if both.any():

@@ -66,15 +66,24 @@ class LossWeights:
 
 
 class Targets(NamedTuple):
-    """Target images for N views: mask [N, H, W] float in [0, 1]; depth [N, H, W] (0 = empty) or
-    None; rgb [N, H, W, 3] float in [0, 1] or None; landmarks [N, L, 2] detected pixel positions
-    at the data's resolution (NaN = not found) and landmark_weights [N, L], or None."""
+    """Target images for N views: mask [N, H, W] float in [0, 1] or None (data without masks:
+    no silhouette terms); depth [N, H, W] (0 = empty) or None; rgb [N, H, W, 3] float in [0, 1]
+    or None; landmarks [N, L, 2] detected pixel positions at the data's resolution (NaN = not
+    found) and landmark_weights [N, L], or None. A sequence's have a leading [T] frame axis."""
 
-    mask: jax.Array
+    mask: jax.Array | None
     depth: jax.Array | None = None
     rgb: jax.Array | None = None
     landmarks: jax.Array | None = None
     landmark_weights: jax.Array | None = None
+
+    @property
+    def frames(self) -> int | None:
+        """T for a sequence's targets, None for one frame's."""
+        for x, rank in ((self.mask, 3), (self.depth, 3), (self.rgb, 4), (self.landmarks, 3)):
+            if x is not None:
+                return x.shape[0] if x.ndim == rank + 1 else None
+        raise ValueError("the targets hold no images and no landmarks")
 
 
 def image_objective(
@@ -116,10 +125,13 @@ def image_objective(
     lap = uniform_laplacian(topo) if weights.laplacian else None
 
     def loss_fn(params: Any, targets: Targets, model_now: Any = None) -> tuple[jax.Array, dict]:
-        if targets.mask.shape != (cameras.batch_shape[0], H, W):
-            raise ValueError(
-                f"target masks must be [{cameras.batch_shape[0]}, {H}, {W}]; got {targets.mask.shape}"
-            )
+        for name in ("mask", "depth", "rgb"):
+            x = getattr(targets, name)
+            if x is not None and x.shape[:3] != (cameras.batch_shape[0], H, W):
+                raise ValueError(f"target {name} images must be [{cameras.batch_shape[0]}, {H}, {W}, ...]; "
+                                 f"got {x.shape}")  # fmt: skip
+        if targets.mask is None and (weights.silhouette or weights.soft_iou or weights.soft_silhouette):
+            raise ValueError("the silhouette terms need target masks")
         v = (model if model_now is None else model_now).vertices(params)
         terms: dict[str, jax.Array] = {}
         clip = cameras.to_clip(v, near, far)

@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 from meshfit.io import Views, write_image
@@ -42,20 +43,50 @@ def _depth_error(target_depth, fit_depth, fit_mask, scale: float) -> np.ndarray:
     return img
 
 
-def _overlay(target_rgb, target_mask, fit_rgb, fit_mask, depth_panel=None) -> np.ndarray:
-    """[H', k W', 3] uint8: target | fit | agreement of the silhouettes [| depth error]."""
-    agree = np.zeros(fit_rgb.shape, np.float32)
-    agree[target_mask & fit_mask] = 1.0
-    agree[fit_mask & ~target_mask] = (1.0, 0.15, 0.1)
-    agree[target_mask & ~fit_mask] = (0.1, 0.35, 1.0)
-    if target_rgb is None:
-        target_rgb = np.repeat(target_mask[..., None], 3, -1).astype(np.float32)
-    panels = [target_rgb, fit_rgb, agree] + ([] if depth_panel is None else [depth_panel])
-    img = (np.clip(np.concatenate(panels, 1), 0, 1) * 255 + 0.5).astype(np.uint8)
+def _overlay(target_rgb, target_mask, fit_rgb, fit_mask, depth_panel=None, marks=None) -> np.ndarray:
+    """[H', k W', 3] uint8: target | fit [| agreement of the silhouettes] [| depth error].
+    ``marks``: (detected [L, 2], fitted [L, 2]) landmarks, drawn on the target (NaN: none)."""
+    panels = [target_rgb if target_rgb is not None else np.repeat(target_mask[..., None], 3, -1), fit_rgb]
+    labels = ["target" + (" + landmarks" if marks is not None else ""), "fit"]
+    if target_mask is not None:
+        agree = np.zeros(fit_rgb.shape, np.float32)
+        agree[target_mask & fit_mask] = 1.0
+        agree[fit_mask & ~target_mask] = (1.0, 0.15, 0.1)
+        agree[target_mask & ~fit_mask] = (0.1, 0.35, 1.0)
+        panels.append(agree)
+        labels.append("silhouettes")
+    if depth_panel is not None:
+        panels.append(depth_panel)
+        labels.append("depth error")
+    img = np.clip(np.concatenate([np.asarray(p, np.float32) for p in panels], 1), 0, 1) * 255 + 0.5
+    img = img.astype(np.uint8)
     up = int(np.ceil(MIN_OVERLAY_HEIGHT / img.shape[0]))
     img = np.repeat(np.repeat(img, up, 0), up, 1) if up > 1 else img
-    labels = ["target", "fit", "silhouettes"] + ([] if depth_panel is None else ["depth error"])
+    if marks is not None:
+        img = _draw_marks(img, marks, up)
     return _label(img, labels)
+
+
+def _draw_marks(img: np.ndarray, marks, up: int) -> np.ndarray:
+    """Detected landmarks as green crosses, the fitted model's as red dots, joined by a line."""
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    scale = lambda p: ((p[0] + 0.5) * up - 0.5, (p[1] + 0.5) * up - 0.5)  # noqa: E731
+    r = max(2, up)
+    for det, fit in zip(*marks):
+        ok_d, ok_f = np.isfinite(det).all(), np.isfinite(fit).all()
+        if ok_d and ok_f:
+            draw.line([scale(det), scale(fit)], fill=(255, 220, 0))
+        if ok_f:
+            x, y = scale(fit)
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(230, 40, 30))
+        if ok_d:
+            x, y = scale(det)
+            draw.line([x - r, y, x + r, y], fill=(40, 220, 60), width=2)
+            draw.line([x, y - r, x, y + r], fill=(40, 220, 60), width=2)
+    return np.asarray(pil)
 
 
 def _label(img: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -165,9 +196,16 @@ def _turntable(mesh, path: Path, *, frames: int, size: int) -> None:
 
 def _headline(metrics: dict) -> str:
     im = metrics["images"]
-    rows = [
-        ("silhouette IoU, mean / min over views", f"{im['mask_iou_mean']:.4f} / {im['mask_iou_min']:.4f}")
-    ]
+    rows = []
+    if "mask_iou_mean" in im:
+        rows.append(
+            ("silhouette IoU, mean / min over views", f"{im['mask_iou_mean']:.4f} / {im['mask_iou_min']:.4f}")
+        )
+    lm = metrics.get("landmarks")
+    if lm:
+        rows.append(
+            ("landmark error, median / mean (px)", f"{lm['error_px_median']:.2f} / {lm['error_px_mean']:.2f}")
+        )
     if "depth_rmse" in im:
         rows.append(("depth RMSE (world units)", f"{im['depth_rmse']:.4g}"))
     g = metrics.get("ground_truth")
@@ -194,11 +232,13 @@ def write_report(
     *,
     config: dict | None = None,
     turntable_frames: int = 24,
+    model=None,
 ) -> Path:
     """Write the report of ``result`` (a ``meshfit.fitting.FitResult``) fitted to ``views``.
 
     ``rendered``: the fitted mesh rendered for every view (``render_views``), a list per frame
-    for a sequence; ``metrics``: what metrics.json holds. Returns the path of ``report.html``."""
+    for a sequence; ``metrics``: what metrics.json holds; ``model``: the fitted model, whose
+    landmarks (if any) are drawn over the views' detections. Returns the path of ``report.html``."""
     folder = Path(folder)
     (folder / "overlays").mkdir(parents=True, exist_ok=True)
     sequence = views.frames is not None
@@ -212,7 +252,13 @@ def write_report(
     figures = []
     for t in picks:
         r = rendered[0 if t is None else t]
-        ious = per_frame[0 if t is None else t]["mask_iou"]
+        ious = per_frame[0 if t is None else t].get("mask_iou")
+        mesh = result.mesh if t is None else result.meshes[t]
+        fitted_marks = None
+        if views.landmarks is not None and getattr(model, "num_landmarks", 0) == views.landmarks.shape[-2]:
+            fitted_marks = np.asarray(
+                views.cameras.project(model.landmark_points(jnp.asarray(mesh.vertices)))[0]
+            )
         for i, view in enumerate(views.names):
             index = i if t is None else (t, i)
             pick = lambda a, index=index: None if a is None else a[index]  # noqa: E731
@@ -220,13 +266,13 @@ def write_report(
             depth_panel = None
             if target_depth is not None:
                 depth_panel = _depth_error(np.asarray(target_depth), r.depth[i], r.mask[i], depth_scale)
-            img = _overlay(
-                pick(views.rgb), np.asarray(pick(views.mask)) > 0.5, r.rgb[i], r.mask[i], depth_panel
-            )
+            mask = None if views.mask is None else np.asarray(pick(views.mask)) > 0.5
+            marks = None if fitted_marks is None else (np.asarray(pick(views.landmarks)), fitted_marks[i])
+            img = _overlay(pick(views.rgb), mask, r.rgb[i], r.mask[i], depth_panel, marks)
             name = Path(view).stem if t is None else f"{views.frames[t]}_{Path(view).stem}"
             write_image(folder / "overlays" / f"{name}.png", img)
             label = f"view {Path(view).stem}" + ("" if t is None else f", frame {views.frames[t]}")
-            figures.append((name, label, ious[i]))
+            figures.append((name, label, None if ious is None else ious[i]))
     _loss_plot(result.history, folder / "loss.png")
     if sequence:
         _sequence_plot(result.params, folder / "sequence.png", views.frames)
@@ -239,12 +285,21 @@ def write_report(
         for h in result.history
     )
     figs = "".join(
-        f'<figure><img src="overlays/{html.escape(name)}.png"><figcaption>{html.escape(label)}: '
-        f"silhouette IoU {iou:.4f}</figcaption></figure>"
+        f'<figure><img src="overlays/{html.escape(name)}.png"><figcaption>{html.escape(label)}'
+        + ("" if iou is None else f": silhouette IoU {iou:.4f}")
+        + "</figcaption></figure>"
         for name, label, iou in figures
     )
     depth_note = " | depth error (black 0, yellow &ge; 5% of the radius; magenta: depth on one side only)"
     has_depth = views.depth is not None
+    sil_note = " | silhouettes: white both, red fit only, blue target only"
+    marks_note = ". Landmarks: green crosses detected, red dots the fitted model's"
+    notes = "".join(
+        note
+        for note, shown in ((sil_note, views.mask is not None), (depth_note, has_depth),
+                            (marks_note, views.landmarks is not None))
+        if shown
+    )  # fmt: skip
     sequence_html = '<h2>Sequence</h2><img src="sequence.png">' if sequence else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>meshfit report</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}
@@ -261,8 +316,7 @@ Command: <code>{html.escape(str(metrics.get("command") or "(library call)"))}</c
 <h2>Loss</h2><img src="loss.png">
 {sequence_html}
 <h2>Turntable</h2><img src="turntable.gif">
-<h2>Views</h2><p>target | fit (meshfit render) | silhouettes: white both, red fit only, blue target
-only{depth_note if has_depth else ""}</p>{figs}
+<h2>Views</h2><p>target | fit (meshfit render){notes}</p>{figs}
 <h2>Metrics</h2><pre>{html.escape(json.dumps(metrics, indent=1))}</pre>
 <h2>Parameters</h2><pre>{html.escape(json.dumps(result.params, indent=1))}</pre>
 <h2>Config</h2><pre>{html.escape(json.dumps(config or {}, indent=1))}</pre>

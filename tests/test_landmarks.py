@@ -187,3 +187,53 @@ def test_synth_writes_landmarks_and_a_fit_uses_them(tmp_path):
         meshfit.fit_views(FitConfig.from_dict(rigid), views, model=posed, progress=False)
     with pytest.raises(ValueError, match="landmark_noise and landmark_outliers need landmarks="):
         meshfit.synthesize(posed, tmp_path / "x", views=2, landmark_noise=1.0)
+
+
+def test_a_fit_without_masks_is_placed_by_its_landmarks(tmp_path):
+    """No mask/ and no depth/ (a face photographed with its surroundings): a blendshape fit is
+    placed from the landmarks alone and fits them; the report draws them; fits that need masks
+    say so."""
+    import shutil
+
+    from meshfit.fitting import place_from_landmarks
+
+    model, path = _landmark_model(tmp_path)
+    a = jnp.asarray
+    truth = {**model.init_params(), "expression": a([0.6, 0.0, 0.3]), "rotation": a([0.2, 2.5, -0.1]),
+             "translation": a([0.3, -0.2, 0.1]), "log_scale": a(np.log(1.3))}  # fmt: skip
+    posed = meshfit.Mesh(np.asarray(model.vertices(truth)), model.faces)
+    data = tmp_path / "data"
+    meshfit.synthesize(posed, data, views=4, size=(64, 64), seed=3, landmarks=tmp_path / "marks.json",
+                       landmark_noise=0.3)  # fmt: skip
+    shutil.rmtree(data / "mask")
+    shutil.rmtree(data / "depth")
+    views = meshfit.load_views(data)
+    assert views.mask is None and views.depth is None
+    # The placement alone: 2.5 rad away from the rest pose, found within a few degrees.
+    R, s, t = place_from_landmarks(views.cameras, views.landmarks, views.landmark_confidence,
+                                   np.asarray(model.landmark_points(model.neutral)))  # fmt: skip
+    R_true = np.asarray(meshfit.models.so3_exp(truth["rotation"]))
+    angle = np.degrees(np.arccos(np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1)))
+    assert angle < 5 and abs(s / 1.3 - 1) < 0.05, (angle, s)
+    stage = {"steps": 100, "lr": 0.01, "weights": {"landmarks": 1.0}, "patience": 0}
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps({"model": "blendshapes", "bounds": {"expression": [0, 1]}, "stages": [stage]})
+    )
+    rc = main(
+        ["fit", str(config), "--data", str(data), "--model", path, "--out", str(tmp_path / "fit"), "--quiet"]
+    )
+    assert rc == 0
+    metrics = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert "mask_iou_mean" not in metrics["images"] and metrics["landmarks"]["error_px_median"] < 0.5
+    assert "Landmarks: green crosses" in (tmp_path / "fit" / "report.html").read_text()
+    # What needs masks says so.
+    silhouette = {"model": "blendshapes", "stages": [{"weights": {"silhouette": 1.0, "landmarks": 1.0}}]}
+    with pytest.raises(ValueError, match="weighs the silhouette but the dataset has no mask/ folder"):
+        meshfit.fit_views(FitConfig.from_dict(silhouette), views, model=model, progress=False)
+    with pytest.raises(ValueError, match="a rigid fit needs masks"):
+        meshfit.fit_views(FitConfig.from_dict({"model": "rigid", "stages": [{}]}),
+                          views, model=posed, progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="lacks too"):
+        meshfit.fit_views(FitConfig.from_dict(silhouette | {"stages": [{"weights": {"prior": 1.0}}]}),
+                          views._replace(landmarks=None), model=model, progress=False)  # fmt: skip

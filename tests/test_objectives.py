@@ -49,8 +49,10 @@ def test_image_objective_terms_and_errors(icosphere):
     loss, terms = loss_fn(model.init_params(), Targets(jnp.zeros((2, 32, 32))))
     assert set(terms) == {"silhouette", "soft_silhouette", "soft_iou", "laplacian", "edge", "normal"}
     np.testing.assert_allclose(loss, sum(getattr(w, k) * t for k, t in terms.items()), rtol=1e-6)
-    with pytest.raises(ValueError, match=r"target masks must be \[2, 32, 32\]"):
+    with pytest.raises(ValueError, match=r"target mask images must be \[2, 32, 32, ...\]"):
         loss_fn(model.init_params(), Targets(jnp.zeros((2, 16, 16))))
+    with pytest.raises(ValueError, match="the silhouette terms need target masks"):
+        loss_fn(model.init_params(), Targets(None, rgb=jnp.zeros((2, 32, 32, 3))))
     with pytest.raises(ValueError, match="needs target depth"):
         image_objective(model, cams, near=1.0, far=8.0, weights=LossWeights(depth=1.0))(
             model.init_params(), Targets(jnp.zeros((2, 32, 32)))

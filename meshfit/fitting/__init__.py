@@ -17,7 +17,7 @@ from meshfit.fitting.loop import (
     make_step,
     run_stage,
 )
-from meshfit.fitting.placement import estimate_placement, search_rotation, visual_hull
+from meshfit.fitting.placement import estimate_placement, place_from_landmarks, search_rotation, visual_hull
 from meshfit.fitting.recipes import MAX_FACES, FitResult, fit_views
 from meshfit.fitting.stage import Problem, downsample_targets, fit_stage, prepare_stage, stage_optimizer
 
@@ -41,6 +41,7 @@ __all__ = [
     "load_config",
     "make_optimizer",
     "make_step",
+    "place_from_landmarks",
     "prepare_stage",
     "resolve_config",
     "run_stage",

@@ -96,18 +96,17 @@ def _image_metrics(result: FitResult, views) -> tuple[dict, list]:
         return image_metrics(rendered, views), rendered
     frames, renders = [], []
     for t, mesh in enumerate(result.meshes):
-        frame_views = views._replace(
-            rgb=None if views.rgb is None else views.rgb[t], mask=views.mask[t],
-            depth=None if views.depth is None else views.depth[t], frames=None,
-        )  # fmt: skip
+        pick = lambda a, t=t: None if a is None else a[t]  # noqa: E731
+        frame_views = views._replace(rgb=pick(views.rgb), mask=pick(views.mask), depth=pick(views.depth),
+                                     frames=None, landmarks=pick(views.landmarks),
+                                     landmark_confidence=pick(views.landmark_confidence))  # fmt: skip
         rendered = render_views(mesh, views.cameras, near=result.near, far=result.far)
         frames.append(image_metrics(rendered, frame_views))
         renders.append(rendered)
-    pooled = {
-        "mask_iou_mean": float(np.mean([f["mask_iou_mean"] for f in frames])),
-        "mask_iou_min": float(np.min([f["mask_iou_min"] for f in frames])),
-        "frames": [{"frame": name, **f} for name, f in zip(views.frames, frames)],
-    }
+    pooled = {"frames": [{"frame": name, **f} for name, f in zip(views.frames, frames)]}
+    if views.mask is not None:
+        pooled["mask_iou_mean"] = float(np.mean([f["mask_iou_mean"] for f in frames]))
+        pooled["mask_iou_min"] = float(np.min([f["mask_iou_min"] for f in frames]))
     if all("depth_rmse" in f for f in frames):
         pooled["depth_rmse"] = float(np.sqrt(np.mean([f["depth_rmse"] ** 2 for f in frames])))
     return pooled, renders
@@ -214,7 +213,7 @@ def write_fit_output(
         warnings_.append(
             "smoothness weighs frame-to-frame change; this dataset has one frame, so it was not used"
         )
-    if images["mask_iou_mean"] < POOR_FIT_IOU:
+    if images.get("mask_iou_mean", 1.0) < POOR_FIT_IOU:
         warnings_.append(
             f"poor fit: the fitted silhouettes overlap the masks with mean IoU {images['mask_iou_mean']:.3f} "
             f"(< {POOR_FIT_IOU}); check the model, the cameras and the config"
@@ -249,7 +248,7 @@ def write_fit_output(
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (tmp / "history.json").write_text(json.dumps(result.history) + "\n")
-        write_report(tmp, result, views, rendered, metrics, config=config)
+        write_report(tmp, result, views, rendered, metrics, config=config, model=model)
     return metrics
 
 

@@ -16,7 +16,7 @@ from meshfit.models import RigidModel, so3_exp
 from meshfit.objectives import LossWeights
 from meshfit.rigs import triangulate_points
 
-__all__ = ["estimate_placement", "search_rotation", "visual_hull"]
+__all__ = ["estimate_placement", "place_from_landmarks", "search_rotation", "visual_hull"]
 
 
 def estimate_placement(cameras: Camera, masks: np.ndarray) -> tuple[np.ndarray, float]:
@@ -39,6 +39,48 @@ def estimate_placement(cameras: Camera, masks: np.ndarray) -> tuple[np.ndarray, 
         d = np.hypot(xs[masks[i]] - cu[i], ys[masks[i]] - cv[i]).max() + 0.5
         radii.append(d * z[i] / float(cameras.fx[i]))
     return centre, float(np.median(radii))
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """(R, s, t) minimising |s R src + t - dst|^2 over points [P, 3] (Umeyama)."""
+    ms, md = src.mean(0), dst.mean(0)
+    xs, xd = src - ms, dst - md
+    U, S, Vt = np.linalg.svd(xd.T @ xs)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ D @ Vt
+    s = float(np.trace(np.diag(S) @ D) / max(np.sum(xs**2), 1e-30))
+    return R, s, md - s * R @ ms
+
+
+def place_from_landmarks(
+    cameras: Camera, detections: np.ndarray, confidence: np.ndarray, model_points: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """A similarity pose (R [3, 3], s, t [3]) that puts ``model_points`` [L, 3] (a model's
+    landmarks at rest) onto the detections [N, L, 2] (NaN = not found) with ``confidence``
+    [N, L]: the landmarks seen in two views or more are triangulated, aligned by Umeyama's
+    similarity, and refitted twice without those more than 3x the median residual away (a
+    detector's outliers)."""
+    det = np.asarray(detections, np.float64)
+    w = np.where(np.isfinite(det).all(-1), np.asarray(confidence, np.float64), 0.0)
+    seen = (w > 0).sum(0) >= 2
+    if seen.sum() < 4:
+        raise ValueError(
+            "placing the model from its landmarks needs >= 4 landmarks found in >= 2 views; "
+            f"{int(seen.sum())} are"
+        )
+    uv = jnp.asarray(np.where(np.isfinite(det), det, 0.0)[:, seen], jnp.float32)
+    points = np.asarray(
+        triangulate_points(cameras, uv, weights=jnp.asarray(w[:, seen], jnp.float32)), np.float64
+    )
+    model_points = np.asarray(model_points, np.float64)[seen]
+    keep = np.ones(len(points), bool)
+    for _ in range(3):
+        R, s, t = _similarity(model_points[keep], points[keep])
+        residual = np.linalg.norm(s * model_points @ R.T + t - points, axis=1)
+        keep = residual <= 3.0 * np.median(residual) + 1e-12
+        if keep.sum() < 4:
+            keep = residual <= np.sort(residual)[3]
+    return R, s, t
 
 
 def visual_hull(cameras: Camera, masks: np.ndarray, centre, radius: float, *, resolution: int = 64) -> Mesh:

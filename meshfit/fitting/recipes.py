@@ -16,7 +16,7 @@ import numpy as np
 from meshfit.camera import clip_range
 from meshfit.config import ConfigError
 from meshfit.fitting.config import FitConfig
-from meshfit.fitting.placement import estimate_placement, search_rotation, visual_hull
+from meshfit.fitting.placement import estimate_placement, place_from_landmarks, search_rotation, visual_hull
 from meshfit.fitting.stage import Problem, check_frames_split, check_views_per_step, fit_stage
 from meshfit.io import Views
 from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
@@ -54,10 +54,8 @@ class FitResult(NamedTuple):
 
 
 def _targets(views: Views) -> Targets:
-    if views.mask is None:
-        raise ValueError("fitting needs masks: the dataset has no mask/ folder")
     return Targets(
-        jnp.asarray(views.mask, jnp.float32),
+        None if views.mask is None else jnp.asarray(views.mask, jnp.float32),
         None if views.depth is None else jnp.asarray(views.depth, jnp.float32),
         None if views.rgb is None else jnp.asarray(views.rgb, jnp.float32),
         None if views.landmarks is None else jnp.asarray(views.landmarks, jnp.float32),
@@ -229,7 +227,7 @@ def _blendshape_start(model: BlendshapeModel, start: dict, T: int | None) -> dic
 
 
 def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: BlendshapeModel, progress: bool,
-                     start=None):  # fmt: skip
+                     start=None, poses=None):  # fmt: skip
     c_model, _ = bounding_sphere(model.neutral)
     R = _initial_rotation(config)
     t = centres - config.init.scale * (R @ c_model)  # vertices = s R x + t: the centre lands on `centres`
@@ -246,6 +244,11 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
     if T is not None:
         for k in ("expression", "rotation"):
             params[k] = jnp.broadcast_to(params[k], (T, *params[k].shape))
+    if poses is not None:  # placed from the landmarks (data without masks): (R, s, t) per frame
+        rot = so3_log(jnp.asarray(np.stack([p[0] for p in poses]), jnp.float32))
+        trans = jnp.asarray(np.stack([p[2] for p in poses]), jnp.float32)
+        params["rotation"], params["translation"] = (rot, trans) if T is not None else (rot[0], trans[0])
+        params["log_scale"] = jnp.asarray(np.log(np.median([p[1] for p in poses])), jnp.float32)
     if start is not None:
         params = _blendshape_start(model, start, T)
         for k in ("identity", "expression"):
@@ -304,6 +307,30 @@ def _check_data(config: FitConfig, views: Views, targets: Targets, model) -> Non
         check_views_per_step(s, n, f"stages[{i}]")
 
 
+def _check_without_masks(config: FitConfig, views: Views, model) -> None:
+    """Data without masks: only a blendshape fit placed by its landmarks, with no silhouette term."""
+    if config.model != "blendshapes":
+        raise ValueError(f"a {config.model} fit needs masks (a mask/ folder): they place the object")
+    for i, s in enumerate(config.stages):
+        w = s.weights
+        if w.silhouette or w.soft_silhouette or w.soft_iou:
+            raise ValueError(
+                f"stages[{i}] ({s.name}) weighs the silhouette but the dataset has no mask/ folder"
+            )
+    if views.landmarks is None:
+        raise ValueError(
+            "the dataset has no mask/ folder: a blendshape fit without masks is placed from its "
+            "landmarks/, which it lacks too"
+        )
+    if not isinstance(model, BlendshapeModel) or not model.num_landmarks:
+        raise ValueError("without masks the model is placed from its landmarks, but it defines none")
+    if views.landmarks.shape[-2] != model.num_landmarks:
+        raise ValueError(
+            f"the dataset's landmark files have {views.landmarks.shape[-2]} points; the model defines "
+            f"{model.num_landmarks} landmarks"
+        )
+
+
 def fit_views(
     config: FitConfig,
     views: Views,
@@ -318,7 +345,9 @@ def fit_views(
     Args:
         config: the FitConfig.
         views: cameras and images (``meshfit.io.load_views`` / ``load_sequence``); masks are
-            required, rgb and depth when a stage weighs the shading or depth terms.
+            required (except for a blendshape fit placed by its landmarks, with no silhouette
+            term), rgb, depth and landmarks when a stage weighs the shading, depth or landmark
+            terms.
         model: rigid: the known Mesh (required); blendshapes: the BlendshapeModel (required);
             free_mesh: an initial Mesh (default: an icosphere placed from the masks).
         progress: tqdm bars per stage.
@@ -343,13 +372,25 @@ def fit_views(
         raise ValueError(
             f"fitting needs at least two views to place the object; the dataset has {len(views.names)}"
         )
-    masks = np.asarray(views.mask)
-    if sequence:
-        placed = [estimate_placement(cams, m) for m in masks]
+    poses = None
+    if views.mask is None:
+        # No masks (a face photographed with hair and shoulders): a blendshape model is placed
+        # from its landmarks, and the stages fit terms that need no silhouette.
+        _check_without_masks(config, views, model)
+        marks = views.landmarks if sequence else views.landmarks[None]
+        conf = views.landmark_confidence if sequence else views.landmark_confidence[None]
+        rest = np.asarray(model.landmark_points(model.neutral))
+        poses = [place_from_landmarks(cams, d, c, rest) for d, c in zip(marks, conf)]
+        c_model, r_model = bounding_sphere(model.neutral)
+        centres = np.stack([s * R @ c_model + t for R, s, t in poses])
+        centres = centres if sequence else centres[0]
+        radius = float(r_model * np.median([s for _, s, _ in poses]))
+    elif sequence:
+        placed = [estimate_placement(cams, m) for m in np.asarray(views.mask)]
         centres = np.stack([c for c, _ in placed])
         radius = float(np.median([r for _, r in placed]))
     else:
-        centres, radius = estimate_placement(cams, masks)
+        centres, radius = estimate_placement(cams, np.asarray(views.mask))
     if config.model == "rigid":
         if not isinstance(model, Mesh):
             raise ValueError("a rigid fit needs the known mesh (CLI: --model MESH)")
@@ -379,5 +420,7 @@ def fit_views(
     elif config.model == "rigid":
         mesh, params, history, meshes = _fit_rigid(config, problem, placed, model, progress, start)
     else:
-        mesh, params, history, meshes = _fit_blendshapes(config, problem, placed, model, progress, start)
+        mesh, params, history, meshes = _fit_blendshapes(
+            config, problem, placed, model, progress, start, None if start is not None else poses
+        )
     return FitResult(mesh, params, history, near, far, meshes)

@@ -54,7 +54,7 @@ class Problem:
     @property
     def frames(self) -> int | None:
         """T for a sequence, None for one frame."""
-        return self.targets.mask.shape[0] if self.targets.mask.ndim == 4 else None
+        return self.targets.frames
 
 
 def area_resize(img, h: int, w: int, lead: int) -> jax.Array:
@@ -75,23 +75,24 @@ def downsample_targets(targets: Targets, cameras: Camera, resolution: int | None
 
     Images [..., H, W(, C)] (any leading dimensions, e.g. frames x views) are area-averaged
     (exactly, by whole blocks, when the size divides; otherwise by an antialiased linear resize);
-    depth is averaged only over fully covered blocks, 0 elsewhere.
+    depth is averaged only over fully covered blocks (by the mask, or without one by depth), 0
+    elsewhere.
     """
     H, W = cameras.height, cameras.width
     if resolution is None or resolution >= max(H, W):
         return targets, cameras
     s = resolution / max(H, W)
     h, w = max(1, round(H * s)), max(1, round(W * s))
-    lead = targets.mask.ndim - 2
+    lead = 1 if targets.frames is None else 2  # (frames,) views
 
     def area(img):
         return area_resize(img, h, w, lead)
 
-    mask = area(targets.mask)
+    mask = None if targets.mask is None else area(targets.mask)
     depth = None
     if targets.depth is not None:
-        full = mask >= 1.0 - 1e-6
-        depth = jnp.where(full, area(targets.depth), 0.0)
+        covered = mask if mask is not None else area(targets.depth > 0)
+        depth = jnp.where(covered >= 1.0 - 1e-6, area(targets.depth), 0.0)
     rgb = None if targets.rgb is None else area(targets.rgb)
     # Landmarks stay in the data's pixels: the objective maps its cameras' pixels onto them.
     return Targets(mask, depth, rgb, targets.landmarks, targets.landmark_weights), cameras.resized(w, h)
