@@ -184,18 +184,27 @@ def soft_iou_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def photometric_loss(
-    pred: jax.Array, target: jax.Array, *, mask: jax.Array | None = None, norm: str = "l1"
+    pred: jax.Array,
+    target: jax.Array,
+    *,
+    mask: jax.Array | None = None,
+    norm: str = "l1",
+    eps: float = 0.01,
 ) -> jax.Array:
-    """Colour error of images [..., H, W, C], "l1" (mean absolute) or "l2" (mean squared),
-    averaged over the pixels where ``mask`` [..., H, W] is true (all pixels without a mask)."""
+    """Colour error of images [..., H, W, C] averaged over the pixels where ``mask`` [..., H, W]
+    is true (all pixels without a mask): "l1" (mean absolute), "l2" (mean squared) or
+    "charbonnier" (sqrt(d^2 + eps^2) - eps: L1 away from 0, smooth at it; robust to the pixels
+    a model cannot explain, e.g. specular highlights)."""
     _check_images(pred, target, "photometric_loss")
     diff = pred - target
     if norm == "l1":
         err = jnp.abs(diff)
     elif norm == "l2":
         err = diff * diff
+    elif norm == "charbonnier":
+        err = jnp.sqrt(diff * diff + eps * eps) - eps
     else:
-        raise ValueError(f"norm must be 'l1' or 'l2'; got {norm!r}")
+        raise ValueError(f"norm must be 'l1', 'l2' or 'charbonnier'; got {norm!r}")
     return _masked_mean(err, mask)
 
 

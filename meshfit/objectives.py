@@ -17,7 +17,15 @@ import numpy as np
 
 from meshfit import losses
 from meshfit.camera import Camera
-from meshfit.render import antialias, normal_image, rasterize, soft_silhouette, studio_lighting
+from meshfit.render import (
+    antialias,
+    interpolate,
+    normal_image,
+    rasterize,
+    sh_irradiance,
+    soft_silhouette,
+    studio_lighting,
+)
 from meshfit.render.lighting import BASE_COLOR
 from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
 
@@ -36,6 +44,13 @@ class LossWeights:
         rendered grey (``BASE_COLOR``) under meshfit synth's studio light
         (``render.studio_lighting``), antialiased: shape from shading for untextured synthetic
         data. One channel, since the light and the albedo are grey.
+    photometric: Charbonnier error between the target colour and the model rendered with its
+        fitted appearance: per-vertex linear albedo ``params["albedo"]`` [V, 3] lit by 2nd-order
+        spherical-harmonic irradiance ``params["light"]`` [9, 3], gamma 2.2 out (as synth's
+        images), over the pixels inside the rendered surface (its edge pixels, which may mix in
+        what lies behind, are left out: no background model is needed, and data without masks
+        works).
+    albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo.
     landmarks: the model's landmarks (``landmark_points``) projected into every view against the
         detections (``losses.landmark_loss``: robust, errors in the data's pixels).
     laplacian: uniform-Laplacian smoothness of the vertices; cotangent_laplacian: bending.
@@ -50,6 +65,8 @@ class LossWeights:
     soft_iou: float = 0.0
     depth: float = 0.0
     shading: float = 0.0
+    photometric: float = 0.0
+    albedo_smoothness: float = 0.0
     landmarks: float = 0.0
     laplacian: float = 0.0
     cotangent_laplacian: float = 0.0
@@ -86,6 +103,13 @@ class Targets(NamedTuple):
         raise ValueError("the targets hold no images and no landmarks")
 
 
+def _interior(mask: jax.Array) -> jax.Array:
+    """[..., H, W] bool: covered pixels whose 4 neighbours are covered too."""
+    pad = [(0, 0)] * (mask.ndim - 2) + [(1, 1), (1, 1)]
+    m = jnp.pad(mask, pad)
+    return mask & m[..., :-2, 1:-1] & m[..., 2:, 1:-1] & m[..., 1:-1, :-2] & m[..., 1:-1, 2:]
+
+
 def image_objective(
     model: Any,
     cameras: Camera,
@@ -120,9 +144,9 @@ def image_objective(
     faces = model.faces
     H, W = cameras.height, cameras.width
     topo = None
-    if weights.laplacian or weights.edge or weights.normal:
+    if weights.laplacian or weights.edge or weights.normal or weights.albedo_smoothness:
         topo = Topology.from_faces(faces, model.num_vertices)
-    lap = uniform_laplacian(topo) if weights.laplacian else None
+    lap = uniform_laplacian(topo) if weights.laplacian or weights.albedo_smoothness else None
 
     def loss_fn(params: Any, targets: Targets, model_now: Any = None) -> tuple[jax.Array, dict]:
         for name in ("mask", "depth", "rgb"):
@@ -135,7 +159,7 @@ def image_objective(
         v = (model if model_now is None else model_now).vertices(params)
         terms: dict[str, jax.Array] = {}
         clip = cameras.to_clip(v, near, far)
-        if weights.silhouette or weights.soft_iou or weights.depth or weights.shading:
+        if weights.silhouette or weights.soft_iou or weights.depth or weights.shading or weights.photometric:
             frags = rasterize(clip, faces, height=H, width=W)
             sil = antialias(frags.mask[..., None].astype(clip.dtype), frags, clip, faces)[..., 0]
             if weights.silhouette:
@@ -155,6 +179,17 @@ def image_objective(
                 grey = antialias(grey, frags, clip, faces)
                 target = jnp.mean(targets.rgb, -1, keepdims=True)
                 terms["shading"] = losses.photometric_loss(grey, target, norm="l1")
+            if weights.photometric:
+                if targets.rgb is None:
+                    raise ValueError("the photometric term needs target colour images")
+                if "albedo" not in params or "light" not in params:
+                    raise ValueError("the photometric term fits params 'albedo' [V, 3] and 'light' [9, 3]")
+                normals = normal_image(v, faces, frags)
+                linear = interpolate(params["albedo"], frags, faces) * sh_irradiance(normals, params["light"])
+                colour = jnp.clip(linear, 1e-6, 1.0) ** (1.0 / 2.2)
+                terms["photometric"] = losses.photometric_loss(
+                    colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
+                )
         if weights.landmarks:
             if targets.landmarks is None:
                 raise ValueError("the landmarks term needs landmark detections")
@@ -168,6 +203,10 @@ def image_objective(
             terms["soft_silhouette"] = losses.silhouette_loss(soft, targets.mask)
         if weights.laplacian:
             terms["laplacian"] = losses.laplacian_loss(v, lap)
+        if weights.albedo_smoothness:
+            if "albedo" not in params:
+                raise ValueError("albedo_smoothness weighs the fitted albedo: params has no 'albedo'")
+            terms["albedo_smoothness"] = losses.laplacian_loss(params["albedo"], lap)
         if weights.cotangent_laplacian:
             terms["cotangent_laplacian"] = losses.laplacian_loss(v, cotangent_laplacian(v, faces))
         if weights.edge:

@@ -23,6 +23,7 @@ SHARED_MESHES = {
     "hammer": "hammer/hammer.obj",
     "controller": "controller_generic/left.glb",
     "ict_neutral": "ict_face/face_region/neutral.obj",
+    "ict_head": "ict_face/full/generic_neutral_mesh.obj",
 }
 
 

@@ -18,6 +18,7 @@ from tests.helpers import shared
         ("blub", 10786, 21568, None),
         ("controller", 3739, 5945, 3739),
         ("ict_neutral", 9409, 18460, None),
+        ("ict_head", 26719, 52220, None),  # 12 parts (face, eyes, teeth, ...) with materials: merged
     ],
 )
 def test_shared_meshes_load_in_file_order(name, num_v, num_f, num_uv):
@@ -27,6 +28,15 @@ def test_shared_meshes_load_in_file_order(name, num_v, num_f, num_uv):
     if name != "controller":
         first = next(ln for ln in shared(name).read_text().splitlines() if ln.startswith("v "))
         np.testing.assert_allclose(m.vertices[0], [float(x) for x in first.split()[1:4]], rtol=1e-6)
+
+
+def test_obj_of_several_parts_keeps_the_file_vertex_order(tmp_path):
+    obj = "mtllib none.mtl\no a\nusemtl A\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nv 1 1 1\nf 1 2 3\n"
+    obj += "o b\nusemtl B\nf 2 4 5\nf 1 3 4\n"
+    (tmp_path / "parts.obj").write_text(obj)
+    m = meshfit.load_mesh(tmp_path / "parts.obj")
+    np.testing.assert_array_equal(m.vertices[4], [1, 1, 1])
+    assert sorted(map(tuple, np.sort(m.faces, 1).tolist())) == [(0, 1, 2), (0, 2, 3), (1, 3, 4)]
 
 
 def test_uv_seams_are_kept_without_splitting_vertices():

@@ -15,7 +15,7 @@ from typing import Literal
 from meshfit.config import ConfigError, from_dict
 from meshfit.objectives import LossWeights
 
-__all__ = ["PARAMETERS", "FitConfig", "InitConfig", "Representation", "StageConfig"]
+__all__ = ["APPEARANCE", "PARAMETERS", "FitConfig", "InitConfig", "Representation", "StageConfig"]
 
 Representation = Literal["free_mesh", "blendshapes", "rigid"]
 
@@ -23,8 +23,10 @@ Representation = Literal["free_mesh", "blendshapes", "rigid"]
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "free_mesh": ("u",),
     "rigid": ("rotation", "translation", "log_scale"),
-    "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale"),
+    "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale", "albedo", "light"),
 }
+# The appearance a stage that weighs the photometric term fits too (unless it names its params).
+APPEARANCE = ("albedo", "light")
 
 # Bounds on what a config may ask for, so that a typo cannot ask for hours of work or gigabytes.
 MAX_STEPS = 100_000
@@ -199,6 +201,13 @@ class FitConfig:
                 raise ValueError(f"stages[{i}].remesh: only a free_mesh fit can remesh")
             if self.model != "free_mesh" and s.optimizer == "adam_uniform":
                 raise ValueError(f"stages[{i}].optimizer: adam_uniform is for free meshes; use adam")
+        if self.model != "blendshapes":
+            for i, s in enumerate(self.stages):
+                if s.weights.photometric or s.weights.albedo_smoothness:
+                    raise ValueError(
+                        f"stages[{i}].weights: the photometric term fits a blendshape model's appearance; "
+                        f"a {self.model} fit has none yet (use shading for untextured synthetic data)"
+                    )
         if self.init.rotation_search and self.model != "rigid":
             raise ValueError(
                 f"init.rotation_search: only a rigid fit searches rotations, not a {self.model} fit"

@@ -15,15 +15,19 @@ import numpy as np
 
 from meshfit.camera import clip_range
 from meshfit.config import ConfigError
-from meshfit.fitting.config import FitConfig
+from meshfit.fitting.config import APPEARANCE, FitConfig
 from meshfit.fitting.placement import estimate_placement, place_from_landmarks, search_rotation, visual_hull
 from meshfit.fitting.stage import Problem, check_frames_split, check_views_per_step, fit_stage
 from meshfit.io import Views
 from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
 from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp, so3_log
 from meshfit.objectives import Targets
+from meshfit.render.shade import _C4 as SH_C4  # irradiance = C4 * L00 under constant light
 
 __all__ = ["MAX_FACES", "FitResult", "fit_views"]
+
+# Where a photometric fit's appearance starts: grey linear albedo, uniform unit irradiance.
+INITIAL_ALBEDO = 0.5
 
 # A remeshed surface above this many faces is refused: it would take minutes a step.
 MAX_FACES = 400_000
@@ -128,8 +132,9 @@ def _centres(config: FitConfig, centres: np.ndarray) -> np.ndarray:
 def _run_stages(config, problem, model, params, default_free, progress):
     history = []
     for i, stage in enumerate(config.stages):
-        params, entry = fit_stage(problem, model, params, stage, free=stage.params or default_free,
-                                  seed=config.seed + i, progress=progress)  # fmt: skip
+        free = stage.params or (*default_free, *(APPEARANCE if stage.weights.photometric else ()))
+        params, entry = fit_stage(problem, model, params, stage, free=free, seed=config.seed + i,
+                                  progress=progress)  # fmt: skip
         if isinstance(model, RigidModel) and problem.frames is None:
             model, params = model.rebased(params)  # keep the increments small
         history.append(entry)
@@ -254,6 +259,12 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
         for k in ("identity", "expression"):
             if k in config.bounds:
                 params[k] = jnp.clip(params[k], *config.bounds[k])
+    appearance = any(s.weights.photometric or s.weights.albedo_smoothness for s in config.stages)
+    if appearance:
+        # Grey albedo under uniform light (irradiance 1): the fit finds both.
+        params["albedo"] = jnp.full((model.num_vertices, 3), INITIAL_ALBEDO, jnp.float32)
+        params["light"] = jnp.zeros((9, 3), jnp.float32).at[0].set(1.0 / SH_C4)
+        problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
     _, params, history = _run_stages(config, problem, model, params, _DEFAULT_FREE["blendshapes"], progress)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
     exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
@@ -267,11 +278,16 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
 
     shared = {"identity": dict(zip(id_names, np.asarray(params["identity"]).tolist())),
               "scale": float(np.exp(params["log_scale"]))}  # fmt: skip
+    colors = None
+    if appearance:
+        shared["light_sh"] = np.asarray(params["light"]).round(6).tolist()
+        colors = np.clip(np.asarray(params["albedo"]), 0.0, 1.0)  # linear albedo, as render_views reads it
     if T is None:
-        out = {"identity": shared["identity"], **frame_out(params), "scale": shared["scale"]}
-        return Mesh(np.asarray(model.vertices(params)), model.faces), out, history, None
+        out = {"identity": shared["identity"], **frame_out(params), "scale": shared["scale"],
+               **({"light_sh": shared["light_sh"]} if appearance else {})}  # fmt: skip
+        return Mesh(np.asarray(model.vertices(params)), model.faces, colors=colors), out, history, None
     frames = [_frame_params(params, i, _PER_FRAME["blendshapes"]) for i in range(T)]
-    meshes = [Mesh(np.asarray(model.vertices(p)), model.faces) for p in frames]
+    meshes = [Mesh(np.asarray(model.vertices(p)), model.faces, colors=colors) for p in frames]
     return meshes[0], {**shared, "frames": [frame_out(p) for p in frames]}, history, meshes
 
 
@@ -281,8 +297,9 @@ def _check_data(config: FitConfig, views: Views, targets: Targets, model) -> Non
         w = s.weights
         if w.depth and targets.depth is None:
             raise ValueError(f"stages[{i}] ({s.name}) weighs depth but the dataset has no depth/ folder")
-        if w.shading and targets.rgb is None:
-            raise ValueError(f"stages[{i}] ({s.name}) weighs shading but the dataset has no rgb/ folder")
+        if (w.shading or w.photometric) and targets.rgb is None:
+            term = "shading" if w.shading else "the photometric term"
+            raise ValueError(f"stages[{i}] ({s.name}) weighs {term} but the dataset has no rgb/ folder")
         if w.landmarks:
             if config.model != "blendshapes":
                 raise ValueError(

@@ -54,7 +54,10 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
         if isinstance(loaded, trimesh.Scene):
             if not loaded.geometry:
                 raise MeshIOError(f"{path} contains no geometry")
-            loaded = loaded.to_mesh()
+            if path.suffix.lower() == ".obj" and len(loaded.geometry) > 1:
+                loaded = _merged_obj(path)
+            else:
+                loaded = loaded.to_mesh()
     except MeshIOError:
         raise
     except Exception as e:  # trimesh raises many types on corrupt or truncated input
@@ -105,6 +108,28 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
             raise MeshIOError(f"{path} has no texture coordinates, so a texture cannot be bound")
         tex = read_image(texture)
     return Mesh(vertices, faces, colors=colors, uvs=uvs, uv_faces=uv_faces, texture=tex)
+
+
+def _merged_obj(path: Path):
+    """An OBJ of several objects or materials (a game asset: face, eyes, teeth, ...) as one mesh
+    in the file's vertex order. trimesh splits it into one geometry per part; loaded without
+    materials, each part keeps a prefix of the file's vertices and indexes them as the file does,
+    so the parts' faces together index the longest prefix. Texture coordinates and materials are
+    dropped (one texture per mesh is what meshfit keeps)."""
+    import trimesh
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scene = trimesh.load(path, process=False, maintain_order=True, skip_materials=True,
+                             group_material=False, split_object=False)  # fmt: skip
+    parts = list(scene.geometry.values()) if isinstance(scene, trimesh.Scene) else [scene]
+    longest = max(parts, key=lambda g: len(g.vertices))
+    if not all(np.array_equal(g.vertices, longest.vertices[: len(g.vertices)]) for g in parts):
+        raise MeshIOError(
+            f"{path}: its parts do not share the file's vertex list; cannot keep its vertex order"
+        )
+    faces = np.concatenate([np.asarray(g.faces) for g in parts])
+    return trimesh.Trimesh(longest.vertices, faces, process=False, maintain_order=True)
 
 
 def _check_off_counts(path: Path, num_vertices: int, num_faces: int) -> None:
