@@ -38,6 +38,7 @@ from meshfit.fitting.config import FitConfig  # noqa: E402
 from meshfit.models import BlendshapeModel  # noqa: E402
 
 SPEC = REPO / "examples" / "ict_face_region.json"
+HEAD = REPO.parent / "shared" / "data" / "ict_face" / "full" / "generic_neutral_mesh.obj"
 
 
 def _model_spec(tmp: Path, identities: list[str]) -> Path:
@@ -87,13 +88,22 @@ def best_projection(model: BlendshapeModel, truth: np.ndarray, bounds=(0.0, 1.0)
     return posed(fit.x)
 
 
+def _weight(text: str) -> float | None:
+    return None if text == "config" else float(text)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", type=int, default=2, help="frames per case (in basis, out of basis)")
-    p.add_argument("--landmarks", type=float, nargs="+", default=[0.0, 0.01], help="landmark weights to try")
+    p.add_argument("--landmarks", type=_weight, nargs="+", default=[0.0, 0.01],
+                   help="landmark weights to add to every stage ('config': as the config says)")  # fmt: skip
     p.add_argument("--noise", type=float, default=1.0, help="landmark noise, pixels (sigma)")
     p.add_argument("--outliers", type=float, default=0.05, help="fraction of landmark outliers")
     p.add_argument("--config", default="face_blendshapes")
+    p.add_argument("--head", action="store_true",
+                   help="render the whole ICT head (the face region placed into it) over a background, "
+                   "and fit without masks or depth (for configs like face_rgb)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -109,7 +119,8 @@ def main(argv=None) -> int:
         spec = _model_spec(tmp, ["identity000", "identity001", "identity002"])
         model = BlendshapeModel.load(spec)
         diag = float(np.linalg.norm(np.ptp(np.asarray(model.neutral), 0)))
-        base, _ = load_config(args.config)
+        base, _ = load_config(args.config, args.set)
+        head = meshfit.load_mesh(HEAD) if args.head else None
         for case in ("in basis", "out of basis"):
             for i in range(args.cases):
                 ident = np.r_[rng.uniform(-1, 1, 3), 0.0] if case == "in basis" else np.r_[0.0, 0.0, 0.0, 1.0]
@@ -118,15 +129,26 @@ def main(argv=None) -> int:
                 )
                 truth = np.asarray(full.shape({"identity": ident, "expression": expr}), np.float64)
                 data = tmp / f"{case.replace(' ', '_')}_{i}"
-                meshfit.synthesize(meshfit.Mesh(truth.astype(np.float32), model.faces), data, cameras=rig,
-                                   names=names, landmarks=spec, landmark_noise=args.noise,
-                                   landmark_outliers=args.outliers, seed=args.seed + i)  # fmt: skip
+                shown = meshfit.Mesh(truth.astype(np.float32), model.faces)
+                marks = spec
+                if head is not None:  # the face region is the head's first vertices
+                    v = np.asarray(head.vertices).copy()
+                    v[: len(truth)] = truth
+                    shown = meshfit.Mesh(v, head.faces)
+                    marks = tmp / "head_marks.json"
+                    marks.write_text(json.dumps({"landmarks": json.loads(spec.read_text())["landmarks"]}))
+                backdrop = (0.25, 0.3, 0.35) if head is not None else (0.0, 0.0, 0.0)
+                meshfit.synthesize(shown, data, cameras=rig, names=names, landmarks=marks,
+                                   landmark_noise=args.noise, landmark_outliers=args.outliers,
+                                   seed=args.seed + i, background=backdrop)  # fmt: skip
                 views = meshfit.load_views(data)
+                if head is not None:
+                    views = views._replace(mask=None, depth=None)
                 best = best_projection(model, truth)
                 best_err = 100 * float(np.linalg.norm(best - truth, axis=1).mean()) / diag
                 for w in args.landmarks:
                     cfg = json.loads(json.dumps(base))
-                    for stage in cfg["stages"]:
+                    for stage in cfg["stages"] if w is not None else []:
                         stage.setdefault("weights", {"silhouette": 1.0})["landmarks"] = w
                     result = fit_views(FitConfig.from_dict(cfg), views, model=model, progress=False)
                     fit = np.asarray(result.mesh.vertices, np.float64)
@@ -134,7 +156,7 @@ def main(argv=None) -> int:
                     secs = sum(h["seconds"] for h in result.history)
                     rows.append({"case": case, "frame": i, "landmarks": w, "error_pct": err,
                                  "best_pct": best_err, "ratio": err / best_err, "seconds": secs})  # fmt: skip
-                    print(f"{case} #{i} landmarks {w:g}: {err:.4f}% (best {best_err:.4f}%, "
+                    print(f"{case} #{i} landmarks {w}: {err:.4f}% (best {best_err:.4f}%, "
                           f"ratio {err / best_err:.2f}) in {secs:.1f} s", flush=True)  # fmt: skip
     print("\n| case | landmark weight | vertex error % diag (mean) | best possible % | ratio (mean) | s |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -143,7 +165,7 @@ def main(argv=None) -> int:
             r = [x for x in rows if x["case"] == case and x["landmarks"] == w]
             # In basis the best is ~0 (the truth is in the model's span): no ratio.
             ratio = f"{np.mean([x['ratio'] for x in r]):.2f}" if case == "out of basis" else "—"
-            print(f"| {case} | {w:g} | {np.mean([x['error_pct'] for x in r]):.4f} "
+            print(f"| {case} | {w} | {np.mean([x['error_pct'] for x in r]):.4f} "
                   f"| {np.mean([x['best_pct'] for x in r]):.4f} | {ratio} "
                   f"| {np.mean([x['seconds'] for x in r]):.1f} |")  # fmt: skip
     if args.json:

@@ -33,6 +33,16 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from meshfit.synth import synthesize
 
     texture = args.texture if isinstance(args.texture, str) else None
+    background = (0.0, 0.0, 0.0)
+    if args.background is not None:
+        from meshfit.capture.masks import parse_colour
+
+        try:
+            background = tuple(c / 255.0 for c in parse_colour(args.background))
+        except ValueError:
+            raise ValueError(
+                f"--background must be #RRGGBB or R,G,B (0..255); got {args.background!r}"
+            ) from None
     cameras = names = None
     if args.cameras is not None:
         from meshfit.io import load_cameras
@@ -46,7 +56,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         textured=args.texture is not None, texture=texture, distance=args.distance,
         fov=args.fov or 45.0, overwrite=args.overwrite, cameras=cameras, names=names,
         landmarks=args.landmarks, landmark_noise=args.landmark_noise,
-        landmark_outliers=args.landmark_outliers,
+        landmark_outliers=args.landmark_outliers, background=background,
     )  # fmt: skip
     count = len(names) if names is not None else args.views or 16
     print(f"wrote {count} views of {args.mesh} to {out}")
@@ -348,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gaussian noise on the landmarks, sigma in pixels (default 0)")  # fmt: skip
     p.add_argument("--landmark-outliers", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of landmarks displaced as a detector's mistakes (default 0)")  # fmt: skip
+    p.add_argument("--background", default=None, metavar="COLOUR",
+                   help="the colour behind the mesh: #RRGGBB or R,G,B (0..255; default black)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.set_defaults(func=_cmd_synth)
 

@@ -142,6 +142,7 @@ def pyrender_views(
     light_direction=LIGHT_DIRECTION,
     light_intensity: float = LIGHT_INTENSITY,
     ambient: float = AMBIENT,
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> PyrenderViews:
     """Render ``mesh`` from each camera of a [N] batch with pyrender (OpenGL, offscreen).
 
@@ -156,6 +157,7 @@ def pyrender_views(
             each face's index encoded in its colour).
         light_direction: direction the directional light travels, in world space.
         light_intensity, ambient: light strengths.
+        background: the colour behind the mesh, display RGB in [0, 1].
     """
     if len(cameras.batch_shape) != 1:
         raise ValueError(f"cameras must be a [N] batch; got batch shape {cameras.batch_shape}")
@@ -176,7 +178,7 @@ def pyrender_views(
             if hasattr(prim.material, "metallicFactor"):
                 prim.material.metallicFactor = 0.0
                 prim.material.roughnessFactor = 1.0
-    scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(ambient, ambient, ambient))
+    scene = pyrender.Scene(bg_color=(*background, 0.0), ambient_light=(ambient, ambient, ambient))
     scene.add(pmesh)
     d = -np.asarray(light_direction, np.float64)
     d /= np.linalg.norm(d)
@@ -261,6 +263,7 @@ def synthesize(
     landmarks: str | os.PathLike | None = None,
     landmark_noise: float = 0.0,
     landmark_outliers: float = 0.0,
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> Path:
     """Render a mesh from ``views`` cameras spread on a sphere around it and write a dataset.
 
@@ -285,6 +288,7 @@ def synthesize(
             detections, a detector's mistake (displaced 5-15% of the image's shorter side in a
             random direction; listed in scene.json). Points behind a camera or outside its
             image are written as not found.
+        background: the colour behind the mesh in rgb/, display RGB in [0, 1] (default black).
     Returns:
         The dataset folder.
     """
@@ -311,6 +315,9 @@ def synthesize(
         raise ValueError(f"landmark_noise is a sigma in pixels (>= 0); got {landmark_noise}")
     if not 0 <= landmark_outliers <= 1:
         raise ValueError(f"landmark_outliers is a fraction in [0, 1]; got {landmark_outliers}")
+    background = tuple(float(c) for c in background)
+    if len(background) != 3 or not all(np.isfinite(c) and 0 <= c <= 1 for c in background):
+        raise ValueError(f"background is an RGB colour with values in [0, 1]; got {background}")
     if landmarks is None and (landmark_noise or landmark_outliers):
         raise ValueError("landmark_noise and landmark_outliers need landmarks= (a landmark definition)")
     inputs = [] if isinstance(mesh, Mesh) else [mesh]
@@ -348,7 +355,7 @@ def synthesize(
         cams = cameras
         near, far = clip_range(cams, center, radius)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="synth") as tmp:
-        r = pyrender_views(mesh, cams, near=near, far=far, textured=textured)
+        r = pyrender_views(mesh, cams, near=near, far=far, textured=textured, background=background)
         write_views(tmp, names, rgb=r.rgb, mask=r.mask, depth=r.depth)
         landmark_info = None
         if marks is not None:
@@ -363,7 +370,7 @@ def synthesize(
             "source": src, "views": views, "size": [W, H], "seed": seed, "fov": fov,
             "distance": distance if cameras is None else None, "target": center.tolist(),
             "cameras": "given" if cameras is not None else "sphere_rig", "bounding_radius": radius,
-            "near": near, "far": far, "textured": textured,
+            "near": near, "far": far, "textured": textured, "background": list(background),
             "light": {"direction": list(LIGHT_DIRECTION), "intensity": LIGHT_INTENSITY,
                       "ambient": AMBIENT},
             "renderer": "pyrender (OpenGL)", "landmarks": landmark_info,
