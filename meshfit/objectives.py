@@ -46,7 +46,8 @@ class LossWeights:
         data. One channel, since the light and the albedo are grey.
     photometric: Charbonnier error between the target colour and the model rendered with its
         fitted appearance: per-vertex linear albedo ``params["albedo"]`` [V, 3] lit by 2nd-order
-        spherical-harmonic irradiance ``params["light"]`` [9, 3], gamma 2.2 out (as synth's
+        spherical-harmonic irradiance ``params["light"]`` [9, 3] (or a directional light:
+        ``light_direction``, ``light_colour``, ``ambient`` [3]), gamma 2.2 out (as synth's
         images), over the pixels inside the rendered surface (its edge pixels, which may mix in
         what lies behind, are left out: no background model is needed, and data without masks
         works).
@@ -101,6 +102,26 @@ class Targets(NamedTuple):
             if x is not None:
                 return x.shape[0] if x.ndim == rank + 1 else None
         raise ValueError("the targets hold no images and no landmarks")
+
+
+def _param(params: dict, name: str) -> jax.Array:
+    if name not in params:
+        raise ValueError(
+            f"the photometric term fits params 'albedo' [V, 3] and a light ('light' [9, 3] SH, or "
+            f"'light_direction', 'light_colour', 'ambient' [3]); params has no {name!r}"
+        )
+    return params[name]
+
+
+def _irradiance(normals: jax.Array, params: dict) -> jax.Array:
+    """[..., 3] linear irradiance of the fitted light: SH ``light`` [9, 3], or a directional
+    light (``light_direction`` [3], the way it travels; ``light_colour`` [3]) plus ``ambient`` [3]."""
+    if "light_direction" in params:
+        d = _param(params, "light_direction")
+        d = d / jnp.maximum(jnp.linalg.norm(d), 1e-12)
+        cos = jnp.maximum(jnp.sum(normals * -d, -1, keepdims=True), 0.0)
+        return _param(params, "ambient") + _param(params, "light_colour") * cos
+    return sh_irradiance(normals, _param(params, "light"))
 
 
 def _interior(mask: jax.Array) -> jax.Array:
@@ -182,10 +203,8 @@ def image_objective(
             if weights.photometric:
                 if targets.rgb is None:
                     raise ValueError("the photometric term needs target colour images")
-                if "albedo" not in params or "light" not in params:
-                    raise ValueError("the photometric term fits params 'albedo' [V, 3] and 'light' [9, 3]")
                 normals = normal_image(v, faces, frags)
-                linear = interpolate(params["albedo"], frags, faces) * sh_irradiance(normals, params["light"])
+                linear = interpolate(_param(params, "albedo"), frags, faces) * _irradiance(normals, params)
                 colour = jnp.clip(linear, 1e-6, 1.0) ** (1.0 / 2.2)
                 terms["photometric"] = losses.photometric_loss(
                     colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"

@@ -115,7 +115,7 @@ def test_fit_from_rgb_and_landmarks_without_masks(tmp_path):
                "--quiet"])  # fmt: skip
     assert rc == 0
     params = json.loads((tmp_path / "fit" / "params.json").read_text())
-    assert np.asarray(params["light_sh"]).shape == (9, 3)
+    assert params["light"]["model"] == "sh" and np.asarray(params["light"]["coefficients"]).shape == (9, 3)
     mesh = meshfit.load_mesh(tmp_path / "fit" / "mesh.obj")
     assert mesh.colors is not None and mesh.colors.shape == (model.num_vertices, 3)
     history = json.loads((tmp_path / "fit" / "history.json").read_text())

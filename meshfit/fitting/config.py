@@ -23,10 +23,25 @@ Representation = Literal["free_mesh", "blendshapes", "rigid"]
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "free_mesh": ("u",),
     "rigid": ("rotation", "translation", "log_scale"),
-    "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale", "albedo", "light"),
+    "blendshapes": (
+        "identity",
+        "expression",
+        "rotation",
+        "translation",
+        "log_scale",
+        "albedo",
+        "light",
+        "light_direction",
+        "light_colour",
+        "ambient",
+    ),
 }
-# The appearance a stage that weighs the photometric term fits too (unless it names its params).
-APPEARANCE = ("albedo", "light")
+# The appearance a stage that weighs the photometric term fits too (unless it names its params),
+# per light model (FitConfig.light).
+APPEARANCE = {
+    "sh": ("albedo", "light"),
+    "directional": ("albedo", "light_direction", "light_colour", "ambient"),
+}
 
 # Bounds on what a config may ask for, so that a typo cannot ask for hours of work or gigabytes.
 MAX_STEPS = 100_000
@@ -174,7 +189,10 @@ class FitConfig:
     """A whole fit: representation, start, stages, the clip range (None = from the data), and
     ``bounds``: box constraints on blendshape coefficients, ``{expression: [0, 1]}``, enforced by
     projecting after every step. ``smoothness``: for a sequence (multi-frame data), the weight of
-    the mean squared frame-to-frame change of expression and pose."""
+    the mean squared frame-to-frame change of expression and pose. ``light``: the light a
+    photometric fit fits: "sh" (order-2 spherical harmonics per colour channel: any distant
+    light) or "directional" (one directional light and ambient, per channel: a studio's key light,
+    and exactly what ``meshfit synth`` renders)."""
 
     model: Representation
     stages: tuple[StageConfig, ...]
@@ -184,6 +202,7 @@ class FitConfig:
     far: float | None = None
     bounds: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     smoothness: float = 0.0
+    light: Literal["sh", "directional"] = "sh"
 
     def __post_init__(self):
         if not self.stages:

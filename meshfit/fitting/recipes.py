@@ -132,7 +132,8 @@ def _centres(config: FitConfig, centres: np.ndarray) -> np.ndarray:
 def _run_stages(config, problem, model, params, default_free, progress):
     history = []
     for i, stage in enumerate(config.stages):
-        free = stage.params or (*default_free, *(APPEARANCE if stage.weights.photometric else ()))
+        appearance = APPEARANCE[config.light] if stage.weights.photometric else ()
+        free = stage.params or (*default_free, *appearance)
         params, entry = fit_stage(problem, model, params, stage, free=free, seed=config.seed + i,
                                   progress=progress)  # fmt: skip
         if isinstance(model, RigidModel) and problem.frames is None:
@@ -199,6 +200,16 @@ def _frame_params(params: dict, t: int, per_frame) -> dict:
     return {k: (v[t] if k in per_frame else v) for k, v in params.items()}
 
 
+def _light_out(kind: str, params: dict) -> dict:
+    """The fitted light as params.json holds it (linear colour)."""
+    if kind == "sh":
+        return {"model": "sh", "coefficients": np.asarray(params["light"]).round(6).tolist()}
+    d = np.asarray(params["light_direction"], np.float64)
+    return {"model": "directional", "direction": (d / np.linalg.norm(d)).round(6).tolist(),
+            "colour": np.asarray(params["light_colour"]).round(6).tolist(),
+            "ambient": np.asarray(params["ambient"]).round(6).tolist()}  # fmt: skip
+
+
 def _frame_problem(problem: Problem, t: int) -> Problem:
     tg = Targets(*(None if x is None else x[t] for x in problem.targets))
     return dataclasses.replace(problem, targets=tg, per_frame=(), smoothness=0.0, devices=None)
@@ -261,9 +272,16 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
                 params[k] = jnp.clip(params[k], *config.bounds[k])
     appearance = any(s.weights.photometric or s.weights.albedo_smoothness for s in config.stages)
     if appearance:
-        # Grey albedo under uniform light (irradiance 1): the fit finds both.
+        # Grey albedo under uniform light (irradiance 1; a directional light starts from the
+        # cameras' side): the fit finds both.
         params["albedo"] = jnp.full((model.num_vertices, 3), INITIAL_ALBEDO, jnp.float32)
-        params["light"] = jnp.zeros((9, 3), jnp.float32).at[0].set(1.0 / SH_C4)
+        if config.light == "sh":
+            params["light"] = jnp.zeros((9, 3), jnp.float32).at[0].set(1.0 / SH_C4)
+        else:
+            forward = np.asarray(problem.cameras.R)[:, 2, :].mean(0)  # the cameras' mean viewing direction
+            params["light_direction"] = jnp.asarray(forward / np.linalg.norm(forward), jnp.float32)
+            params["light_colour"] = jnp.full(3, 0.5, jnp.float32)
+            params["ambient"] = jnp.full(3, 0.5, jnp.float32)
         problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
     _, params, history = _run_stages(config, problem, model, params, _DEFAULT_FREE["blendshapes"], progress)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
@@ -280,11 +298,11 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
               "scale": float(np.exp(params["log_scale"]))}  # fmt: skip
     colors = None
     if appearance:
-        shared["light_sh"] = np.asarray(params["light"]).round(6).tolist()
+        shared["light"] = _light_out(config.light, params)
         colors = np.clip(np.asarray(params["albedo"]), 0.0, 1.0)  # linear albedo, as render_views reads it
     if T is None:
         out = {"identity": shared["identity"], **frame_out(params), "scale": shared["scale"],
-               **({"light_sh": shared["light_sh"]} if appearance else {})}  # fmt: skip
+               **({"light": shared["light"]} if appearance else {})}  # fmt: skip
         return Mesh(np.asarray(model.vertices(params)), model.faces, colors=colors), out, history, None
     frames = [_frame_params(params, i, _PER_FRAME["blendshapes"]) for i in range(T)]
     meshes = [Mesh(np.asarray(model.vertices(p)), model.faces, colors=colors) for p in frames]
