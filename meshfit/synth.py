@@ -319,7 +319,7 @@ def synthesize(
     if len(background) != 3 or not all(np.isfinite(c) and 0 <= c <= 1 for c in background):
         raise ValueError(f"background is an RGB colour with values in [0, 1]; got {background}")
     if landmarks is None and (landmark_noise or landmark_outliers):
-        raise ValueError("landmark_noise and landmark_outliers need landmarks= (a landmark definition)")
+        raise ValueError("landmark noise and outliers need a landmark definition (--landmarks DEF)")
     inputs = [] if isinstance(mesh, Mesh) else [mesh]
     inputs += [] if texture is None else [texture]
     inputs += [] if landmarks is None else [landmarks]

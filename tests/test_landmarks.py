@@ -185,7 +185,7 @@ def test_synth_writes_landmarks_and_a_fit_uses_them(tmp_path):
     rigid = {"model": "rigid", "stages": [{"weights": {"landmarks": 1.0}}]}
     with pytest.raises(ValueError, match="a rigid fit has none"):
         meshfit.fit_views(FitConfig.from_dict(rigid), views, model=posed, progress=False)
-    with pytest.raises(ValueError, match="landmark_noise and landmark_outliers need landmarks="):
+    with pytest.raises(ValueError, match="landmark noise and outliers need a landmark definition"):
         meshfit.synthesize(posed, tmp_path / "x", views=2, landmark_noise=1.0)
 
 
