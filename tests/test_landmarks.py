@@ -237,3 +237,31 @@ def test_a_fit_without_masks_is_placed_by_its_landmarks(tmp_path):
     with pytest.raises(ValueError, match="lacks too"):
         meshfit.fit_views(FitConfig.from_dict(silhouette | {"stages": [{"weights": {"prior": 1.0}}]}),
                           views._replace(landmarks=None), model=model, progress=False)  # fmt: skip
+
+
+def test_a_sequence_without_masks_is_placed_per_frame_and_bad_detections_are_named(tmp_path):
+    """T frames through one rig with only landmarks: every frame is placed from its own
+    detections and the per-frame poses come back; detections in the wrong units are an error."""
+    model, _ = _landmark_model(tmp_path)
+    cams = meshfit.sphere_rig(3, radius=4.0, width=48, height=48, fov=40.0, seed=2)
+    rng = np.random.default_rng(1)
+    rotations = rng.normal(0, 0.3, (3, 3)).astype(np.float32)
+    marks = []
+    for rot in rotations:
+        p = {**model.init_params(), "rotation": jnp.asarray(rot)}
+        marks.append(np.asarray(cams.project(model.landmark_points(model.vertices(p)))[0]))
+    marks = np.stack(marks)  # [T, N, L, 2]
+    views = meshfit.Views(cams, ["a", "b", "c"], None, None, None, frames=["0", "1", "2"], landmarks=marks,
+                          landmark_confidence=np.ones(marks.shape[:3], np.float32))  # fmt: skip
+    stage = {"steps": 60, "lr": 0.01, "params": ["rotation", "translation"], "weights": {"landmarks": 1.0},
+             "patience": 0}  # fmt: skip
+    result = meshfit.fit_views(FitConfig.from_dict({"model": "blendshapes", "stages": [stage]}), views,
+                               model=model, progress=False)  # fmt: skip
+    fitted = np.array([f["rotation_axis_angle"] for f in result.params["frames"]])
+    np.testing.assert_allclose(fitted, rotations, atol=0.01)
+    # Normalised coordinates where pixels were expected: named, not fitted.
+    data = tmp_path / "d"
+    meshfit.save_cameras(data / "cameras.json", cams, names=["a", "b", "c"])
+    write_landmarks(data, ["a", "b", "c"], marks[0] * 1000.0)
+    with pytest.raises(meshfit.io.DatasetError, match="more than an image's size outside their image"):
+        meshfit.load_views(data)

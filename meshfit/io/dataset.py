@@ -163,6 +163,23 @@ def _read_images(folder: Path, names: list[str], width: int, height: int, where:
     return images
 
 
+def _check_landmarks(marks, cams: Camera, folder: Path) -> None:
+    """Detections far outside their image (more than an image's size beyond its edges) are a
+    unit or convention mistake (normalised coordinates, another resolution), not a detection."""
+    if marks is None:
+        return
+    points = marks[0]
+    limit = np.array([cams.width, cams.height], np.float32)
+    far = np.isfinite(points).all(-1) & ((points < -limit).any(-1) | (points > 2 * limit).any(-1))
+    if far.any():
+        n, k = (int(i[0]) for i in np.nonzero(far))
+        raise DatasetError(
+            f"{folder / 'landmarks'}: {int(far.sum())} points lie more than an image's size outside their "
+            f"image (view {n}, point {k}: {points[n, k].tolist()} in a {cams.width}x{cams.height} image); "
+            "landmarks are pixels at the cameras' resolution"
+        )
+
+
 def load_views(folder: str | os.PathLike, *, cameras: str | os.PathLike | None = None) -> Views:
     """Read a one-frame dataset folder: cameras (``load_cameras``) and ``rgb/``, ``mask/``, ``depth/``.
 
@@ -183,6 +200,7 @@ def load_views(folder: str | os.PathLike, *, cameras: str | os.PathLike | None =
     cams, names = load_cameras(cam_source)
     images = _read_images(folder, names, cams.width, cams.height, cam_source)
     marks = read_landmarks(folder, names)
+    _check_landmarks(marks, cams, folder)
     return Views(cams, names, images["rgb"], images["mask"], images["depth"], None,
                  *(marks if marks is not None else (None, None)))  # fmt: skip
 
@@ -217,6 +235,8 @@ def load_sequence(folder: str | os.PathLike, *, cameras: str | os.PathLike | Non
             raise DatasetError(f"{folder / 'frames'}: frames {lacking} have no {kind}/ folder but others do")
         stacked[kind] = np.stack([imgs[kind] for imgs in per_frame]) if have else None
     marks = [read_landmarks(folder / "frames" / f, names) for f in frames]
+    for f, m in zip(frames, marks):
+        _check_landmarks(m, cams, folder / "frames" / f)
     have = [f for f, m in zip(frames, marks) if m is not None]
     points = confidence = None
     if have:
