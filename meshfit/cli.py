@@ -140,7 +140,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from meshfit.fitting import fit_folder, load_config
     from meshfit.io import check_output_dir
 
-    data, config_path = load_config(args.config, args.set)
+    data, config_path = load_config(args.config, args.set, kind="fit")
     data_dir = args.data
     if is_capture(args.data):
         out = Path(args.out)
@@ -164,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from meshfit.amortize import train_folder
     from meshfit.fitting import load_config
 
-    data, config_path = load_config(args.config, args.set)
+    data, config_path = load_config(args.config, args.set, kind="train")
     summary = train_folder(
         data, args.model, args.cameras, args.out, resume=args.resume, overwrite=args.overwrite,
         progress=not args.quiet, devices=_devices(args.devices), config_path=config_path,

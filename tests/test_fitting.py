@@ -120,6 +120,10 @@ def test_fit_cli_errors_name_the_problem(tmp_path, spot_data, capsys):
     assert main(["fit", *args, "--data", str(spot_data), "--out", str(tmp_path / "full")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    # A mistyped shipped name lists the shipped configs of that command only.
+    assert main(["fit", "face_rg", "--data", str(spot_data), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "config not found: face_rg" in err and "'face_rgb'" in err and "amortize" not in err
     with pytest.raises(ConfigError, match=r"stages\[0\].params: \['expression'\]"):
         FitConfig.from_dict({"model": "rigid", "stages": [{"params": ["expression"]}]})
 

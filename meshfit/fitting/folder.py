@@ -72,19 +72,22 @@ def check_config_kind(data, kind: str, source) -> None:
         raise ConfigError(f"{source} is a fit config (meshfit fit), not a training config")
 
 
-def resolve_config(name_or_path: str | os.PathLike) -> Path:
+def resolve_config(name_or_path: str | os.PathLike, kind: str | None = None) -> Path:
     """A config file: the path itself when it exists, else a shipped config by name
-    (``free_mesh`` or ``free_mesh.yaml``)."""
+    (``free_mesh`` or ``free_mesh.yaml``). ``kind`` ("fit" or "train"): the shipped configs an
+    error lists."""
     path = Path(name_or_path)
     if path.is_file():
         return path
     if path.is_dir():
-        raise ConfigError(f"{path} is a folder; expected a YAML config file or one of {shipped_configs()}")
+        raise ConfigError(
+            f"{path} is a folder; expected a YAML config file or one of {shipped_configs(kind)}"
+        )
     shipped = CONFIG_DIR / (path.stem + ".yaml")
     if path.parent == Path(".") and shipped.is_file():
         return shipped
     raise FileNotFoundError(
-        f"config not found: {path} (not a file, nor one of the shipped configs {shipped_configs()})"
+        f"config not found: {path} (not a file, nor one of the shipped configs {shipped_configs(kind)})"
     )
 
 
@@ -252,9 +255,10 @@ def write_fit_output(
     return metrics
 
 
-def load_config(name_or_path, overrides=()) -> tuple[dict, Path]:
-    """Config data from a file or a shipped config name, with ``key=value`` overrides applied."""
+def load_config(name_or_path, overrides=(), kind: str | None = None) -> tuple[dict, Path]:
+    """Config data from a file or a shipped config name, with ``key=value`` overrides applied
+    (``kind``: "fit" or "train", the shipped configs an unknown name's error lists)."""
     from meshfit.config import apply_overrides
 
-    path = resolve_config(name_or_path)
+    path = resolve_config(name_or_path, kind)
     return apply_overrides(load_yaml(path), list(overrides)), path
