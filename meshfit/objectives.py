@@ -182,7 +182,8 @@ def image_objective(
         clip = cameras.to_clip(v, near, far)
         if weights.silhouette or weights.soft_iou or weights.depth or weights.shading or weights.photometric:
             frags = rasterize(clip, faces, height=H, width=W)
-            sil = antialias(frags.mask[..., None].astype(clip.dtype), frags, clip, faces)[..., 0]
+            if weights.silhouette or weights.soft_iou:  # depth, shading, photometric: no antialiased mask
+                sil = antialias(frags.mask[..., None].astype(clip.dtype), frags, clip, faces)[..., 0]
             if weights.silhouette:
                 terms["silhouette"] = losses.silhouette_loss(sil, targets.mask)
             if weights.soft_iou:

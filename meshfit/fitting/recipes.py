@@ -334,11 +334,7 @@ def _check_data(config: FitConfig, views: Views, targets: Targets, model) -> Non
                         f"stages[{i}] ({s.name}) weighs landmarks but the model defines none "
                         '(blendshapes.json: "landmarks": {"vertices": [...]})'
                     )
-                if targets.landmarks.shape[-2] != model.num_landmarks:
-                    raise ValueError(
-                        f"the dataset's landmark files have {targets.landmarks.shape[-2]} points; the model "
-                        f"defines {model.num_landmarks} landmarks"
-                    )
+                _check_landmark_count(views, model)
         check_views_per_step(s, n, f"stages[{i}]")
 
 
@@ -359,6 +355,10 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> None:
         )
     if not isinstance(model, BlendshapeModel) or not model.num_landmarks:
         raise ValueError("without masks the model is placed from its landmarks, but it defines none")
+    _check_landmark_count(views, model)
+
+
+def _check_landmark_count(views: Views, model: BlendshapeModel) -> None:
     if views.landmarks.shape[-2] != model.num_landmarks:
         raise ValueError(
             f"the dataset's landmark files have {views.landmarks.shape[-2]} points; the model defines "
