@@ -27,6 +27,7 @@ __all__ = [
     "point_mesh_distance",
     "silhouette_loss",
     "soft_iou_loss",
+    "total_variation_loss",
 ]
 
 
@@ -129,6 +130,18 @@ def laplacian_loss(vertices: jax.Array, laplacian: LaplacianOp) -> jax.Array:
     ``cotangent_laplacian(vertices, faces)`` (weights from the current shape) it measures bending.
     """
     return jnp.mean(jnp.sum((laplacian @ vertices) ** 2, -1))
+
+
+def total_variation_loss(values: jax.Array, edges: jax.Array, *, eps: float = 0.01) -> jax.Array:
+    """Mean over edges of the Charbonnier norm of the difference of per-vertex ``values``
+    [V, C] (e.g. linear albedo), sqrt(|a_i - a_j|^2 + eps^2) - eps: total variation, which keeps
+    piecewise-constant values sharp (a cow's spots) where the squared Laplacian would blur them.
+
+    edges: [E, 2] int32 (``Topology.edges``); eps: the scale below which differences count
+    quadratically (values' units).
+    """
+    d = values[edges[:, 1]] - values[edges[:, 0]]
+    return jnp.mean(jnp.sqrt(jnp.sum(d * d, -1) + eps * eps) - eps)
 
 
 def edge_length_loss(vertices: jax.Array, edges: jax.Array, *, target: float | jax.Array = 0.0) -> jax.Array:

@@ -103,8 +103,11 @@ def image_metrics(rendered, views) -> dict:
     dataset's cameras (``meshfit.render.RenderedViews``), ``views`` the dataset
     (``meshfit.io.Views``). Silhouette IoU per view (mean, min, and the list), and where the data
     has them, depth RMSE over pixels covered in both (world units) and the mean absolute colour
-    difference against meshfit's grey studio render (meaningful for untextured synthetic data).
-    Data without masks: no IoU, the colour over the fitted silhouette."""
+    difference (``rgb_mae``) and PSNR in dB (``rgb_psnr``, peak 1) against the render (a
+    photometric fit's is rendered with its fitted albedo and light; otherwise grey under the
+    studio light, meaningful only for untextured synthetic data): the MAE over pixels both
+    cover, the PSNR over whole images, the render laid over the target's background (so a
+    silhouette error counts). Data without masks: no IoU, both over the fitted silhouette."""
     out = {}
     target = rendered.mask
     if views.mask is not None:
@@ -123,4 +126,16 @@ def image_metrics(rendered, views) -> dict:
         both = rendered.mask & target
         if both.any():
             out["rgb_mae"] = float(np.abs(rendered.rgb[both] - np.asarray(views.rgb)[both]).mean())
+        rgb = np.asarray(views.rgb)
+        if views.mask is not None:
+            # The render over the target's own background (its mean where the target's object
+            # hides it), so the whole image compares and silhouette errors count.
+            background = rgb[~target].mean(0) if (~target).any() else np.zeros(3)
+            behind = np.where(target[..., None], background, rgb)
+            composed = np.where(rendered.mask[..., None], rendered.rgb, behind)
+            mse = np.mean((composed - rgb) ** 2)
+        else:
+            mse = np.mean((rendered.rgb[both] - rgb[both]) ** 2) if both.any() else np.nan
+        if np.isfinite(mse):
+            out["rgb_psnr"] = float(10 * np.log10(1.0 / max(mse, 1e-12)))
     return out

@@ -22,11 +22,10 @@ from meshfit.render import (
     interpolate,
     normal_image,
     rasterize,
-    sh_irradiance,
     soft_silhouette,
     studio_lighting,
 )
-from meshfit.render.lighting import BASE_COLOR
+from meshfit.render.lighting import BASE_COLOR, lit_colour
 from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
 
 __all__ = ["LossWeights", "Targets", "image_objective"]
@@ -47,11 +46,15 @@ class LossWeights:
     photometric: Charbonnier error between the target colour and the model rendered with its
         fitted appearance: per-vertex linear albedo ``params["albedo"]`` [V, 3] lit by 2nd-order
         spherical-harmonic irradiance ``params["light"]`` [9, 3] (or a directional light:
-        ``light_direction``, ``light_colour``, ``ambient`` [3]), gamma 2.2 out (as synth's
-        images), over the pixels inside the rendered surface (its edge pixels, which may mix in
-        what lies behind, are left out: no background model is needed, and data without masks
-        works).
-    albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo.
+        ``light_direction``, ``light_colour``, ``ambient`` [3]; ``render.lighting.lit_colour``),
+        times ``params["gain"]`` [N, 3] per camera when present (rigs are never colour-matched),
+        gamma 2.2 out (as synth's images), over the pixels inside the rendered surface (its
+        edge pixels, which may mix in what lies behind, are left out: no background model is
+        needed, and data without masks works).
+    albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo (smooth skin).
+    albedo_tv: total variation of the fitted albedo over the mesh's edges
+        (``losses.total_variation_loss``): piecewise-constant albedo (paint, printed textures),
+        so that shading is left to the light and the shape to explain.
     landmarks: the model's landmarks (``landmark_points``) projected into every view against the
         detections (``losses.landmark_loss``: robust, errors in the data's pixels).
     laplacian: uniform-Laplacian smoothness of the vertices; cotangent_laplacian: bending.
@@ -68,6 +71,7 @@ class LossWeights:
     shading: float = 0.0
     photometric: float = 0.0
     albedo_smoothness: float = 0.0
+    albedo_tv: float = 0.0
     landmarks: float = 0.0
     laplacian: float = 0.0
     cotangent_laplacian: float = 0.0
@@ -102,26 +106,6 @@ class Targets(NamedTuple):
             if x is not None:
                 return x.shape[0] if x.ndim == rank + 1 else None
         raise ValueError("the targets hold no images and no landmarks")
-
-
-def _param(params: dict, name: str) -> jax.Array:
-    if name not in params:
-        raise ValueError(
-            f"the photometric term fits params 'albedo' [V, 3] and a light ('light' [9, 3] SH, or "
-            f"'light_direction', 'light_colour', 'ambient' [3]); params has no {name!r}"
-        )
-    return params[name]
-
-
-def _irradiance(normals: jax.Array, params: dict) -> jax.Array:
-    """[..., 3] linear irradiance of the fitted light: SH ``light`` [9, 3], or a directional
-    light (``light_direction`` [3], the way it travels; ``light_colour`` [3]) plus ``ambient`` [3]."""
-    if "light_direction" in params:
-        d = _param(params, "light_direction")
-        d = d / jnp.maximum(jnp.linalg.norm(d), 1e-12)
-        cos = jnp.maximum(jnp.sum(normals * -d, -1, keepdims=True), 0.0)
-        return _param(params, "ambient") + _param(params, "light_colour") * cos
-    return sh_irradiance(normals, _param(params, "light"))
 
 
 def _interior(mask: jax.Array) -> jax.Array:
@@ -165,7 +149,7 @@ def image_objective(
     faces = model.faces
     H, W = cameras.height, cameras.width
     topo = None
-    if weights.laplacian or weights.edge or weights.normal or weights.albedo_smoothness:
+    if weights.laplacian or weights.edge or weights.normal or weights.albedo_smoothness or weights.albedo_tv:
         topo = Topology.from_faces(faces, model.num_vertices)
     lap = uniform_laplacian(topo) if weights.laplacian or weights.albedo_smoothness else None
 
@@ -204,9 +188,14 @@ def image_objective(
             if weights.photometric:
                 if targets.rgb is None:
                     raise ValueError("the photometric term needs target colour images")
+                if "albedo" not in params:
+                    raise ValueError("the photometric term fits params 'albedo' [V, 3] and a light; "
+                                     "params has no 'albedo'")  # fmt: skip
                 normals = normal_image(v, faces, frags)
-                linear = interpolate(_param(params, "albedo"), frags, faces) * _irradiance(normals, params)
-                colour = jnp.clip(linear, 1e-6, 1.0) ** (1.0 / 2.2)
+                albedo = interpolate(params["albedo"], frags, faces)
+                gain = params.get("gain")
+                gain = None if gain is None else gain[:, None, None, :]
+                colour = lit_colour(albedo, normals, params, gain)
                 terms["photometric"] = losses.photometric_loss(
                     colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
                 )
@@ -227,6 +216,10 @@ def image_objective(
             if "albedo" not in params:
                 raise ValueError("albedo_smoothness weighs the fitted albedo: params has no 'albedo'")
             terms["albedo_smoothness"] = losses.laplacian_loss(params["albedo"], lap)
+        if weights.albedo_tv:
+            if "albedo" not in params:
+                raise ValueError("albedo_tv weighs the fitted albedo: params has no 'albedo'")
+            terms["albedo_tv"] = losses.total_variation_loss(params["albedo"], topo.edges)
         if weights.cotangent_laplacian:
             terms["cotangent_laplacian"] = losses.laplacian_loss(v, cotangent_laplacian(v, faces))
         if weights.edge:

@@ -18,13 +18,20 @@ class AdamUniformState(NamedTuple):
 
 
 def adam_uniform(
-    learning_rate: float | optax.Schedule, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+    learning_rate: float | optax.Schedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    uniform: tuple[str, ...] | None = None,
 ) -> optax.GradientTransformation:
     """Adam with one step size per leaf (Nicolet et al. 2021, "Large Steps in Inverse Rendering").
 
     The second-moment estimate is reduced to its maximum over each parameter array, so every
     entry of the array is scaled alike: the update keeps the direction of the (smoothed)
-    gradient, which the large-steps parameterisation needs to stay smooth.
+    gradient, which the large-steps parameterisation needs to stay smooth. ``uniform``: the
+    keys of a dict of params treated so (the rest, e.g. a fitted albedo, get plain Adam: one
+    step size per entry); None = every leaf.
     """
 
     def init(params):
@@ -40,9 +47,13 @@ def adam_uniform(
         c2 = 1 - b2 ** count.astype(jnp.float32)
         lr = learning_rate(count - 1) if callable(learning_rate) else learning_rate
 
-        def step(m, v):
-            return -lr * (m / c1) / (jnp.sqrt(jnp.max(v) / c2) + eps)
+        def step(m, v, flat=True):
+            return -lr * (m / c1) / (jnp.sqrt((jnp.max(v) if flat else v) / c2) + eps)
 
-        return jax.tree.map(step, mu, nu), AdamUniformState(count, mu, nu)
+        if uniform is None or not isinstance(mu, dict):
+            out = jax.tree.map(step, mu, nu)
+        else:
+            out = {k: jax.tree.map(lambda m, v, k=k: step(m, v, k in uniform), mu[k], nu[k]) for k in mu}
+        return out, AdamUniformState(count, mu, nu)
 
     return optax.GradientTransformation(init, update)

@@ -44,7 +44,8 @@ def _depth_error(target_depth, fit_depth, fit_mask, scale: float) -> np.ndarray:
 
 
 def _overlay(target_rgb, target_mask, fit_rgb, fit_mask, depth_panel=None, marks=None) -> np.ndarray:
-    """[H', k W', 3] uint8: target | fit [| agreement of the silhouettes] [| depth error].
+    """[H', k W', 3] uint8: target | fit [| agreement of the silhouettes] [| |target - fit| x 4
+    where the fit covers] [| depth error].
     ``marks``: (detected [L, 2], fitted [L, 2]) landmarks, drawn on the target (NaN: none)."""
     panels = [target_rgb if target_rgb is not None else np.repeat(target_mask[..., None], 3, -1), fit_rgb]
     labels = ["target" + (" + landmarks" if marks is not None else ""), "fit"]
@@ -55,6 +56,10 @@ def _overlay(target_rgb, target_mask, fit_rgb, fit_mask, depth_panel=None, marks
         agree[target_mask & ~fit_mask] = (0.1, 0.35, 1.0)
         panels.append(agree)
         labels.append("silhouettes")
+    if target_rgb is not None:
+        diff = np.abs(np.asarray(target_rgb, np.float32) - np.asarray(fit_rgb, np.float32))
+        panels.append(np.where(fit_mask[..., None], np.clip(4 * diff, 0, 1), 0.0))
+        labels.append("colour difference x4")
     if depth_panel is not None:
         panels.append(depth_panel)
         labels.append("depth error")
@@ -290,13 +295,15 @@ def write_report(
         + "</figcaption></figure>"
         for name, label, iou in figures
     )
+    colour_note = " | colour difference x4 where the fit covers"
     depth_note = " | depth error (black 0, yellow &ge; 5% of the radius; magenta: depth on one side only)"
     has_depth = views.depth is not None
     sil_note = " | silhouettes: white both, red fit only, blue target only"
     marks_note = ". Landmarks: green crosses detected, red dots the fitted model's"
     notes = "".join(
         note
-        for note, shown in ((sil_note, views.mask is not None), (depth_note, has_depth),
+        for note, shown in ((sil_note, views.mask is not None), (colour_note, views.rgb is not None),
+                            (depth_note, has_depth),
                             (marks_note, views.landmarks is not None))
         if shown
     )  # fmt: skip
@@ -316,7 +323,7 @@ Command: <code>{html.escape(str(metrics.get("command") or "(library call)"))}</c
 <h2>Loss</h2><img src="loss.png">
 {sequence_html}
 <h2>Turntable</h2><img src="turntable.gif">
-<h2>Views</h2><p>target | fit (meshfit render){notes}</p>{figs}
+<h2>Views</h2><p>target | fit (meshfit's render; a photometric fit's with its albedo and light){notes}</p>{figs}
 <h2>Metrics</h2><pre>{html.escape(json.dumps(metrics, indent=1))}</pre>
 <h2>Parameters</h2><pre>{html.escape(json.dumps(result.params, indent=1))}</pre>
 <h2>Config</h2><pre>{html.escape(json.dumps(config or {}, indent=1))}</pre>

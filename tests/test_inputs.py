@@ -281,7 +281,7 @@ def test_report_leads_with_the_figures_and_shows_every_view(tmp_path, spot_data)
     from PIL import Image
 
     with Image.open(out / "overlays" / "000.png") as im:
-        assert im.size[1] >= 256 and im.size[0] == 4 * im.size[1]  # upscaled; a depth-error panel
+        assert im.size[1] >= 256 and im.size[0] == 5 * im.size[1]  # upscaled; colour and depth panels
     history = json.loads((out / "history.json").read_text())
     assert set(history[0]["term_history"]) == {"silhouette", "depth"}
 

@@ -20,27 +20,17 @@ __all__ = ["APPEARANCE", "PARAMETERS", "FitConfig", "InitConfig", "Representatio
 Representation = Literal["free_mesh", "blendshapes", "rigid"]
 
 # The parameters each representation fits (``StageConfig.params`` picks among them).
-PARAMETERS: dict[str, tuple[str, ...]] = {
-    "free_mesh": ("u",),
-    "rigid": ("rotation", "translation", "log_scale"),
-    "blendshapes": (
-        "identity",
-        "expression",
-        "rotation",
-        "translation",
-        "log_scale",
-        "albedo",
-        "light",
-        "light_direction",
-        "light_colour",
-        "ambient",
-    ),
-}
 # The appearance a stage that weighs the photometric term fits too (unless it names its params),
-# per light model (FitConfig.light).
+# per light model (FitConfig.light); ``gain`` only when the config asks for it.
 APPEARANCE = {
     "sh": ("albedo", "light"),
     "directional": ("albedo", "light_direction", "light_colour", "ambient"),
+}
+_APPEARANCE_PARAMS = ("albedo", "light", "light_direction", "light_colour", "ambient", "gain")
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "free_mesh": ("u", *_APPEARANCE_PARAMS),
+    "rigid": ("rotation", "translation", "log_scale"),
+    "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale", *_APPEARANCE_PARAMS),
 }
 
 # Bounds on what a config may ask for, so that a typo cannot ask for hours of work or gigabytes.
@@ -65,6 +55,8 @@ class StageConfig:
     lr: learning rate, in object radii for positions (translation, free-mesh u: the step is
         scaled by the object's radius, so configs do not depend on units), radians for
         rotations, plain for coefficients.
+    lr_decay: the last step's learning rate as a fraction of ``lr`` (cosine from ``lr``; 1 =
+        constant): a final stage that settles instead of jittering at its step size.
     lr_scale: per-parameter factors on ``lr`` (e.g. ``{rotation: 0.2}``).
     optimizer: "adam", "adam_uniform" (Nicolet et al.; for free meshes) or "sgd".
     resolution: longest image side for this stage (targets area-averaged; None = the data's;
@@ -89,6 +81,7 @@ class StageConfig:
     name: str = "stage"
     steps: int = 200
     lr: float = 0.01
+    lr_decay: float = 1.0
     lr_scale: dict[str, float] = dataclasses.field(default_factory=dict)
     optimizer: Literal["adam", "adam_uniform", "sgd"] = "adam"
     resolution: int | None = None
@@ -106,6 +99,10 @@ class StageConfig:
         if not 0 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be in 0..{MAX_STEPS}; got {self.steps}")
         _finite(self.lr, "lr", positive=True)
+        if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise ValueError(
+                f"lr_decay is the last step's lr as a fraction of lr, in (0, 1]; got {self.lr_decay}"
+            )
         for k, v in self.lr_scale.items():
             _finite(v, f"lr_scale.{k}", positive=True)
         if self.resolution is not None and not 8 <= self.resolution <= MAX_RESOLUTION:
@@ -192,7 +189,13 @@ class FitConfig:
     the mean squared frame-to-frame change of expression and pose. ``light``: the light a
     photometric fit fits: "sh" (order-2 spherical harmonics per colour channel: any distant
     light) or "directional" (one directional light and ambient, per channel: a studio's key light,
-    and exactly what ``meshfit synth`` renders)."""
+    and exactly what ``meshfit synth`` renders). ``gain``: also fit a linear colour gain per
+    camera (white balance and exposure: real rigs are never colour-matched), normalised to mean 1
+    over the cameras so that it does not trade against the light. ``albedo_start``: where the
+    albedo starts in the first stage that weighs the photometric term: "views" (each vertex's
+    colour in the views that see it, divided by the light; the shape's first steps then do not
+    bend it to explain a wrong albedo) or "grey" (uniform; when a strong albedo prior would
+    first have to undo the shading the views bake in)."""
 
     model: Representation
     stages: tuple[StageConfig, ...]
@@ -203,6 +206,8 @@ class FitConfig:
     bounds: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     smoothness: float = 0.0
     light: Literal["sh", "directional"] = "sh"
+    gain: bool = False
+    albedo_start: Literal["views", "grey"] = "views"
 
     def __post_init__(self):
         if not self.stages:
@@ -220,13 +225,16 @@ class FitConfig:
                 raise ValueError(f"stages[{i}].remesh: only a free_mesh fit can remesh")
             if self.model != "free_mesh" and s.optimizer == "adam_uniform":
                 raise ValueError(f"stages[{i}].optimizer: adam_uniform is for free meshes; use adam")
-        if self.model != "blendshapes":
+        if self.model == "rigid":
             for i, s in enumerate(self.stages):
-                if s.weights.photometric or s.weights.albedo_smoothness:
+                if s.weights.photometric or s.weights.albedo_smoothness or s.weights.albedo_tv:
                     raise ValueError(
-                        f"stages[{i}].weights: the photometric term fits a blendshape model's appearance; "
-                        f"a {self.model} fit has none yet (use shading for untextured synthetic data)"
+                        f"stages[{i}].weights: the photometric term fits a free mesh's or a blendshape "
+                        "model's appearance; a rigid fit has none yet (use shading for untextured "
+                        "synthetic data)"
                     )
+        if self.gain and not any(s.weights.photometric for s in self.stages):
+            raise ValueError("gain: the per-camera gains are fitted by the photometric term; no stage has it")
         if self.init.rotation_search and self.model != "rigid":
             raise ValueError(
                 f"init.rotation_search: only a rigid fit searches rotations, not a {self.model} fit"

@@ -95,7 +95,8 @@ def _image_metrics(result: FitResult, views) -> tuple[dict, list]:
     """Per-view image metrics of the fitted mesh (for a sequence, per frame and pooled) and the
     renders (a list per frame for a sequence)."""
     if result.meshes is None:
-        rendered = render_views(result.mesh, views.cameras, near=result.near, far=result.far)
+        rendered = render_views(result.mesh, views.cameras, near=result.near, far=result.far,
+                                light=result.params.get("light"), gain=result.params.get("gain"))  # fmt: skip
         return image_metrics(rendered, views), rendered
     frames, renders = [], []
     for t, mesh in enumerate(result.meshes):
@@ -103,7 +104,8 @@ def _image_metrics(result: FitResult, views) -> tuple[dict, list]:
         frame_views = views._replace(rgb=pick(views.rgb), mask=pick(views.mask), depth=pick(views.depth),
                                      frames=None, landmarks=pick(views.landmarks),
                                      landmark_confidence=pick(views.landmark_confidence))  # fmt: skip
-        rendered = render_views(mesh, views.cameras, near=result.near, far=result.far)
+        rendered = render_views(mesh, views.cameras, near=result.near, far=result.far,
+                                light=result.params.get("light"), gain=result.params.get("gain"))  # fmt: skip
         frames.append(image_metrics(rendered, frame_views))
         renders.append(rendered)
     pooled = {"frames": [{"frame": name, **f} for name, f in zip(views.frames, frames)]}

@@ -11,6 +11,7 @@ losses, resolutions or parameterisations are successive ``run_stage`` calls, set
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -56,7 +57,9 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
     state (``optax.inject_hyperparams``) so divergence recovery can lower it."""
     from meshfit.optim import adam_uniform
 
-    makers = {"adam": optax.adam, "sgd": optax.sgd, "adam_uniform": adam_uniform}
+    # Large steps for the free mesh's vertices ("u") only; its appearance gets plain Adam.
+    uniform = functools.partial(adam_uniform, uniform=("u",))
+    makers = {"adam": optax.adam, "sgd": optax.sgd, "adam_uniform": uniform}
     if name not in makers:
         raise ValueError(f"optimizer must be one of {sorted(makers)}; got {name!r}")
     return optax.inject_hyperparams(makers[name])(learning_rate=learning_rate)

@@ -10,11 +10,14 @@ import dataclasses
 import time
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.spatial import cKDTree
 
 from meshfit.camera import clip_range
 from meshfit.config import ConfigError
+from meshfit.fitting.appearance import albedo_from_views, appearance_out, initial_appearance, light_of
 from meshfit.fitting.config import APPEARANCE, FitConfig
 from meshfit.fitting.placement import estimate_placement, place_from_landmarks, search_rotation, visual_hull
 from meshfit.fitting.stage import Problem, check_frames_split, check_views_per_step, fit_stage
@@ -22,12 +25,8 @@ from meshfit.io import Views
 from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
 from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp, so3_log
 from meshfit.objectives import Targets
-from meshfit.render.shade import _C4 as SH_C4  # irradiance = C4 * L00 under constant light
 
 __all__ = ["MAX_FACES", "FitResult", "fit_views"]
-
-# Where a photometric fit's appearance starts: grey linear albedo, uniform unit irradiance.
-INITIAL_ALBEDO = 0.5
 
 # A remeshed surface above this many faces is refused: it would take minutes a step.
 MAX_FACES = 400_000
@@ -98,23 +97,56 @@ def _fit_free(config: FitConfig, problem: Problem, centre, initial: Mesh | None,
         v = np.asarray(v) * radius * config.init.sphere_radius + centre
         initial = Mesh(v.astype(np.float32), np.asarray(f, np.int32))
     v, f = np.asarray(initial.vertices), np.asarray(initial.faces)
+    appearance = {}
+    if _fits_appearance(config):
+        appearance = initial_appearance(config.light, config.gain, problem.cameras, len(v))
+        problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
     history = []
+    albedo_fitted = False
     for i, stage in enumerate(config.stages):
         t = time.perf_counter()
         if stage.remesh is not None:
+            v_old = v
             v, f = _remesh(v, f, stage.remesh * radius, f"stages[{i}].remesh")
+            if appearance:  # the albedo moves to the new vertices from the nearest old ones
+                nearest = cKDTree(v_old).query(v)[1]
+                appearance["albedo"] = jnp.asarray(np.asarray(appearance["albedo"])[nearest])
         remesh_s = time.perf_counter() - t
+        if stage.weights.photometric and not albedo_fitted and config.albedo_start == "views":
+            appearance["albedo"] = _albedo_start(problem, v, f, appearance)
+        albedo_fitted = bool(stage.weights.photometric)
         mesh = Mesh(v, f)
         model = FreeMeshModel.from_mesh(mesh, lam=stage.lam)
-        params, entry = fit_stage(problem, model, model.init_params(mesh.vertices), stage,
-                                  free=stage.params or _DEFAULT_FREE["free_mesh"], seed=config.seed + i,
+        params, entry = fit_stage(problem, model, {**model.init_params(mesh.vertices), **appearance}, stage,
+                                  free=_stage_free(config, stage), seed=config.seed + i,
                                   progress=progress)  # fmt: skip
         entry["seconds"] += remesh_s
         entry["remesh_seconds"] = remesh_s
         v = np.asarray(model.vertices(params))
+        appearance = {k: params[k] for k in appearance}
         history.append(entry)
-    mesh = Mesh(v, f)
-    return mesh, {"vertices": int(v.shape[0]), "faces": int(f.shape[0])}, history, None
+    out = {"vertices": int(v.shape[0]), "faces": int(f.shape[0]), **appearance_out(appearance)}
+    colors = np.clip(np.asarray(appearance["albedo"]), 0.0, 1.0) if appearance else None
+    return Mesh(v, f, colors=colors), out, history, None
+
+
+def _fits_appearance(config: FitConfig) -> bool:
+    return any(
+        s.weights.photometric or s.weights.albedo_smoothness or s.weights.albedo_tv for s in config.stages
+    )
+
+
+def _albedo_start(problem: Problem, vertices, faces, params: dict) -> jax.Array:
+    """The albedo a photometric stage starts from: projected from the views (a sequence: its
+    first frame) under the current light, so that the first steps do not bend the shape to
+    explain a grey albedo."""
+    rgb = problem.targets.rgb if problem.frames is None else problem.targets.rgb[0]
+    v = np.asarray(vertices)
+    v = v if v.ndim == 2 else v[0]
+    albedo = albedo_from_views(v, faces, problem.cameras, rgb, near=problem.near, far=problem.far,
+                               light=light_of(params), tolerance=0.02 * problem.radius,
+                               gain=params.get("gain"))  # fmt: skip
+    return jnp.asarray(albedo)
 
 
 def _initial_rotation(config: FitConfig) -> np.ndarray:
@@ -129,13 +161,26 @@ def _centres(config: FitConfig, centres: np.ndarray) -> np.ndarray:
     return np.broadcast_to(np.asarray(config.init.translation, np.float64), centres.shape)
 
 
-def _run_stages(config, problem, model, params, default_free, progress):
+def _stage_free(config: FitConfig, stage) -> tuple[str, ...]:
+    """What a stage fits: its ``params``, else the representation's defaults plus, when it weighs
+    the photometric term, the appearance (and the per-camera gains the config asks for)."""
+    if stage.params:
+        return stage.params
+    appearance = ()
+    if stage.weights.photometric:
+        appearance = (*APPEARANCE[config.light], *(("gain",) if config.gain else ()))
+    return (*_DEFAULT_FREE[config.model], *appearance)
+
+
+def _run_stages(config, problem, model, params, progress):
     history = []
+    albedo_fitted = False
     for i, stage in enumerate(config.stages):
-        appearance = APPEARANCE[config.light] if stage.weights.photometric else ()
-        free = stage.params or (*default_free, *appearance)
-        params, entry = fit_stage(problem, model, params, stage, free=free, seed=config.seed + i,
-                                  progress=progress)  # fmt: skip
+        if stage.weights.photometric and not albedo_fitted and config.albedo_start == "views":
+            params["albedo"] = _albedo_start(problem, model.vertices(params), model.faces, params)
+        albedo_fitted = albedo_fitted or bool(stage.weights.photometric)
+        params, entry = fit_stage(problem, model, params, stage, free=_stage_free(config, stage),
+                                  seed=config.seed + i, progress=progress)  # fmt: skip
         if isinstance(model, RigidModel) and problem.frames is None:
             model, params = model.rebased(params)  # keep the increments small
         history.append(entry)
@@ -181,7 +226,7 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
                                        "translation": params["translation"][0]}  # fmt: skip
         model = search_rotation(first, model, p0, config.stages[0], count=config.init.rotation_search,
                                 seed=config.seed)  # fmt: skip
-    model, params, history = _run_stages(config, problem, model, params, _DEFAULT_FREE["rigid"], progress)
+    model, params, history = _run_stages(config, problem, model, params, progress)
     shift = np.eye(4)
     shift[:3, 3] = -c_model
 
@@ -198,16 +243,6 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
 
 def _frame_params(params: dict, t: int, per_frame) -> dict:
     return {k: (v[t] if k in per_frame else v) for k, v in params.items()}
-
-
-def _light_out(kind: str, params: dict) -> dict:
-    """The fitted light as params.json holds it (linear colour)."""
-    if kind == "sh":
-        return {"model": "sh", "coefficients": np.asarray(params["light"]).round(6).tolist()}
-    d = np.asarray(params["light_direction"], np.float64)
-    return {"model": "directional", "direction": (d / np.linalg.norm(d)).round(6).tolist(),
-            "colour": np.asarray(params["light_colour"]).round(6).tolist(),
-            "ambient": np.asarray(params["ambient"]).round(6).tolist()}  # fmt: skip
 
 
 def _frame_problem(problem: Problem, t: int) -> Problem:
@@ -270,20 +305,11 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
         for k in ("identity", "expression"):
             if k in config.bounds:
                 params[k] = jnp.clip(params[k], *config.bounds[k])
-    appearance = any(s.weights.photometric or s.weights.albedo_smoothness for s in config.stages)
+    appearance = _fits_appearance(config)
     if appearance:
-        # Grey albedo under uniform light (irradiance 1; a directional light starts from the
-        # cameras' side): the fit finds both.
-        params["albedo"] = jnp.full((model.num_vertices, 3), INITIAL_ALBEDO, jnp.float32)
-        if config.light == "sh":
-            params["light"] = jnp.zeros((9, 3), jnp.float32).at[0].set(1.0 / SH_C4)
-        else:
-            forward = np.asarray(problem.cameras.R)[:, 2, :].mean(0)  # the cameras' mean viewing direction
-            params["light_direction"] = jnp.asarray(forward / np.linalg.norm(forward), jnp.float32)
-            params["light_colour"] = jnp.full(3, 0.5, jnp.float32)
-            params["ambient"] = jnp.full(3, 0.5, jnp.float32)
+        params.update(initial_appearance(config.light, config.gain, problem.cameras, model.num_vertices))
         problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
-    _, params, history = _run_stages(config, problem, model, params, _DEFAULT_FREE["blendshapes"], progress)
+    _, params, history = _run_stages(config, problem, model, params, progress)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
     exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
 
@@ -298,11 +324,11 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
               "scale": float(np.exp(params["log_scale"]))}  # fmt: skip
     colors = None
     if appearance:
-        shared["light"] = _light_out(config.light, params)
+        shared.update(appearance_out(params))
         colors = np.clip(np.asarray(params["albedo"]), 0.0, 1.0)  # linear albedo, as render_views reads it
     if T is None:
         out = {"identity": shared["identity"], **frame_out(params), "scale": shared["scale"],
-               **({"light": shared["light"]} if appearance else {})}  # fmt: skip
+               **appearance_out(params)}  # fmt: skip
         return Mesh(np.asarray(model.vertices(params)), model.faces, colors=colors), out, history, None
     frames = [_frame_params(params, i, _PER_FRAME["blendshapes"]) for i in range(T)]
     meshes = [Mesh(np.asarray(model.vertices(p)), model.faces, colors=colors) for p in frames]

@@ -102,18 +102,22 @@ def stage_optimizer(
     stage: StageConfig, radius: float, bounds: dict | None = None
 ) -> optax.GradientTransformation:
     """The stage's optimiser, its updates scaled per parameter: positions by the radius, then
-    ``lr_scale``; parameters named in ``bounds`` are projected back into their box after each
-    step. The inner state stays the inject_hyperparams one, so divergence recovery can lower lr."""
+    ``lr_scale``, and over the steps by the cosine decay to ``lr_decay``; parameters named in
+    ``bounds`` are projected back into their box after each step. The inner state stays the
+    inject_hyperparams one, so divergence recovery can lower lr."""
     scales = {"translation": radius, "u": radius}
     scales = {k: scales.get(k, 1.0) * stage.lr_scale.get(k, 1.0) for k in {*scales, *stage.lr_scale}}
     inner = make_optimizer(stage.optimizer, stage.lr)
     bounds = bounds or {}
 
     def update(updates, state, params=None):
+        # Cosine from 1 to lr_decay over the stage's steps (inject_hyperparams counts them).
+        t = jnp.minimum(state.count.astype(jnp.float32) / max(stage.steps - 1, 1), 1.0)
+        decay = stage.lr_decay + (1.0 - stage.lr_decay) * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
         updates, state = inner.update(updates, state, params)
         out = {}
         for k, u in updates.items():
-            u = u * scales.get(k, 1.0)
+            u = u * (scales.get(k, 1.0) * decay)
             if k in bounds:
                 lo, hi = bounds[k]
                 u = jnp.clip(params[k] + u, lo, hi) - params[k]
@@ -140,6 +144,16 @@ def _take_views(cameras: Camera, targets: Targets, idx, axis: int) -> tuple[Came
     if idx is None:
         return cameras, targets
     return cameras[idx], Targets(*(None if x is None else jnp.take(x, idx, axis=axis) for x in targets))
+
+
+def _view_params(params: dict, idx) -> dict:
+    """Params as the views ``idx`` (all when None) see them: a per-camera ``gain`` [N, 3] is
+    normalised to mean 1 over all cameras (so that it cannot trade against the light), then
+    taken for those views."""
+    if "gain" not in params:
+        return params
+    gain = params["gain"] / jnp.mean(params["gain"], axis=0, keepdims=True)
+    return {**params, "gain": gain if idx is None else jnp.take(gain, idx, axis=0)}
 
 
 @dataclasses.dataclass
@@ -251,7 +265,8 @@ def prepare_stage(
         def loss_fn(q, batch):
             model, fixed, targets, idx = batch
             cams, targets = _take_views(cs, targets, idx, 0)
-            return _objective(template, cams, problem, stage)({**fixed, **q}, targets, model)
+            objective = _objective(template, cams, problem, stage)
+            return objective(_view_params({**fixed, **q}, idx), targets, model)
 
     else:
         per_frame = problem.per_frame
@@ -276,7 +291,8 @@ def prepare_stage(
         def loss_fn(q, batch):
             model, fixed, targets, idx = batch
             full = {**fixed, **q}
-            split = {"shared": {k: v for k, v in full.items() if k not in per_frame},
+            seen = _view_params(full, idx)
+            split = {"shared": {k: v for k, v in seen.items() if k not in per_frame},
                      "frames": {k: full[k] for k in per_frame}}  # fmt: skip
             cams, targets = _take_views(cs, targets, idx, 1)
             total, terms = frames_terms(split, targets, model, cams)

@@ -12,7 +12,7 @@ import numpy as np
 from meshfit.camera import Camera, clip_range
 from meshfit.mesh import Mesh, bounding_sphere
 from meshfit.render.interpolate import interpolate
-from meshfit.render.lighting import BASE_COLOR, srgb_to_linear, studio_lighting
+from meshfit.render.lighting import BASE_COLOR, light_from_json, lit_colour, srgb_to_linear, studio_lighting
 from meshfit.render.rasterize import rasterize
 from meshfit.render.shade import normal_image
 from meshfit.render.texture import texture
@@ -38,12 +38,16 @@ def render_views(
     near: float | None = None,
     far: float | None = None,
     textured: bool = False,
+    light: dict | None = None,
+    gain=None,
     chunk: int = 8,
 ) -> RenderedViews:
     """Render ``mesh`` from a [N] batch of cameras, ``chunk`` views at a time.
 
     Colour: the texture (trilinear) when ``textured``, else vertex colours, else light grey,
-    lit by ``LIGHT_DIRECTION`` with ``AMBIENT`` (Lambert, in linear colour, gamma 2.2 out).
+    lit by ``LIGHT_DIRECTION`` with ``AMBIENT`` (Lambert, in linear colour, gamma 2.2 out), or
+    by a fitted ``light`` (as a photometric fit's params.json holds it:
+    ``lighting.light_from_json``) times the per-camera linear ``gain`` [N, 3] (optional).
     Pixels sample their centres (no antialiasing), like ``meshfit.synth.pyrender_views``, so
     the two compare pixel for pixel.
     """
@@ -56,9 +60,16 @@ def render_views(
         near = auto_near if near is None else near
         far = auto_far if far is None else far
     H, W = cameras.height, cameras.width
+    fitted = None if light is None else light_from_json(light)
+    n = cameras.batch_shape[0]
+    gains = jnp.ones((n, 3), jnp.float32) if gain is None else jnp.asarray(gain, jnp.float32)
+    if gains.shape != (n, 3):
+        raise ValueError(f"gain must be [{n}, 3] (one linear RGB gain per camera); got {gains.shape}")
+    if gain is not None and fitted is None:
+        raise ValueError("gain= scales a fitted light=; give both")
 
     @jax.jit
-    def one_chunk(cams):
+    def one_chunk(cams, gains):
         clip = cams.to_clip(mesh.vertices, near, far)
         frags = rasterize(clip, mesh.faces, height=H, width=W)
         normals = normal_image(mesh.vertices, mesh.faces, frags)
@@ -70,9 +81,13 @@ def render_views(
             albedo = interpolate(mesh.colors[:, :3], frags, mesh.faces)
         else:
             albedo = jnp.broadcast_to(jnp.asarray(BASE_COLOR, jnp.float32), normals.shape)
-        rgb = jnp.where(frags.mask[..., None], studio_lighting(normals, albedo), 0.0)
+        if fitted is None:
+            shaded = studio_lighting(normals, albedo)
+        else:
+            shaded = lit_colour(albedo, normals, fitted, gains[:, None, None, :])
+        rgb = jnp.where(frags.mask[..., None], shaded, 0.0)
         return rgb, frags.mask, frags.depth, normals
 
-    parts = [one_chunk(cameras[i : i + chunk]) for i in range(0, cameras.batch_shape[0], chunk)]
+    parts = [one_chunk(cameras[i : i + chunk], gains[i : i + chunk]) for i in range(0, n, chunk)]
     rgb, mask, depth, normal = (np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(4))
     return RenderedViews(rgb, mask, depth.astype(np.float32), normal)
