@@ -33,6 +33,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from meshfit.synth import synthesize
 
     texture = args.texture if isinstance(args.texture, str) else None
+    if args.plate is not None and args.background is not None:
+        raise ValueError("--plate and --background both set what lies behind the mesh; give one")
     background = (0.0, 0.0, 0.0)
     if args.background is not None:
         from meshfit.capture.masks import parse_colour
@@ -56,7 +58,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         textured=args.texture is not None, texture=texture, distance=args.distance,
         fov=args.fov or 45.0, overwrite=args.overwrite, cameras=cameras, names=names,
         landmarks=args.landmarks, landmark_noise=args.landmark_noise,
-        landmark_outliers=args.landmark_outliers, background=background,
+        landmark_outliers=args.landmark_outliers, background=background, plate=args.plate,
     )  # fmt: skip
     count = len(names) if names is not None else args.views or 16
     print(f"wrote {count} views of {args.mesh} to {out}")
@@ -360,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of landmarks displaced as a detector's mistakes (default 0)")  # fmt: skip
     p.add_argument("--background", default=None, metavar="COLOUR",
                    help="the colour behind the mesh: #RRGGBB or R,G,B (0..255; default black)")  # fmt: skip
+    p.add_argument("--plate", default=None, metavar="IMAGE",
+                   help="render over crops of this image instead, and write each view's crop to background/ "
+                   "as its clean plate")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.set_defaults(func=_cmd_synth)
 

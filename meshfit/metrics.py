@@ -106,8 +106,9 @@ def image_metrics(rendered, views) -> dict:
     difference (``rgb_mae``) and PSNR in dB (``rgb_psnr``, peak 1) against the render (a
     photometric fit's is rendered with its fitted albedo and light; otherwise grey under the
     studio light, meaningful only for untextured synthetic data): the MAE over pixels both
-    cover, the PSNR over whole images, the render laid over the target's background (so a
-    silhouette error counts). Data without masks: no IoU, both over the fitted silhouette."""
+    cover, the PSNR over whole images, the render laid over the views' background plates or,
+    without them, the target's own background (so a silhouette error counts). Data without
+    masks: no IoU, the colour over the fitted silhouette (PSNR: over the plates, if any)."""
     out = {}
     target = rendered.mask
     if views.mask is not None:
@@ -127,7 +128,11 @@ def image_metrics(rendered, views) -> dict:
         if both.any():
             out["rgb_mae"] = float(np.abs(rendered.rgb[both] - np.asarray(views.rgb)[both]).mean())
         rgb = np.asarray(views.rgb)
-        if views.mask is not None:
+        plate = views.background
+        if plate is not None and views.frames is None:
+            composed = np.where(rendered.mask[..., None], rendered.rgb, np.asarray(plate))
+            mse = np.mean((composed - rgb) ** 2)
+        elif views.mask is not None:
             # The render over the target's own background (its mean where the target's object
             # hides it), so the whole image compares and silhouette errors count.
             background = rgb[~target].mean(0) if (~target).any() else np.zeros(3)

@@ -50,7 +50,9 @@ class LossWeights:
         times ``params["gain"]`` [N, 3] per camera when present (rigs are never colour-matched),
         gamma 2.2 out (as synth's images), over the pixels inside the rendered surface (its
         edge pixels, which may mix in what lies behind, are left out: no background model is
-        needed, and data without masks works).
+        needed, and data without masks works). With ``targets.background`` (clean plates) it
+        compares whole images instead: the render laid over the plate and antialiased, so the
+        outline is fitted from colour alone (no masks needed).
     albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo (smooth skin).
     albedo_tv: total variation of the fitted albedo over the mesh's edges
         (``losses.total_variation_loss``): piecewise-constant albedo (paint, printed textures),
@@ -91,13 +93,15 @@ class Targets(NamedTuple):
     """Target images for N views: mask [N, H, W] float in [0, 1] or None (data without masks:
     no silhouette terms); depth [N, H, W] (0 = empty) or None; rgb [N, H, W, 3] float in [0, 1]
     or None; landmarks [N, L, 2] detected pixel positions at the data's resolution (NaN = not
-    found) and landmark_weights [N, L], or None. A sequence's have a leading [T] frame axis."""
+    found) and landmark_weights [N, L], or None; background [N, H, W, 3] the views' clean
+    background plates in [0, 1] or None. A sequence's have a leading [T] frame axis."""
 
     mask: jax.Array | None
     depth: jax.Array | None = None
     rgb: jax.Array | None = None
     landmarks: jax.Array | None = None
     landmark_weights: jax.Array | None = None
+    background: jax.Array | None = None
 
     @property
     def frames(self) -> int | None:
@@ -154,7 +158,7 @@ def image_objective(
     lap = uniform_laplacian(topo) if weights.laplacian or weights.albedo_smoothness else None
 
     def loss_fn(params: Any, targets: Targets, model_now: Any = None) -> tuple[jax.Array, dict]:
-        for name in ("mask", "depth", "rgb"):
+        for name in ("mask", "depth", "rgb", "background"):
             x = getattr(targets, name)
             if x is not None and x.shape[:3] != (cameras.batch_shape[0], H, W):
                 raise ValueError(f"target {name} images must be [{cameras.batch_shape[0]}, {H}, {W}, ...]; "
@@ -196,9 +200,14 @@ def image_objective(
                 gain = params.get("gain")
                 gain = None if gain is None else gain[:, None, None, :]
                 colour = lit_colour(albedo, normals, params, gain)
-                terms["photometric"] = losses.photometric_loss(
-                    colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
-                )
+                if targets.background is None:
+                    terms["photometric"] = losses.photometric_loss(
+                        colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
+                    )
+                else:
+                    composite = jnp.where(frags.mask[..., None], colour, targets.background)
+                    composite = antialias(composite, frags, clip, faces)
+                    terms["photometric"] = losses.photometric_loss(composite, targets.rgb, norm="charbonnier")
         if weights.landmarks:
             if targets.landmarks is None:
                 raise ValueError("the landmarks term needs landmark detections")

@@ -273,7 +273,10 @@ def write_report(
                 depth_panel = _depth_error(np.asarray(target_depth), r.depth[i], r.mask[i], depth_scale)
             mask = None if views.mask is None else np.asarray(pick(views.mask)) > 0.5
             marks = None if fitted_marks is None else (np.asarray(pick(views.landmarks)), fitted_marks[i])
-            img = _overlay(pick(views.rgb), mask, r.rgb[i], r.mask[i], depth_panel, marks)
+            fit_rgb = r.rgb[i]
+            if views.background is not None:  # the fit over the view's plate
+                fit_rgb = np.where(r.mask[i][..., None], fit_rgb, np.asarray(views.background[i]))
+            img = _overlay(pick(views.rgb), mask, fit_rgb, r.mask[i], depth_panel, marks)
             name = Path(view).stem if t is None else f"{views.frames[t]}_{Path(view).stem}"
             write_image(folder / "overlays" / f"{name}.png", img)
             label = f"view {Path(view).stem}" + ("" if t is None else f", frame {views.frames[t]}")
@@ -323,7 +326,7 @@ Command: <code>{html.escape(str(metrics.get("command") or "(library call)"))}</c
 <h2>Loss</h2><img src="loss.png">
 {sequence_html}
 <h2>Turntable</h2><img src="turntable.gif">
-<h2>Views</h2><p>target | fit (meshfit's render; a photometric fit's with its albedo and light){notes}</p>{figs}
+<h2>Views</h2><p>target | fit (meshfit's render; a photometric fit's with its albedo, light){notes}</p>{figs}
 <h2>Metrics</h2><pre>{html.escape(json.dumps(metrics, indent=1))}</pre>
 <h2>Parameters</h2><pre>{html.escape(json.dumps(result.params, indent=1))}</pre>
 <h2>Config</h2><pre>{html.escape(json.dumps(config or {}, indent=1))}</pre>

@@ -9,6 +9,8 @@ mesh and writes a dataset folder (the layout ``meshfit synth`` documents)::
     DIR/depth/NNN.npy     camera-space z, float32 [H, W], 0 where empty
     DIR/landmarks/NNN.json  with a landmark definition: its points projected (optionally noisy,
                           with outliers, as a detector gives them; ``meshfit.io.landmarks``)
+    DIR/background/NNN.png  with a plate image: each view's clean background plate (the object
+                          is rendered over it in rgb/)
     DIR/mesh.obj          the ground-truth mesh, in its own frame, units and vertex order
     DIR/scene.json        how it was made (seed, light, rig, source mesh)
 
@@ -246,6 +248,27 @@ def _detections(mesh: Mesh, cams: Camera, marks, noise: float, outliers: float, 
     return uv, [[int(n), int(k)] for n, k in zip(*np.nonzero(picked & inside))]
 
 
+def _plates(path, views: int, width: int, height: int, seed: int) -> np.ndarray:
+    """[N, H, W, 3] uint8: a crop of the image at ``path`` per view (a quarter of its area, at a
+    seeded random place), resized to W x H."""
+    from PIL import Image
+
+    from meshfit.io.images import read_image
+
+    image = read_image(path)
+    image = np.repeat(image[..., :1], 3, -1) if image.shape[-1] < 3 else image[..., :3]
+    image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    h, w = image.shape[:2]
+    ch, cw = max(1, h // 2), max(1, w // 2)
+    rng = np.random.default_rng([seed, 0x9147E])
+    out = []
+    for _ in range(views):
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = Image.fromarray(image[y : y + ch, x : x + cw])
+        out.append(np.asarray(crop.resize((width, height), Image.BILINEAR)))
+    return np.stack(out)
+
+
 def synthesize(
     mesh: str | os.PathLike | Mesh,
     out: str | os.PathLike,
@@ -264,6 +287,7 @@ def synthesize(
     landmark_noise: float = 0.0,
     landmark_outliers: float = 0.0,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    plate: str | os.PathLike | None = None,
 ) -> Path:
     """Render a mesh from ``views`` cameras spread on a sphere around it and write a dataset.
 
@@ -289,6 +313,10 @@ def synthesize(
             random direction; listed in scene.json). Points behind a camera or outside its
             image are written as not found.
         background: the colour behind the mesh in rgb/, display RGB in [0, 1] (default black).
+        plate: an image file to render over instead (a photographed backdrop): each view gets a
+            different crop of it (a quarter of its size, resized to the view's; the crop moves
+            with the view, as a real backdrop seen from another camera), written to background/
+            as that view's clean plate.
     Returns:
         The dataset folder.
     """
@@ -323,7 +351,11 @@ def synthesize(
     inputs = [] if isinstance(mesh, Mesh) else [mesh]
     inputs += [] if texture is None else [texture]
     inputs += [] if landmarks is None else [landmarks]
+    inputs += [] if plate is None else [plate]
     check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    plates = (
+        None if plate is None else _plates(plate, len(names) if cameras is not None else views, W, H, seed)
+    )
     if not isinstance(mesh, Mesh):
         mesh = load_mesh(mesh, texture=texture)
     elif texture is not None:
@@ -356,7 +388,12 @@ def synthesize(
         near, far = clip_range(cams, center, radius)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="synth") as tmp:
         r = pyrender_views(mesh, cams, near=near, far=far, textured=textured, background=background)
-        write_views(tmp, names, rgb=r.rgb, mask=r.mask, depth=r.depth)
+        rgb = r.rgb
+        if plates is not None:
+            # No multisampling: an edge pixel is object or plate, so laying it over afterwards is exact.
+            rgb = np.where(r.mask[..., None], rgb, plates)
+            write_views(tmp, names, background=plates)
+        write_views(tmp, names, rgb=rgb, mask=r.mask, depth=r.depth)
         landmark_info = None
         if marks is not None:
             points, outliers = _detections(mesh, cams, marks, landmark_noise, landmark_outliers, seed)
@@ -371,6 +408,7 @@ def synthesize(
             "distance": distance if cameras is None else None, "target": center.tolist(),
             "cameras": "given" if cameras is not None else "sphere_rig", "bounding_radius": radius,
             "near": near, "far": far, "textured": textured, "background": list(background),
+            "plate": None if plate is None else str(plate),
             "light": {"direction": list(LIGHT_DIRECTION), "intensity": LIGHT_INTENSITY,
                       "ambient": AMBIENT},
             "renderer": "pyrender (OpenGL)", "landmarks": landmark_info,

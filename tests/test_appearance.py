@@ -293,3 +293,91 @@ def test_free_mesh_photometric_fit_through_the_cli(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"]["rgb_psnr"] > 22.0
     assert "colour difference" in (out / "report.html").read_text()
+
+
+# ---- background plates: fits without masks -----------------------------------------------------
+
+
+def _plate_image(path):
+    """A busy backdrop: coloured stripes and blobs, as an 8-bit PNG."""
+    from meshfit.io import write_image
+
+    y, x = np.mgrid[0:96, 0:128] / 16.0
+    img = 0.5 + 0.4 * np.stack([np.sin(x + 0.5 * y), np.cos(0.7 * y), np.sin(0.3 * x * y)], -1)
+    write_image(path, np.clip(img, 0, 1))
+    return path
+
+
+def test_synth_plate_writes_background_and_renders_over_it(tmp_path):
+    mesh = _coloured_sphere(2)
+    plate = _plate_image(tmp_path / "backdrop.png")
+    out = meshfit.synthesize(mesh, tmp_path / "d", views=3, size=(40, 32), plate=plate)
+    views = meshfit.load_views(out)
+    assert views.background.shape == (3, 32, 40, 3)
+    outside = ~views.mask
+    np.testing.assert_array_equal(views.rgb[outside], views.background[outside])
+    assert np.abs(views.background[0] - views.background[1]).max() > 0.1  # another crop per view
+    assert json.loads((out / "scene.json").read_text())["plate"] == str(plate)
+    rc = main(["synth", str(tmp_path / "d" / "mesh.obj"), "--out", str(tmp_path / "e"), "--plate", str(plate),
+               "--background", "#ffffff"])  # fmt: skip
+    assert rc == 2 and not (tmp_path / "e").exists()
+    # A plate of another size than its camera, or a missing one, is a named dataset error.
+    from meshfit.io import write_image
+
+    write_image(out / "background" / "001.png", np.zeros((8, 8, 3)))
+    with pytest.raises(meshfit.io.DatasetError, match=r"background/001.png is 8x8 but its camera"):
+        meshfit.load_views(out)
+    (out / "background" / "001.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"background has no file for view '001'"):
+        meshfit.load_views(out)
+
+
+def test_free_mesh_fit_against_background_plates_without_masks(tmp_path):
+    """No mask/ folder, but each view's clean plate: the object is placed from where the views
+    differ from their plates, and the photometric term (the render laid over the plate,
+    antialiased) fits the outline and the colour from a sphere; the shipped free_mesh_plate
+    config, shortened."""
+    mesh = _coloured_sphere(4)
+    stretched = meshfit.Mesh(np.asarray(mesh.vertices) * [1.0, 0.7, 0.85], mesh.faces, colors=mesh.colors)
+    data = meshfit.synthesize(stretched, tmp_path / "data", views=6, size=(64, 64), seed=4,
+                              plate=_plate_image(tmp_path / "backdrop.png"))  # fmt: skip
+    shutil.rmtree(data / "mask")
+    shutil.rmtree(data / "depth")
+    out = tmp_path / "fit"
+    steps = ["--set", "stages.0.steps=40", "--set", "stages.1.steps=60", "--set", "stages.2.steps=10",
+             "--set", "stages.1.views_per_step=4", "--set", "stages.2.views_per_step=4",
+             "--set", "stages.2.remesh=0.1", "--set", "init.shape=sphere"]  # fmt: skip
+    assert main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(out), "--quiet", *steps,
+                 "--gt", str(data / "mesh.obj")]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "mask_iou_mean" not in metrics["images"] and metrics["images"]["rgb_psnr"] > 22.0
+    assert metrics["ground_truth"]["rms_point_to_mesh"] < 0.025
+    history = json.loads((out / "history.json").read_text())
+    photometric = history[0]["term_history"]["photometric"]  # the sphere grows to the outline
+    assert photometric[-1] < 0.3 * photometric[0]
+    # What cannot work without masks says so, and leaves nothing behind.
+    rc = main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet"])
+    assert rc == 2 and not (tmp_path / "x").exists()
+    shutil.rmtree(data / "background")
+    rc = main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(tmp_path / "y"), "--quiet"])
+    assert rc == 2 and not (tmp_path / "y").exists()
+
+
+def test_plates_need_the_photometric_term_and_an_object():
+    from meshfit.fitting.recipes import _check_without_masks, _plate_masks
+    from meshfit.io import Views
+
+    cams = meshfit.sphere_rig(2, radius=4.0, width=16, height=16, fov=40.0)
+    plate = np.full((2, 16, 16, 3), 0.5, np.float32)
+    views = Views(cams, ["a", "b"], plate.copy(), None, None, background=plate)
+    config = FitConfig.from_dict({"model": "free_mesh", "stages": [{"weights": {"silhouette": 1.0}}]})
+    with pytest.raises(ValueError, match=r"weighs the silhouette but the dataset has no mask/ folder"):
+        _check_without_masks(config, views, None)
+    config = FitConfig.from_dict({"model": "free_mesh", "stages": [{"weights": {"laplacian": 1.0}}]})
+    with pytest.raises(ValueError, match="with background/ plates the photometric term fits the outline"):
+        _check_without_masks(config, views, None)
+    config = FitConfig.from_dict({"model": "rigid", "stages": [{"weights": {"depth": 1.0}}]})
+    with pytest.raises(ValueError, match="a rigid fit needs masks"):
+        _check_without_masks(config, views, None)
+    with pytest.raises(ValueError, match=r"views \['a', 'b'\] do not differ from their background plates"):
+        _plate_masks(views)

@@ -57,13 +57,13 @@ class FitResult(NamedTuple):
 
 
 def _targets(views: Views) -> Targets:
-    return Targets(
-        None if views.mask is None else jnp.asarray(views.mask, jnp.float32),
-        None if views.depth is None else jnp.asarray(views.depth, jnp.float32),
-        None if views.rgb is None else jnp.asarray(views.rgb, jnp.float32),
-        None if views.landmarks is None else jnp.asarray(views.landmarks, jnp.float32),
-        None if views.landmark_confidence is None else jnp.asarray(views.landmark_confidence, jnp.float32),
-    )
+    def array(x):
+        return None if x is None else jnp.asarray(x, jnp.float32)
+
+    # A sequence's plates would need a frame axis; only one-frame fits use them (checked).
+    plate = views.background if views.frames is None else None
+    return Targets(array(views.mask), array(views.depth), array(views.rgb), array(views.landmarks),
+                   array(views.landmark_confidence), array(plate))  # fmt: skip
 
 
 def _remesh(
@@ -79,12 +79,10 @@ def _remesh(
     return np.asarray(v, np.float32), np.asarray(f, np.int32)
 
 
-def _fit_free(config: FitConfig, problem: Problem, centre, initial: Mesh | None, progress: bool):
+def _fit_free(config: FitConfig, problem: Problem, centre, initial: Mesh | None, progress: bool, masks):
     radius = problem.radius
     if initial is None and config.init.shape == "visual_hull":
-        hull = visual_hull(
-            problem.cameras, problem.targets.mask, centre, radius, resolution=config.init.hull_resolution
-        )
+        hull = visual_hull(problem.cameras, masks, centre, radius, resolution=config.init.hull_resolution)
         v, f = _remesh(
             np.asarray(hull.vertices),
             np.asarray(hull.faces),
@@ -364,24 +362,52 @@ def _check_data(config: FitConfig, views: Views, targets: Targets, model) -> Non
         check_views_per_step(s, n, f"stages[{i}]")
 
 
-def _check_without_masks(config: FitConfig, views: Views, model) -> None:
-    """Data without masks: only a blendshape fit placed by its landmarks, with no silhouette term."""
-    if config.model != "blendshapes":
-        raise ValueError(f"a {config.model} fit needs masks (a mask/ folder): they place the object")
+def _check_without_masks(config: FitConfig, views: Views, model) -> str:
+    """Data without masks: a blendshape fit placed by its landmarks, or a free-mesh or
+    blendshape fit placed from its background plates (``background/``), with no silhouette
+    term. Returns how it is placed: "landmarks" or "plates"."""
     for i, s in enumerate(config.stages):
         w = s.weights
         if w.silhouette or w.soft_silhouette or w.soft_iou:
             raise ValueError(
                 f"stages[{i}] ({s.name}) weighs the silhouette but the dataset has no mask/ folder"
             )
-    if views.landmarks is None:
+    landmarks = views.landmarks is not None and isinstance(model, BlendshapeModel) and model.num_landmarks
+    if config.model == "blendshapes" and landmarks:
+        _check_landmark_count(views, model)
+        return "landmarks"
+    if views.background is not None and config.model != "rigid":
+        if views.frames is not None:
+            raise ValueError("background plates place one-frame fits; a sequence without masks is "
+                             "placed from its landmarks")  # fmt: skip
+        if not any(s.weights.photometric for s in config.stages):
+            raise ValueError("the dataset has no mask/ folder: with background/ plates the photometric "
+                             "term fits the outline, but no stage weighs it")  # fmt: skip
+        return "plates"
+    if config.model == "blendshapes":
         raise ValueError(
             "the dataset has no mask/ folder: a blendshape fit without masks is placed from its "
-            "landmarks/, which it lacks too"
+            "landmarks/ (with a model that defines landmarks) or its background/ plates; it has neither"
         )
-    if not isinstance(model, BlendshapeModel) or not model.num_landmarks:
-        raise ValueError("without masks the model is placed from its landmarks, but it defines none")
-    _check_landmark_count(views, model)
+    raise ValueError(
+        f"a {config.model} fit needs masks (a mask/ folder) or, for a free mesh, background/ plates: "
+        "they place the object"
+    )
+
+
+def _plate_masks(views: Views) -> np.ndarray:
+    """[N, H, W] bool: the object where each view differs from its background plate
+    (``meshfit.capture.plate_mask``), for placing a fit and carving its visual hull."""
+    from meshfit.capture import plate_mask
+
+    def u8(img):
+        return np.clip(np.rint(np.asarray(img) * 255), 0, 255).astype(np.uint8)
+
+    masks = np.stack([plate_mask(u8(rgb), u8(bg)) > 0 for rgb, bg in zip(views.rgb, views.background)])
+    empty = [views.names[i] for i in np.flatnonzero(~masks.any((1, 2)))]
+    if empty:
+        raise ValueError(f"views {empty} do not differ from their background plates: no object to place")
+    return masks
 
 
 def _check_landmark_count(views: Views, model: BlendshapeModel) -> None:
@@ -406,9 +432,11 @@ def fit_views(
     Args:
         config: the FitConfig.
         views: cameras and images (``meshfit.io.load_views`` / ``load_sequence``); masks are
-            required (except for a blendshape fit placed by its landmarks, with no silhouette
+            required (except for a blendshape fit placed by its landmarks, or a one-frame fit
+            with background plates that weighs the photometric term, with no silhouette
             term), rgb, depth and landmarks when a stage weighs the shading, depth or landmark
-            terms.
+            terms. Background plates, when given, are what a one-frame photometric fit lays
+            its render over.
         model: rigid: the known Mesh (required); blendshapes: the BlendshapeModel (required);
             free_mesh: an initial Mesh (default: an icosphere placed from the masks).
         progress: tqdm bars per stage.
@@ -434,10 +462,18 @@ def fit_views(
             f"fitting needs at least two views to place the object; the dataset has {len(views.names)}"
         )
     poses = None
-    if views.mask is None:
+    masks = None if views.mask is None else np.asarray(views.mask)
+    placed_by = "masks" if views.mask is not None else _check_without_masks(config, views, model)
+    if placed_by == "plates":
+        # No masks but clean plates: the object is where the views differ from them (for the
+        # placement and the visual hull only; the photometric term compares whole images).
+        masks = _plate_masks(views)
+    if sequence and views.background is not None and any(s.weights.photometric for s in config.stages):
+        raise ValueError("background/ plates are compared by one-frame fits; a sequence's are not "
+                         "used yet (remove the folder, or give masks)")  # fmt: skip
+    if placed_by == "landmarks":
         # No masks (a face photographed with hair and shoulders): a blendshape model is placed
         # from its landmarks, and the stages fit terms that need no silhouette.
-        _check_without_masks(config, views, model)
         marks = views.landmarks if sequence else views.landmarks[None]
         conf = views.landmark_confidence if sequence else views.landmark_confidence[None]
         rest = np.asarray(model.landmark_points(model.neutral))
@@ -447,11 +483,11 @@ def fit_views(
         centres = centres if sequence else centres[0]
         radius = float(r_model * np.median([s for _, s, _ in poses]))
     elif sequence:
-        placed = [estimate_placement(cams, m) for m in np.asarray(views.mask)]
+        placed = [estimate_placement(cams, m) for m in masks]
         centres = np.stack([c for c, _ in placed])
         radius = float(np.median([r for _, r in placed]))
     else:
-        centres, radius = estimate_placement(cams, np.asarray(views.mask))
+        centres, radius = estimate_placement(cams, masks)
     if config.model == "rigid":
         if not isinstance(model, Mesh):
             raise ValueError("a rigid fit needs the known mesh (CLI: --model MESH)")
@@ -477,7 +513,7 @@ def fit_views(
         raise ValueError("a free_mesh fit starts from a mesh (model=), not from predicted parameters")
     placed = _centres(config, centres)
     if config.model == "free_mesh":
-        mesh, params, history, meshes = _fit_free(config, problem, placed, model, progress)
+        mesh, params, history, meshes = _fit_free(config, problem, placed, model, progress, masks)
     elif config.model == "rigid":
         mesh, params, history, meshes = _fit_rigid(config, problem, placed, model, progress, start)
     else:

@@ -94,8 +94,11 @@ def downsample_targets(targets: Targets, cameras: Camera, resolution: int | None
         covered = mask if mask is not None else area(targets.depth > 0)
         depth = jnp.where(covered >= 1.0 - 1e-6, area(targets.depth), 0.0)
     rgb = None if targets.rgb is None else area(targets.rgb)
+    plate = None if targets.background is None else area_resize(targets.background, h, w, 1)
     # Landmarks stay in the data's pixels: the objective maps its cameras' pixels onto them.
-    return Targets(mask, depth, rgb, targets.landmarks, targets.landmark_weights), cameras.resized(w, h)
+    return Targets(mask, depth, rgb, targets.landmarks, targets.landmark_weights, plate), cameras.resized(
+        w, h
+    )
 
 
 def stage_optimizer(

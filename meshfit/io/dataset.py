@@ -7,6 +7,8 @@ One frame::
     DIR/mask/NAME.png       the object's coverage: 0 background, 255 object (required to fit)
     DIR/depth/NAME.npy      float32 camera-space z in the cameras' units, 0 where empty, optional
     DIR/landmarks/NAME.json 2-D landmark detections, optional (``meshfit.io.landmarks``)
+    DIR/background/NAME.png the view's clean background plate (the camera without the object),
+                            optional: a photometric fit without masks compares against it
 
 A performance (many frames through one rig) keeps one camera file and a folder per frame::
 
@@ -76,6 +78,8 @@ class Views(NamedTuple):
     frames: the T frame names of a sequence (``load_sequence``), None for one frame.
     landmarks: [(T,) N, L, 2] float32 detected pixel positions (NaN = not found) or None.
     landmark_confidence: [(T,) N, L] float32 weights in [0, 1] (0 = not found) or None.
+    background: [N, H, W, 3] float32 clean background plates in [0, 1] (one per view, shared by
+        a sequence's frames) or None.
     """
 
     cameras: Camera
@@ -86,6 +90,7 @@ class Views(NamedTuple):
     frames: list[str] | None = None
     landmarks: np.ndarray | None = None
     landmark_confidence: np.ndarray | None = None
+    background: np.ndarray | None = None
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -123,7 +128,9 @@ def _read_depth(path: Path) -> np.ndarray:
     return d.astype(np.float32)
 
 
-def _read_images(folder: Path, names: list[str], width: int, height: int, where: Path) -> dict:
+def _read_images(
+    folder: Path, names: list[str], width: int, height: int, where: Path, kinds=("rgb", "mask", "depth")
+) -> dict:
     def find(kind: str, name: str, suffixes: tuple[str, ...]) -> Path:
         stem = Path(name).stem
         for suffix in suffixes:
@@ -139,7 +146,7 @@ def _read_images(folder: Path, names: list[str], width: int, height: int, where:
             )
 
     images = {}
-    for kind in ("rgb", "mask", "depth"):
+    for kind in kinds:
         if not (folder / kind).is_dir():
             images[kind] = None
             continue
@@ -151,7 +158,7 @@ def _read_images(folder: Path, names: list[str], width: int, height: int, where:
             else:
                 path = find(kind, name, (".png", ".jpg", ".jpeg"))
                 img = _read_mask(path) if kind == "mask" else read_image(path)
-                if kind == "rgb":
+                if kind in ("rgb", "background"):
                     if img.shape[-1] not in (1, 3, 4):
                         raise DatasetError(
                             f"{path}: expected a grey, RGB or RGBA image; got {img.shape[-1]} channels"
@@ -181,7 +188,8 @@ def _check_landmarks(marks, cams: Camera, folder: Path) -> None:
 
 
 def load_views(folder: str | os.PathLike, *, cameras: str | os.PathLike | None = None) -> Views:
-    """Read a one-frame dataset folder: cameras (``load_cameras``) and ``rgb/``, ``mask/``, ``depth/``.
+    """Read a one-frame dataset folder: cameras (``load_cameras``) and ``rgb/``, ``mask/``, ``depth/``,
+    ``landmarks/``, ``background/`` (each optional).
 
     Each view's files are found by the stem of its name (``000`` -> ``rgb/000.png``,
     ``mask/000.png``, ``depth/000.npy``; ``images/frame_01.jpg`` -> ``rgb/frame_01.*``). A missing
@@ -198,11 +206,13 @@ def load_views(folder: str | os.PathLike, *, cameras: str | os.PathLike | None =
         raise FileNotFoundError(f"dataset folder not found: {folder}")
     cam_source = Path(cameras) if cameras is not None else folder
     cams, names = load_cameras(cam_source)
-    images = _read_images(folder, names, cams.width, cams.height, cam_source)
+    images = _read_images(
+        folder, names, cams.width, cams.height, cam_source, ("rgb", "mask", "depth", "background")
+    )
     marks = read_landmarks(folder, names)
     _check_landmarks(marks, cams, folder)
     return Views(cams, names, images["rgb"], images["mask"], images["depth"], None,
-                 *(marks if marks is not None else (None, None)))  # fmt: skip
+                 *(marks if marks is not None else (None, None)), images["background"])  # fmt: skip
 
 
 def is_sequence(folder: str | os.PathLike) -> bool:
@@ -214,7 +224,8 @@ def load_sequence(folder: str | os.PathLike, *, cameras: str | os.PathLike | Non
     """Read a performance: one rig (``folder``'s cameras) and ``frames/NNNN/`` image folders.
 
     Returns Views with a leading frame axis on rgb, mask and depth, and ``frames`` the frame folder
-    names in sorted order. Every frame must have the same kinds of images.
+    names in sorted order. Every frame must have the same kinds of images; the background
+    plates (``folder/background/``) are the rig's, shared by every frame.
     """
     folder = Path(folder)
     if not (folder / "frames").is_dir():
@@ -249,4 +260,7 @@ def load_sequence(folder: str | os.PathLike, *, cameras: str | os.PathLike | Non
         if len(counts) > 1:
             raise DatasetError(f"{folder / 'frames'}: frames give different landmark counts {sorted(counts)}")
         points, confidence = np.stack([m[0] for m in marks]), np.stack([m[1] for m in marks])
-    return Views(cams, names, stacked["rgb"], stacked["mask"], stacked["depth"], frames, points, confidence)
+    plates = _read_images(folder, names, cams.width, cams.height, cam_source, ("background",))["background"]
+    return Views(
+        cams, names, stacked["rgb"], stacked["mask"], stacked["depth"], frames, points, confidence, plates
+    )
