@@ -358,6 +358,9 @@ def test_free_mesh_fit_against_background_plates_without_masks(tmp_path):
     # What cannot work without masks says so, and leaves nothing behind.
     rc = main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet"])
     assert rc == 2 and not (tmp_path / "x").exists()
+    rc = main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet",
+               "--set", "plates=false"])  # fmt: skip
+    assert rc == 2 and not (tmp_path / "x").exists()
     shutil.rmtree(data / "background")
     rc = main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(tmp_path / "y"), "--quiet"])
     assert rc == 2 and not (tmp_path / "y").exists()

@@ -195,7 +195,10 @@ class FitConfig:
     albedo starts in the first stage that weighs the photometric term: "views" (each vertex's
     colour in the views that see it, divided by the light; the shape's first steps then do not
     bend it to explain a wrong albedo) or "grey" (uniform; when a strong albedo prior would
-    first have to undo the shading the views bake in)."""
+    first have to undo the shading the views bake in). ``plates``: when the dataset has
+    background plates, the photometric term compares whole images, the render laid over them
+    (false: only the surface's interior pixels, for a model that covers part of what the
+    cameras see, such as a face region without its hair and neck)."""
 
     model: Representation
     stages: tuple[StageConfig, ...]
@@ -208,6 +211,7 @@ class FitConfig:
     light: Literal["sh", "directional"] = "sh"
     gain: bool = False
     albedo_start: Literal["views", "grey"] = "views"
+    plates: bool = True
 
     def __post_init__(self):
         if not self.stages:

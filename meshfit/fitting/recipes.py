@@ -366,6 +366,8 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> str:
     """Data without masks: a blendshape fit placed by its landmarks, or a free-mesh or
     blendshape fit placed from its background plates (``background/``), with no silhouette
     term. Returns how it is placed: "landmarks" or "plates"."""
+    if config.model == "rigid":
+        raise ValueError("a rigid fit needs masks (a mask/ folder): they place the object")
     for i, s in enumerate(config.stages):
         w = s.weights
         if w.silhouette or w.soft_silhouette or w.soft_iou:
@@ -376,7 +378,7 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> str:
     if config.model == "blendshapes" and landmarks:
         _check_landmark_count(views, model)
         return "landmarks"
-    if views.background is not None and config.model != "rigid":
+    if views.background is not None:
         if views.frames is not None:
             raise ValueError("background plates place one-frame fits; a sequence without masks is "
                              "placed from its landmarks")  # fmt: skip
@@ -390,8 +392,8 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> str:
             "landmarks/ (with a model that defines landmarks) or its background/ plates; it has neither"
         )
     raise ValueError(
-        f"a {config.model} fit needs masks (a mask/ folder) or, for a free mesh, background/ plates: "
-        "they place the object"
+        "a free_mesh fit needs masks (a mask/ folder) or background/ plates (and a photometric "
+        "stage): they place the object"
     )
 
 
@@ -447,6 +449,8 @@ def fit_views(
     A sequence fits per-frame pose (and expression) with shared shape (identity, scale), plus
     ``config.smoothness``; a free mesh fits one frame only.
     """
+    if not config.plates:
+        views = views._replace(background=None)
     targets = _targets(views)
     cams = views.cameras
     _check_data(config, views, targets, model)
