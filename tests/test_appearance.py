@@ -75,8 +75,10 @@ def test_photometric_term_is_zero_at_the_truth_and_has_true_gradients():
 
 
 def test_photometric_config_rules():
-    with pytest.raises(ValueError, match="a rigid fit has none yet"):
-        FitConfig.from_dict({"model": "rigid", "stages": [{"weights": {"photometric": 1.0}}]})
+    with pytest.raises(ValueError, match="albedo_start: model .* is for rigid fits"):
+        FitConfig.from_dict(
+            {"model": "free_mesh", "albedo_start": "model", "stages": [{"weights": {"photometric": 1}}]}
+        )
     stage = {"params": ["albedo", "light"], "weights": {"photometric": 1.0}}
     cfg = FitConfig.from_dict({"model": "blendshapes", "stages": [stage]})
     assert cfg.stages[0].params == ("albedo", "light")
@@ -384,3 +386,30 @@ def test_plates_need_the_photometric_term_and_an_object():
         _check_without_masks(config, views, None)
     with pytest.raises(ValueError, match=r"views \['a', 'b'\] do not differ from their background plates"):
         _plate_masks(views)
+
+
+def test_rigid_pose_by_colour_where_the_silhouette_says_nothing(tmp_path):
+    """A coloured sphere turned 0.3 rad: every silhouette is the same circle, so only colour
+    can find the rotation; with the known mesh's colours as its albedo (albedo_start: model)
+    and the light fitted, the photometric term does."""
+    from meshfit.models import so3_exp
+
+    mesh = _coloured_sphere(4)
+    axis_angle = np.array([0.1, -0.25, 0.15], np.float32)
+    R = np.asarray(so3_exp(jnp.asarray(axis_angle)))
+    turned = meshfit.Mesh(np.asarray(mesh.vertices) @ R.T, mesh.faces, colors=mesh.colors)
+    data = _rgb_dataset(tmp_path, turned, views=4, size=64)
+    config = FitConfig.from_dict({"model": "rigid", "albedo_start": "model", "stages": [
+        {"steps": 40, "lr": 0.02, "params": ["light"], "weights": {"photometric": 1.0}},
+        {"steps": 150, "lr": 0.02, "lr_decay": 0.1, "params": ["rotation", "translation", "light"],
+         "weights": {"photometric": 1.0, "silhouette": 1.0}}]})  # fmt: skip
+    result = meshfit.fit_views(config, meshfit.load_views(data), model=mesh, progress=False)
+    M = np.asarray(result.params["object_to_world"])[:3, :3]
+    angle = np.degrees(np.arccos(np.clip((np.trace(M @ R.T) - 1) / 2, -1, 1)))
+    assert angle < 1.0, (
+        f"rotation off by {angle:.2f} deg (started {np.degrees(np.linalg.norm(axis_angle)):.0f})"
+    )
+    assert result.params["light"]["model"] == "sh"
+    with pytest.raises(ValueError, match="albedo_start: model needs a mesh with vertex colours"):
+        meshfit.fit_views(config, meshfit.load_views(data), model=meshfit.Mesh(mesh.vertices, mesh.faces),
+                          progress=False)  # fmt: skip

@@ -29,7 +29,7 @@ APPEARANCE = {
 _APPEARANCE_PARAMS = ("albedo", "light", "light_direction", "light_colour", "ambient", "gain")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "free_mesh": ("u", *_APPEARANCE_PARAMS),
-    "rigid": ("rotation", "translation", "log_scale"),
+    "rigid": ("rotation", "translation", "log_scale", *_APPEARANCE_PARAMS),
     "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale", *_APPEARANCE_PARAMS),
 }
 
@@ -194,9 +194,12 @@ class FitConfig:
     over the cameras so that it does not trade against the light. ``albedo_start``: where the
     albedo starts in the first stage that weighs the photometric term: "views" (each vertex's
     colour in the views that see it, divided by the light; the shape's first steps then do not
-    bend it to explain a wrong albedo) or "grey" (uniform; when a strong albedo prior would
-    first have to undo the shading the views bake in). ``plates``: when the dataset has
-    background plates, the photometric term compares whole images, the render laid over them
+    bend it to explain a wrong albedo), "grey" (uniform; when a strong albedo prior would
+    first have to undo the shading the views bake in) or, for a rigid fit, "model" (the known
+    mesh's vertex colours, linear: its appearance is known, so a stage that fits the pose and
+    the light, not the albedo, tracks it by colour where its silhouette is ambiguous).
+    ``plates``: when the dataset has background plates, the photometric term compares whole
+    images, the render laid over them
     (false: only the surface's interior pixels, for a model that covers part of what the
     cameras see, such as a face region without its hair and neck)."""
 
@@ -210,7 +213,7 @@ class FitConfig:
     smoothness: float = 0.0
     light: Literal["sh", "directional"] = "sh"
     gain: bool = False
-    albedo_start: Literal["views", "grey"] = "views"
+    albedo_start: Literal["views", "grey", "model"] = "views"
     plates: bool = True
 
     def __post_init__(self):
@@ -229,14 +232,8 @@ class FitConfig:
                 raise ValueError(f"stages[{i}].remesh: only a free_mesh fit can remesh")
             if self.model != "free_mesh" and s.optimizer == "adam_uniform":
                 raise ValueError(f"stages[{i}].optimizer: adam_uniform is for free meshes; use adam")
-        if self.model == "rigid":
-            for i, s in enumerate(self.stages):
-                if s.weights.photometric or s.weights.albedo_smoothness or s.weights.albedo_tv:
-                    raise ValueError(
-                        f"stages[{i}].weights: the photometric term fits a free mesh's or a blendshape "
-                        "model's appearance; a rigid fit has none yet (use shading for untextured "
-                        "synthetic data)"
-                    )
+        if self.albedo_start == "model" and self.model != "rigid":
+            raise ValueError("albedo_start: model (the known mesh's colours) is for rigid fits")
         if self.gain and not any(s.weights.photometric for s in self.stages):
             raise ValueError("gain: the per-camera gains are fitted by the photometric term; no stage has it")
         if self.init.rotation_search and self.model != "rigid":

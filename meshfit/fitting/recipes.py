@@ -218,6 +218,14 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
         if start is not None:
             rel = np.stack([R @ Rs[0].T for R in Rs]).astype(np.float32)
             params["rotation"] = so3_log(jnp.asarray(rel))
+    appearance = _fits_appearance(config)
+    if appearance:
+        params.update(initial_appearance(config.light, config.gain, problem.cameras, model.num_vertices))
+        problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
+        if config.albedo_start == "model":
+            if mesh.colors is None:
+                raise ValueError("albedo_start: model needs a mesh with vertex colours; this one has none")
+            params["albedo"] = jnp.clip(jnp.asarray(mesh.colors, jnp.float32)[:, :3], 0.0, 1.0)
     if config.init.rotation_search and start is None:
         first = problem if T is None else _frame_problem(problem, 0)
         p0 = params if T is None else {**params, "rotation": params["rotation"][0],
@@ -232,11 +240,13 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
         M = np.asarray(model.object_to_world(p), np.float64)
         return {"object_to_world": (M @ shift).tolist(), "scale": float(np.exp(p["log_scale"]))}
 
+    colors = np.clip(np.asarray(params["albedo"]), 0.0, 1.0) if appearance else None
     if T is None:
-        return Mesh(np.asarray(model.vertices(params)), mesh.faces), frame_out(params), history, None
+        out = {**frame_out(params), **appearance_out(params)}
+        return Mesh(np.asarray(model.vertices(params)), mesh.faces, colors=colors), out, history, None
     frames = [_frame_params(params, t, _PER_FRAME["rigid"]) for t in range(T)]
-    meshes = [Mesh(np.asarray(model.vertices(p)), mesh.faces) for p in frames]
-    return meshes[0], {"frames": [frame_out(p) for p in frames]}, history, meshes
+    meshes = [Mesh(np.asarray(model.vertices(p)), mesh.faces, colors=colors) for p in frames]
+    return meshes[0], {"frames": [frame_out(p) for p in frames], **appearance_out(params)}, history, meshes
 
 
 def _frame_params(params: dict, t: int, per_frame) -> dict:
