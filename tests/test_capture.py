@@ -191,6 +191,13 @@ def test_import_masks_from_plates_crop_and_size(truth, tmp_path):
     assert max(views.cameras.width, views.cameras.height) == 160
     iou = _iou(render_views(truth[2], views.cameras).mask, views.mask)
     assert iou.min() >= 0.95, iou
+    # The plates come along, through the same lens, crop and size: where the object is not, the
+    # photo is its plate (a photometric fit lays its render over them).
+    assert views.background is not None and views.background.shape == views.rgb.shape
+    from scipy.ndimage import binary_dilation
+
+    away = ~np.stack([binary_dilation(m, iterations=3) for m in views.mask])
+    assert np.median(np.abs(views.rgb - views.background)[away]) < 2 / 255
     # the capture's own plates/ folder is found without --plates
     import_capture(cap, tmp_path / "again", progress=False)
     assert json.loads((tmp_path / "again" / "import.json").read_text())["mask_source"] == "plates"

@@ -8,6 +8,7 @@ not grow with the number of views::
     photo (EXIF orientation as the camera says) -> mask (given, from a plate, or a chroma key)
       -> undistorted into a pinhole camera (meshfit.io.lens) -> [cropped to the object] -> [resized]
       -> DATASET/rgb/NAME.png, mask/NAME.png, depth/NAME.npy, landmarks/NAME.json
+         (with plates: background/NAME.png, the plate through the same lens, crop and size)
 
 Images are resampled bilinearly and downsized with an area filter; masks are resampled as coverage
 and thresholded at one half (0 or 255, no grey seam); depth is resampled by nearest neighbour (a
@@ -525,11 +526,17 @@ def import_capture(
                 )
             rgb = undistort(lens, photo, "rgb")
             del photo
+            plate = None
+            if (
+                s.plate is not None
+            ):  # kept as the view's clean plate: a photometric fit lays its render over it
+                plate = undistort(lens, _read_photo(s.plate, lens, colmap=colmap)[0], "rgb")
             K = lens.pinhole
             lenses.setdefault(lens.describe(), K.tolist())
             if crop:
                 x0, y0, cw, ch = crops[i]
                 rgb, m = rgb[y0 : y0 + ch, x0 : x0 + cw], m[y0 : y0 + ch, x0 : x0 + cw]
+                plate = None if plate is None else plate[y0 : y0 + ch, x0 : x0 + cw]
                 depth = None if depth is None else depth[y0 : y0 + ch, x0 : x0 + cw]
                 K = K.copy()
                 K[0, 2] -= x0
@@ -540,6 +547,8 @@ def import_capture(
             if (W2, H2) != (w, h):
                 cv2 = _cv2()
                 rgb = cv2.resize(rgb, (W2, H2), interpolation=cv2.INTER_AREA)
+                if plate is not None:
+                    plate = cv2.resize(plate, (W2, H2), interpolation=cv2.INTER_AREA)
                 if m is not None:
                     m = cv2.resize(m.astype(np.float32), (W2, H2), interpolation=cv2.INTER_AREA) > 0.5
                 if depth is not None:
@@ -554,6 +563,9 @@ def import_capture(
             out_sizes.append((W2, H2))
             (tmp / "rgb").mkdir(exist_ok=True)
             write_image(tmp / "rgb" / f"{s.name}.png", rgb)
+            if plate is not None:
+                (tmp / "background").mkdir(exist_ok=True)
+                write_image(tmp / "background" / f"{s.name}.png", plate)
             if m is not None:
                 (tmp / "mask").mkdir(exist_ok=True)
                 write_image(tmp / "mask" / f"{s.name}.png", m.astype(np.uint8) * 255)
