@@ -20,7 +20,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCES = ["kernels/rasterize.cc", "kernels/interpolate.cc", "kernels/antialias.cc"]
+SOURCES = ["kernels/rasterize.cc", "kernels/interpolate.cc", "kernels/antialias.cc", "kernels/shade.cc"]
 
 
 def _jaxlib() -> tuple[str, str]:

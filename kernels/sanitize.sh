@@ -28,7 +28,7 @@ echo "building $LIB with $CXX"
   -Wall -Wextra -Werror -fvisibility=hidden -fvisibility-inlines-hidden \
   -fsanitize=address,undefined -fno-sanitize-recover=all \
   -isystem "$INCLUDE" -DMESHFIT_JAXLIB_VERSION="\"$JAXLIB\"" \
-  kernels/rasterize.cc kernels/interpolate.cc kernels/antialias.cc \
+  kernels/rasterize.cc kernels/interpolate.cc kernels/antialias.cc kernels/shade.cc \
   -Wl,--version-script=kernels/exports.map -pthread -o "$LIB"
 nm -D "$LIB" | grep __asan_ >/dev/null || { echo "sanitize.sh: $LIB is not instrumented" >&2; exit 1; }
 # The C runtime for exported models (kernels/runtime), C99 and pedantic.
@@ -62,10 +62,11 @@ info = _native.build_info()
 assert info["loaded"] and info["library"].endswith("_asan.so"), info
 print("sanitized kernels loaded:", info["library"])
 PY
-SELECT=(-k "hostile or clamps or kernels or vjp or native or identical or reference or near_plane or fill_rule or bad or aligned or degenerate")
+SELECT=(-k "hostile or clamps or kernels or vjp or native or identical or reference or near_plane or fill_rule or bad or aligned or degenerate or fused")
 if [ "${1:-}" = "--full" ]; then SELECT=(); shift; fi
 LD_PRELOAD="${preload# }" python -m pytest -p no:cacheprovider -q -n 2 \
-  tests/test_kernels_hostile.py tests/test_kernels_gradients.py tests/test_render.py "${SELECT[@]}" "$@"
+  tests/test_kernels_hostile.py tests/test_kernels_gradients.py tests/test_render.py tests/test_appearance.py \
+  "${SELECT[@]}" "$@"
 # The runtime's loader and forward pass: C against JAX, hostile and mutated model files.
 # (Only the tests that call the runtime in-process: the preload would also reach node, cc and cmake.)
 LD_PRELOAD="${preload# }" python -m pytest -p no:cacheprovider -q -n 2 tests/test_export.py \

@@ -17,6 +17,7 @@ import numpy as np
 
 from meshfit import losses
 from meshfit.camera import Camera
+from meshfit.mesh import vertex_normals
 from meshfit.render import (
     antialias,
     interpolate,
@@ -25,7 +26,7 @@ from meshfit.render import (
     soft_silhouette,
     studio_lighting,
 )
-from meshfit.render.lighting import BASE_COLOR, lit_colour
+from meshfit.render.lighting import BASE_COLOR, lit_colour, sh_charbonnier_error
 from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
 
 __all__ = ["LossWeights", "Targets", "image_objective"]
@@ -195,16 +196,23 @@ def image_objective(
                 if "albedo" not in params:
                     raise ValueError("the photometric term fits params 'albedo' [V, 3] and a light; "
                                      "params has no 'albedo'")  # fmt: skip
-                normals = normal_image(v, faces, frags)
                 albedo = interpolate(params["albedo"], frags, faces)
                 gain = params.get("gain")
                 gain = None if gain is None else gain[:, None, None, :]
-                colour = lit_colour(albedo, normals, params, gain)
-                if targets.background is None:
+                if targets.background is None and "light" in params:
+                    # SH light over the interior: the fused shading + error (native on the CPU).
+                    weight = _interior(frags.mask).astype(albedo.dtype)
+                    raw = interpolate(vertex_normals(v, faces), frags, faces)
+                    total = sh_charbonnier_error(albedo if gain is None else albedo * gain, raw,
+                                                 params["light"], targets.rgb, weight)  # fmt: skip
+                    terms["photometric"] = total / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
+                elif targets.background is None:
+                    colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
                     terms["photometric"] = losses.photometric_loss(
                         colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
                     )
                 else:
+                    colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
                     composite = jnp.where(frags.mask[..., None], colour, targets.background)
                     composite = antialias(composite, frags, clip, faces)
                     terms["photometric"] = losses.photometric_loss(composite, targets.rgb, norm="charbonnier")

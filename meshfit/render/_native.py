@@ -37,6 +37,8 @@ _TARGETS = {
     "meshfit_antialias_bwd": "MeshfitAntialiasBwd",
     "meshfit_interp_fwd": "MeshfitInterpFwd",
     "meshfit_interp_bwd": "MeshfitInterpBwd",
+    "meshfit_shade_fwd": "MeshfitShadeFwd",
+    "meshfit_shade_bwd": "MeshfitShadeBwd",
 }
 
 
@@ -294,3 +296,37 @@ def _interp_bwd(res, g):
 
 
 interpolate.defvjp(_interp_fwd, _interp_bwd)
+
+
+# ---- the photometric term's shading -----------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def sh_charbonnier(albedo, normal, coeffs, target, weight, eps: float) -> jax.Array:
+    """Native fused shading + error: sum over pixels of ``weight`` [P...] times the Charbonnier
+    error (scale ``eps``) per channel between the target [P..., 3] and the gamma-2.2 colour of
+    ``albedo`` [P..., 3] under SH ``coeffs`` [9, 3] at the renormalised ``normal`` [P..., 3]
+    (pixels with a zero normal or weight are skipped). Differentiable in albedo, normal, coeffs."""
+    return _call("meshfit_shade_fwd", jax.ShapeDtypeStruct((), jnp.float32), albedo, normal, coeffs, target,
+                 weight, eps=np.float32(eps))  # fmt: skip
+
+
+def _shade_fwd(albedo, normal, coeffs, target, weight, eps):
+    return sh_charbonnier(albedo, normal, coeffs, target, weight, eps), (
+        albedo,
+        normal,
+        coeffs,
+        target,
+        weight,
+    )
+
+
+def _shade_bwd(eps, res, g):
+    albedo, normal, coeffs, target, weight = res
+    outs = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in (albedo, normal, coeffs))
+    ga, gn, gc = _call("meshfit_shade_bwd", outs, albedo, normal, coeffs, target, weight,
+                       jnp.asarray(g, jnp.float32), eps=np.float32(eps))  # fmt: skip
+    return ga, gn, gc, None, None
+
+
+sh_charbonnier.defvjp(_shade_fwd, _shade_bwd)

@@ -20,6 +20,7 @@ __all__ = [
     "LIGHT_DIRECTION",
     "LIGHT_INTENSITY",
     "fitted_irradiance",
+    "sh_charbonnier_error",
     "light_from_json",
     "light_to_json",
     "lit_colour",
@@ -117,3 +118,27 @@ def light_from_json(data: dict) -> dict:
         return {"light_direction": array("direction", (3,)), "light_colour": array("colour", (3,)),
                 "ambient": array("ambient", (3,))}  # fmt: skip
     raise ValueError(f"light: 'model' must be 'sh' or 'directional'; got {model!r}")
+
+
+def sh_charbonnier_error(
+    albedo: jax.Array, normals: jax.Array, coeffs: jax.Array, target: jax.Array, weight: jax.Array,
+    *, eps: float = 0.01, backend: str = "auto",
+) -> jax.Array:  # fmt: skip
+    """The photometric term's sum under SH light: over pixels, ``weight`` [P...] times the
+    Charbonnier error (scale ``eps``) per channel between ``target`` [P..., 3] and
+    ``lit_colour(albedo, normalised normals, {"light": coeffs})`` (albedo, normals [P..., 3]:
+    the interpolated images; the normals are renormalised here, a zero one stays zero).
+
+    backend: "auto" (meshfit's fused native kernel on the CPU: one pass each way instead of
+    XLA's chain of elementwise ops, ~5x faster at 8 x 512^2), "native" or "jax".
+    """
+    from meshfit.render import _native
+    from meshfit.render._backend import use_native
+
+    if use_native(backend, albedo, normals, coeffs, target, weight):
+        return _native.sh_charbonnier(albedo, normals, coeffs, target, weight, float(eps))
+    from meshfit.mesh import _safe_normalize
+
+    colour = lit_colour(albedo, _safe_normalize(normals), {"light": coeffs})
+    err = jnp.sqrt((colour - target) ** 2 + eps * eps) - eps
+    return jnp.sum(err * weight[..., None])
