@@ -62,7 +62,7 @@ info = _native.build_info()
 assert info["loaded"] and info["library"].endswith("_asan.so"), info
 print("sanitized kernels loaded:", info["library"])
 PY
-SELECT=(-k "hostile or clamps or kernels or vjp or native or identical or reference or near_plane or fill_rule or bad or aligned or degenerate or fused")
+SELECT=(-k "hostile or clamps or kernels or vjp or native or identical or reference or near_plane or fill_rule or bad or aligned or degenerate or fused or colour_kernel")
 if [ "${1:-}" = "--full" ]; then SELECT=(); shift; fi
 LD_PRELOAD="${preload# }" python -m pytest -p no:cacheprovider -q -n 2 \
   tests/test_kernels_hostile.py tests/test_kernels_gradients.py tests/test_render.py tests/test_appearance.py \

@@ -82,7 +82,50 @@ inline void Shade(const float* al, const float* nr, const float* co, const float
     px.lin[c] = al[c] * s;
     const float x = std::min(std::max(px.lin[c], kLow), kHigh);
     px.col[c] = std::pow(x, kInvGamma);
-    px.d[c] = px.col[c] - tg[c];
+    px.d[c] = tg != nullptr ? px.col[c] - tg[c] : 0.0f;
+  }
+}
+
+// Backpropagates one pixel's g_col (d loss / d display colour, per channel) into its albedo and
+// normal gradients (gai, gni) and the coefficient gradients of its block (gc [27]).
+inline void Backprop(const Pixel& px, const float* a, const float* co, const float* g_col, float* gai, float* gni,
+                     double* gc) {
+  float g_irr[3];
+  for (int c = 0; c < 3; ++c) {
+    // Through the gamma (zero outside the clip range, as jnp.clip's gradient).
+    const bool inside = px.lin[c] > kLow && px.lin[c] < kHigh;
+    const float g_lin = inside ? g_col[c] * kInvGamma * px.col[c] / px.lin[c] : 0.0f;
+    gai[c] = g_lin * px.irr[c];
+    g_irr[c] = g_lin * a[c];
+  }
+  float gb[9];
+  for (int k = 0; k < 9; ++k) {
+    float s = 0.0f;
+    for (int c = 0; c < 3; ++c) {
+      gc[3 * k + c] += double(px.b[k]) * g_irr[c];
+      s += co[3 * k + c] * g_irr[c];
+    }
+    gb[k] = s;
+  }
+  gni[0] = gni[1] = gni[2] = 0.0f;
+  if (px.len == 0.0f) return;
+  // d basis / d unit normal, then through the normalisation: (I - n n^T) / |n|.
+  const float x = px.nx, y = px.ny, z = px.nz;
+  const float gx = 2 * kC2 * gb[3] + 2 * kC1 * (y * gb[4] + z * gb[7]) + 2 * kC1 * x * gb[8];
+  const float gy = 2 * kC2 * gb[1] + 2 * kC1 * (x * gb[4] + z * gb[5]) - 2 * kC1 * y * gb[8];
+  const float gz = 2 * kC2 * gb[2] + 2 * kC1 * (y * gb[5] + x * gb[7]) + 2 * kC3 * z * gb[6];
+  const float dot = x * gx + y * gy + z * gz;
+  gni[0] = (gx - x * dot) / px.len;
+  gni[1] = (gy - y * dot) / px.len;
+  gni[2] = (gz - z * dot) / px.len;
+}
+
+// Sums per-block coefficient gradients [blocks, 27] in block order (deterministic) into out [9, 3].
+inline void SumBlocks(const std::vector<double>& partial, int64_t blocks, float* out) {
+  for (int j = 0; j < 27; ++j) {
+    double s = 0.0;
+    for (int64_t blk = 0; blk < blocks; ++blk) s += partial[size_t(blk) * 27 + j];
+    out[j] = float(s);
   }
 }
 
@@ -142,49 +185,106 @@ ffi::Error ShadeBwd(ffi::Buffer<ffi::F32> albedo, ffi::Buffer<ffi::F32> normal, 
         gai[0] = gai[1] = gai[2] = gni[0] = gni[1] = gni[2] = 0.0f;
         if (w[i] == 0.0f) continue;
         Shade(al + 3 * i, nr + 3 * i, co, tg + 3 * i, px);
-        const float* a = al + 3 * i;
-        float g_irr[3];
-        for (int c = 0; c < 3; ++c) {
-          // Charbonnier, then the gamma (zero outside the clip range, as jnp.clip's gradient).
-          const float de = px.d[c] / std::sqrt(px.d[c] * px.d[c] + eps * eps);
-          const bool inside = px.lin[c] > kLow && px.lin[c] < kHigh;
-          const float dcol = inside ? kInvGamma * px.col[c] / px.lin[c] : 0.0f;
-          const float g_lin = g * w[i] * de * dcol;
-          gai[c] = g_lin * px.irr[c];
-          g_irr[c] = g_lin * a[c];
-        }
-        float gb[9];
-        for (int k = 0; k < 9; ++k) {
-          float s = 0.0f;
-          for (int c = 0; c < 3; ++c) {
-            gc[3 * k + c] += double(px.b[k]) * g_irr[c];
-            s += co[3 * k + c] * g_irr[c];
-          }
-          gb[k] = s;
-        }
-        if (px.len == 0.0f) continue;
-        // d basis / d unit normal, then through the normalisation: (I - n n^T) / |n|.
-        const float x = px.nx, y = px.ny, z = px.nz;
-        const float gx = 2 * kC2 * gb[3] + 2 * kC1 * (y * gb[4] + z * gb[7]) + 2 * kC1 * x * gb[8];
-        const float gy = 2 * kC2 * gb[1] + 2 * kC1 * (x * gb[4] + z * gb[5]) - 2 * kC1 * y * gb[8];
-        const float gz = 2 * kC2 * gb[2] + 2 * kC1 * (y * gb[5] + x * gb[7]) + 2 * kC3 * z * gb[6];
-        const float dot = x * gx + y * gy + z * gz;
-        gni[0] = (gx - x * dot) / px.len;
-        gni[1] = (gy - y * dot) / px.len;
-        gni[2] = (gz - z * dot) / px.len;
+        float g_col[3];
+        for (int c = 0; c < 3; ++c) g_col[c] = g * w[i] * px.d[c] / std::sqrt(px.d[c] * px.d[c] + eps * eps);
+        Backprop(px, al + 3 * i, co, g_col, gai, gni, gc);
       }
     });
-    float* out = g_coeffs->typed_data();
-    for (int j = 0; j < 27; ++j) {
-      double s = 0.0;
-      for (int64_t blk = 0; blk < blocks; ++blk) s += partial[size_t(blk) * 27 + j];
-      out[j] = float(s);
-    }
+    SumBlocks(partial, blocks, g_coeffs->typed_data());
+    return ffi::Error::Success();
+  });
+}
+
+// ---- the colour image alone (for a render laid over a plate and antialiased) ----------------------
+//
+// Buffers: albedo, normal [P..., 3] f32; coeffs [9, 3]; out colour [P..., 3] (gamma-encoded);
+// backward: g_colour [P..., 3] -> g_albedo, g_normal [P..., 3], g_coeffs [9, 3].
+
+template <typename A, typename B>
+ffi::Error CheckSame(const A& buffer, const B& like, const char* what) {
+  const auto d = buffer.dimensions();
+  const auto l = like.dimensions();
+  bool ok = d.size() == l.size() && d.size() >= 1 && l.back() == 3;
+  for (size_t i = 0; ok && i < d.size(); ++i) ok = d[i] == l[i];
+  if (ok) return ffi::Error::Success();
+  return ffi::Error::InvalidArgument(std::string(what) + " must have albedo's dimensions [P..., 3]");
+}
+
+ffi::Error CheckColour(const ffi::Buffer<ffi::F32>& albedo, const ffi::Buffer<ffi::F32>& normal,
+                       const ffi::Buffer<ffi::F32>& coeffs) {
+  if (auto e = CheckSame(albedo, albedo, "albedo"); e.failure()) return e;
+  if (auto e = CheckSame(normal, albedo, "normal"); e.failure()) return e;
+  return meshfit::CheckDims(coeffs, {9, 3}, "coeffs", "[9, 3]");
+}
+
+ffi::Error ColourFwd(ffi::Buffer<ffi::F32> albedo, ffi::Buffer<ffi::F32> normal, ffi::Buffer<ffi::F32> coeffs,
+                     ffi::ResultBuffer<ffi::F32> colour) {
+  if (auto e = CheckColour(albedo, normal, coeffs); e.failure()) return e;
+  if (auto e = CheckSame(*colour, albedo, "colour"); e.failure()) return e;
+  return meshfit::Guarded("meshfit_colour_fwd", [&] {
+    const int64_t P = int64_t(albedo.element_count()) / 3;
+    const float *al = albedo.typed_data(), *nr = normal.typed_data(), *co = coeffs.typed_data();
+    float* out = colour->typed_data();
+    meshfit::ParallelFor((P + kBlock - 1) / kBlock, [&](int64_t blk) {
+      Pixel px;
+      for (int64_t i = blk * kBlock; i < std::min(P, (blk + 1) * kBlock); ++i) {
+        Shade(al + 3 * i, nr + 3 * i, co, nullptr, px);
+        for (int c = 0; c < 3; ++c) out[3 * i + c] = px.col[c];
+      }
+    });
+    return ffi::Error::Success();
+  });
+}
+
+ffi::Error ColourBwd(ffi::Buffer<ffi::F32> albedo, ffi::Buffer<ffi::F32> normal, ffi::Buffer<ffi::F32> coeffs,
+                     ffi::Buffer<ffi::F32> g_colour, ffi::ResultBuffer<ffi::F32> g_albedo,
+                     ffi::ResultBuffer<ffi::F32> g_normal, ffi::ResultBuffer<ffi::F32> g_coeffs) {
+  if (auto e = CheckColour(albedo, normal, coeffs); e.failure()) return e;
+  if (auto e = CheckSame(g_colour, albedo, "g_colour"); e.failure()) return e;
+  if (auto e = CheckSame(*g_albedo, albedo, "g_albedo"); e.failure()) return e;
+  if (auto e = CheckSame(*g_normal, albedo, "g_normal"); e.failure()) return e;
+  if (auto e = meshfit::CheckDims(*g_coeffs, {9, 3}, "g_coeffs", "[9, 3]"); e.failure()) return e;
+  return meshfit::Guarded("meshfit_colour_bwd", [&] {
+    const int64_t P = int64_t(albedo.element_count()) / 3;
+    const float *al = albedo.typed_data(), *nr = normal.typed_data(), *co = coeffs.typed_data();
+    const float* g = g_colour.typed_data();
+    float *ga = g_albedo->typed_data(), *gn = g_normal->typed_data();
+    const int64_t blocks = (P + kBlock - 1) / kBlock;
+    std::vector<double> partial(size_t(blocks) * 27, 0.0);
+    meshfit::ParallelFor(blocks, [&](int64_t blk) {
+      double* gc = partial.data() + blk * 27;
+      Pixel px;
+      for (int64_t i = blk * kBlock; i < std::min(P, (blk + 1) * kBlock); ++i) {
+        Shade(al + 3 * i, nr + 3 * i, co, nullptr, px);
+        Backprop(px, al + 3 * i, co, g + 3 * i, ga + 3 * i, gn + 3 * i, gc);
+      }
+    });
+    SumBlocks(partial, blocks, g_coeffs->typed_data());
     return ffi::Error::Success();
   });
 }
 
 }  // namespace
+
+extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitColourFwd(XLA_FFI_CallFrame*);
+extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitColourBwd(XLA_FFI_CallFrame*);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitColourFwd, ColourFwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitColourBwd, ColourBwd,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
 
 extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitShadeFwd(XLA_FFI_CallFrame*);
 extern "C" MESHFIT_EXPORT XLA_FFI_Error* MeshfitShadeBwd(XLA_FFI_CallFrame*);

@@ -26,7 +26,7 @@ from meshfit.render import (
     soft_silhouette,
     studio_lighting,
 )
-from meshfit.render.lighting import BASE_COLOR, lit_colour, sh_charbonnier_error
+from meshfit.render.lighting import BASE_COLOR, lit_colour, sh_charbonnier_error, sh_colour
 from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
 
 __all__ = ["LossWeights", "Targets", "image_objective"]
@@ -212,7 +212,11 @@ def image_objective(
                         colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
                     )
                 else:
-                    colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
+                    if "light" in params:  # SH light: the native kernel on the CPU
+                        raw = interpolate(vertex_normals(v, faces), frags, faces)
+                        colour = sh_colour(albedo if gain is None else albedo * gain, raw, params["light"])
+                    else:
+                        colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
                     composite = jnp.where(frags.mask[..., None], colour, targets.background)
                     composite = antialias(composite, frags, clip, faces)
                     terms["photometric"] = losses.photometric_loss(composite, targets.rgb, norm="charbonnier")

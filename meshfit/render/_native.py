@@ -39,6 +39,8 @@ _TARGETS = {
     "meshfit_interp_bwd": "MeshfitInterpBwd",
     "meshfit_shade_fwd": "MeshfitShadeFwd",
     "meshfit_shade_bwd": "MeshfitShadeBwd",
+    "meshfit_colour_fwd": "MeshfitColourFwd",
+    "meshfit_colour_bwd": "MeshfitColourBwd",
 }
 
 
@@ -330,3 +332,25 @@ def _shade_bwd(eps, res, g):
 
 
 sh_charbonnier.defvjp(_shade_fwd, _shade_bwd)
+
+
+@jax.custom_vjp
+def sh_colour(albedo, normal, coeffs) -> jax.Array:
+    """Native twin of ``lighting.lit_colour`` under SH light at renormalised normals: albedo,
+    normal [P..., 3] f32, coeffs [9, 3] -> display colour [P..., 3]."""
+    return _call(
+        "meshfit_colour_fwd", jax.ShapeDtypeStruct(albedo.shape, jnp.float32), albedo, normal, coeffs
+    )
+
+
+def _colour_fwd(albedo, normal, coeffs):
+    return sh_colour(albedo, normal, coeffs), (albedo, normal, coeffs)
+
+
+def _colour_bwd(res, g):
+    albedo, normal, coeffs = res
+    outs = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in (albedo, normal, coeffs))
+    return _call("meshfit_colour_bwd", outs, albedo, normal, coeffs, g)
+
+
+sh_colour.defvjp(_colour_fwd, _colour_bwd)

@@ -21,6 +21,7 @@ __all__ = [
     "LIGHT_INTENSITY",
     "fitted_irradiance",
     "sh_charbonnier_error",
+    "sh_colour",
     "light_from_json",
     "light_to_json",
     "lit_colour",
@@ -142,3 +143,20 @@ def sh_charbonnier_error(
     colour = lit_colour(albedo, _safe_normalize(normals), {"light": coeffs})
     err = jnp.sqrt((colour - target) ** 2 + eps * eps) - eps
     return jnp.sum(err * weight[..., None])
+
+
+def sh_colour(
+    albedo: jax.Array, normals: jax.Array, coeffs: jax.Array, *, backend: str = "auto"
+) -> jax.Array:
+    """``lit_colour(albedo, normalised normals, {"light": coeffs})``: display colour [P..., 3] of
+    the interpolated albedo and normal images [P..., 3] (the normals renormalised here, a zero
+    one stays zero) under SH ``coeffs`` [9, 3]. backend: "auto" (the native kernel on the CPU),
+    "native" or "jax"."""
+    from meshfit.render import _native
+    from meshfit.render._backend import use_native
+
+    if use_native(backend, albedo, normals, coeffs):
+        return _native.sh_colour(albedo, normals, coeffs)
+    from meshfit.mesh import _safe_normalize
+
+    return lit_colour(albedo, _safe_normalize(normals), {"light": coeffs})
