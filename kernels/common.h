@@ -177,6 +177,19 @@ inline std::vector<float> PixelNdc(int64_t n) {
   return v;
 }
 
+// Checks that a per-pixel buffer has `pixels`' dimensions + [last]; `what` names it, `ref` the
+// buffer whose dimensions it must share (e.g. "face_id").
+template <typename B, typename R>
+xla::ffi::Error CheckPerPixel(const B& buffer, const R& pixels, int64_t last, const char* what, const char* ref) {
+  const auto p = pixels.dimensions();
+  const auto d = buffer.dimensions();
+  bool ok = d.size() == p.size() + 1 && d.back() == last;
+  for (size_t i = 0; ok && i < p.size(); ++i) ok = d[i] == p[i];
+  if (ok) return xla::ffi::Error::Success();
+  return xla::ffi::Error::InvalidArgument(std::string(what) + " must be " + ref + "'s dimensions + [" +
+                                          std::to_string(last) + "]");
+}
+
 // Checks that a buffer has exactly the given dimensions; `what` names it, `layout` spells them.
 template <typename B>
 xla::ffi::Error CheckDims(const B& buffer, std::initializer_list<int64_t> dims, const char* what, const char* layout) {

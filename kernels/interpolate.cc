@@ -167,18 +167,6 @@ ffi::Error BaryBwd(ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi:
 // and bary [P..., 3] f32 for the P = B*H*W pixels; out and its gradient [P..., C]. The backward
 // pass's scratch is min(workers, pixel blocks) x A x C floats (attr is shared by all views).
 
-// Checks that a per-pixel buffer is face_id's dimensions + [last].
-template <typename B>
-ffi::Error CheckPixels(const B& buffer, const ffi::Buffer<ffi::S32>& face_id, int64_t last, const char* what) {
-  const auto p = face_id.dimensions();
-  const auto d = buffer.dimensions();
-  bool ok = d.size() == p.size() + 1 && d.back() == last;
-  for (size_t i = 0; ok && i < p.size(); ++i) ok = d[i] == p[i];
-  if (ok) return ffi::Error::Success();
-  return ffi::Error::InvalidArgument(std::string(what) + " must be face_id's dimensions + [" + std::to_string(last) +
-                                     "]");
-}
-
 // Checks the inputs, and that `named` (out, g_out, g_bary, ...) has face_id's dimensions + [last].
 ffi::Error CheckInterp(const ffi::Buffer<ffi::F32>& attr, const ffi::Buffer<ffi::S32>& faces,
                        const ffi::Buffer<ffi::S32>& face_id, const ffi::Buffer<ffi::F32>& bary) {
@@ -186,7 +174,7 @@ ffi::Error CheckInterp(const ffi::Buffer<ffi::F32>& attr, const ffi::Buffer<ffi:
   const auto f = faces.dimensions();
   if (a.size() != 2) return ffi::Error::InvalidArgument("attr must be [A, C]");
   if (f.size() != 2 || f[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
-  if (auto e = CheckPixels(bary, face_id, 3, "bary"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(bary, face_id, 3, "bary", "face_id"); e.failure()) return e;
   if (auto e = meshfit::CheckFaces(faces.typed_data(), f[0], a[0]); e.failure()) return e;
   return meshfit::CheckFaceIds(face_id.typed_data(), int64_t(face_id.element_count()), f[0]);
 }
@@ -195,7 +183,7 @@ ffi::Error InterpFwd(ffi::Buffer<ffi::F32> attr, ffi::Buffer<ffi::S32> faces, ff
                      ffi::Buffer<ffi::F32> bary, ffi::ResultBuffer<ffi::F32> out) {
   if (auto e = CheckInterp(attr, faces, face_id, bary); e.failure()) return e;
   const int64_t C = attr.dimensions()[1], P = int64_t(face_id.element_count());
-  if (auto e = CheckPixels(*out, face_id, C, "out"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(*out, face_id, C, "out", "face_id"); e.failure()) return e;
   return meshfit::Guarded("meshfit_interp_fwd", [&] {
     const float* at = attr.typed_data();
     const int32_t* fc = faces.typed_data();
@@ -227,8 +215,8 @@ ffi::Error InterpBwd(ffi::Buffer<ffi::F32> attr, ffi::Buffer<ffi::S32> faces, ff
                      ffi::ResultBuffer<ffi::F32> g_bary) {
   if (auto e = CheckInterp(attr, faces, face_id, bary); e.failure()) return e;
   const int64_t A = attr.dimensions()[0], C = attr.dimensions()[1], P = int64_t(face_id.element_count());
-  if (auto e = CheckPixels(g_out, face_id, C, "g_out"); e.failure()) return e;
-  if (auto e = CheckPixels(*g_bary, face_id, 3, "g_bary"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(g_out, face_id, C, "g_out", "face_id"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(*g_bary, face_id, 3, "g_bary", "face_id"); e.failure()) return e;
   if (auto e = meshfit::CheckDims(*g_attr, {A, C}, "g_attr", "[A, C]"); e.failure()) return e;
   return meshfit::Guarded("meshfit_interp_bwd", [&] {
     const float* at = attr.typed_data();

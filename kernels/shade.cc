@@ -38,23 +38,12 @@ inline void Basis(float x, float y, float z, float* b) {
   b[8] = kC1 * (x * x - y * y);
 }
 
-template <typename B>
-ffi::Error CheckImage(const B& buffer, const ffi::Buffer<ffi::F32>& weight, int64_t last, const char* what) {
-  const auto p = weight.dimensions();
-  const auto d = buffer.dimensions();
-  bool ok = d.size() == p.size() + 1 && d.back() == last;
-  for (size_t i = 0; ok && i < p.size(); ++i) ok = d[i] == p[i];
-  if (ok) return ffi::Error::Success();
-  return ffi::Error::InvalidArgument(std::string(what) + " must be weight's dimensions + [" + std::to_string(last) +
-                                     "]");
-}
-
 ffi::Error CheckShade(const ffi::Buffer<ffi::F32>& albedo, const ffi::Buffer<ffi::F32>& normal,
                       const ffi::Buffer<ffi::F32>& coeffs, const ffi::Buffer<ffi::F32>& target,
                       const ffi::Buffer<ffi::F32>& weight, float eps) {
-  if (auto e = CheckImage(albedo, weight, 3, "albedo"); e.failure()) return e;
-  if (auto e = CheckImage(normal, weight, 3, "normal"); e.failure()) return e;
-  if (auto e = CheckImage(target, weight, 3, "target"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(albedo, weight, 3, "albedo", "weight"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(normal, weight, 3, "normal", "weight"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(target, weight, 3, "target", "weight"); e.failure()) return e;
   if (auto e = meshfit::CheckDims(coeffs, {9, 3}, "coeffs", "[9, 3]"); e.failure()) return e;
   if (!(eps > 0.0f) || !std::isfinite(eps)) return ffi::Error::InvalidArgument("eps must be a finite number > 0");
   return ffi::Error::Success();
@@ -165,8 +154,8 @@ ffi::Error ShadeBwd(ffi::Buffer<ffi::F32> albedo, ffi::Buffer<ffi::F32> normal, 
                     ffi::ResultBuffer<ffi::F32> g_coeffs) {
   if (auto e = CheckShade(albedo, normal, coeffs, target, weight, eps); e.failure()) return e;
   if (auto e = meshfit::CheckDims(g_loss, {}, "g_loss", "[]"); e.failure()) return e;
-  if (auto e = CheckImage(*g_albedo, weight, 3, "g_albedo"); e.failure()) return e;
-  if (auto e = CheckImage(*g_normal, weight, 3, "g_normal"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(*g_albedo, weight, 3, "g_albedo", "weight"); e.failure()) return e;
+  if (auto e = meshfit::CheckPerPixel(*g_normal, weight, 3, "g_normal", "weight"); e.failure()) return e;
   if (auto e = meshfit::CheckDims(*g_coeffs, {9, 3}, "g_coeffs", "[9, 3]"); e.failure()) return e;
   return meshfit::Guarded("meshfit_shade_bwd", [&] {
     const int64_t P = int64_t(weight.element_count());

@@ -12,7 +12,7 @@ import numpy as np
 from meshfit.camera import Camera
 from meshfit.mesh import vertex_normals
 from meshfit.render import rasterize
-from meshfit.render.lighting import fitted_irradiance, light_to_json
+from meshfit.render.lighting import LIGHT_PARAMS, fitted_irradiance, light_to_json
 from meshfit.render.shade import _C4 as SH_C4  # irradiance = C4 * L00 under constant light
 
 __all__ = ["INITIAL_ALBEDO", "albedo_from_views", "appearance_out", "initial_appearance", "light_of"]
@@ -20,7 +20,7 @@ __all__ = ["INITIAL_ALBEDO", "albedo_from_views", "appearance_out", "initial_app
 # Where a photometric fit's albedo starts where no view sees it: grey linear albedo.
 INITIAL_ALBEDO = 0.5
 _GAMMA = 2.2
-_LIGHT_KEYS = ("light", "light_direction", "light_colour", "ambient")
+_LIGHT_KEYS = tuple(k for keys in LIGHT_PARAMS.values() for k in keys)
 
 
 def initial_appearance(light: str, gain: bool, cameras: Camera, num_vertices: int) -> dict:
@@ -92,7 +92,7 @@ def albedo_from_views(
 def appearance_out(params: dict) -> dict:
     """The fitted light (and per-camera gains, normalised to mean 1) as params.json holds them."""
     out = {}
-    light = {k: params[k] for k in _LIGHT_KEYS if k in params}
+    light = light_of(params)
     if light:
         out["light"] = light_to_json(light)
     if "gain" in params:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from meshfit.config import ConfigError, from_dict
 from meshfit.objectives import LossWeights
+from meshfit.render.lighting import LIGHT_PARAMS
 
 __all__ = ["APPEARANCE", "PARAMETERS", "FitConfig", "InitConfig", "Representation", "StageConfig"]
 
@@ -22,11 +23,8 @@ Representation = Literal["free_mesh", "blendshapes", "rigid"]
 # The parameters each representation fits (``StageConfig.params`` picks among them).
 # The appearance a stage that weighs the photometric term fits too (unless it names its params),
 # per light model (FitConfig.light); ``gain`` only when the config asks for it.
-APPEARANCE = {
-    "sh": ("albedo", "light"),
-    "directional": ("albedo", "light_direction", "light_colour", "ambient"),
-}
-_APPEARANCE_PARAMS = ("albedo", "light", "light_direction", "light_colour", "ambient", "gain")
+APPEARANCE = {model: ("albedo", *light) for model, light in LIGHT_PARAMS.items()}
+_APPEARANCE_PARAMS = ("albedo", *(k for light in LIGHT_PARAMS.values() for k in light), "gain")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "free_mesh": ("u", *_APPEARANCE_PARAMS),
     "rigid": ("rotation", "translation", "log_scale", *_APPEARANCE_PARAMS),
