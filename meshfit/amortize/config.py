@@ -15,6 +15,7 @@ from typing import Literal
 
 from meshfit.config import ConfigError, from_dict
 from meshfit.fitting.config import MAX_STEPS, StageConfig, _finite
+from meshfit.fitting.gauss_newton import check_gauss_newton
 from meshfit.objectives import LossWeights
 
 __all__ = [
@@ -313,6 +314,10 @@ class TrainConfig:
             raise ValueError(f"log_every must be >= 1; got {self.log_every}")
         if self.refine.params:
             raise ValueError("refine.params: refinement frees the representation's default parameters")
+        if self.refine.optimizer == "adam_uniform":
+            raise ValueError("refine.optimizer: adam_uniform is for free meshes; use adam or gauss_newton")
+        if self.refine.optimizer == "gauss_newton":
+            check_gauss_newton(self.refine.weights, self.refine.params, "refine")
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

@@ -13,6 +13,7 @@ import math
 from typing import Literal
 
 from meshfit.config import ConfigError, from_dict
+from meshfit.fitting.gauss_newton import check_gauss_newton
 from meshfit.objectives import LossWeights
 from meshfit.render.lighting import LIGHT_PARAMS
 
@@ -56,7 +57,11 @@ class StageConfig:
     lr_decay: the last step's learning rate as a fraction of ``lr`` (cosine from ``lr``; 1 =
         constant): a final stage that settles instead of jittering at its step size.
     lr_scale: per-parameter factors on ``lr`` (e.g. ``{rotation: 0.2}``).
-    optimizer: "adam", "adam_uniform" (Nicolet et al.; for free meshes) or "sgd".
+    optimizer: "adam", "adam_uniform" (Nicolet et al.; for free meshes), "sgd", or
+        "gauss_newton" (Levenberg–Marquardt for rigid and blendshape fits, close to the answer:
+        a step is a damped Gauss–Newton solve over all the parameters, and steps about 10 do
+        what hundreds of Adam steps do; it weighs only the depth, landmark and prior terms and
+        ignores lr; ``meshfit.fitting.gauss_newton``).
     resolution: longest image side for this stage (targets area-averaged; None = the data's;
         a value above the data's is lowered to it, with a note in the log and metrics.json).
     weights: the objective's ``LossWeights``. A stage that gives ``weights`` names the terms it
@@ -81,7 +86,7 @@ class StageConfig:
     lr: float = 0.01
     lr_decay: float = 1.0
     lr_scale: dict[str, float] = dataclasses.field(default_factory=dict)
-    optimizer: Literal["adam", "adam_uniform", "sgd"] = "adam"
+    optimizer: Literal["adam", "adam_uniform", "sgd", "gauss_newton"] = "adam"
     resolution: int | None = None
     weights: LossWeights = LossWeights(silhouette=1.0)
     depth_max_error: float | None = 0.1
@@ -230,6 +235,13 @@ class FitConfig:
                 raise ValueError(f"stages[{i}].remesh: only a free_mesh fit can remesh")
             if self.model != "free_mesh" and s.optimizer == "adam_uniform":
                 raise ValueError(f"stages[{i}].optimizer: adam_uniform is for free meshes; use adam")
+            if s.optimizer == "gauss_newton":
+                if self.model == "free_mesh":
+                    raise ValueError(
+                        f"stages[{i}].optimizer: gauss_newton solves for the few parameters of a rigid "
+                        "or blendshape fit; a free mesh's vertices are thousands (use adam_uniform)"
+                    )
+                check_gauss_newton(s.weights, s.params, f"stages[{i}]")
         if self.albedo_start == "model" and self.model != "rigid":
             raise ValueError("albedo_start: model (the known mesh's colours) is for rigid fits")
         if self.gain and not any(s.weights.photometric for s in self.stages):

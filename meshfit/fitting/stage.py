@@ -21,6 +21,7 @@ import optax
 
 from meshfit.camera import Camera
 from meshfit.fitting.config import StageConfig
+from meshfit.fitting.gauss_newton import check_gauss_newton, make_gauss_newton_step
 from meshfit.fitting.loop import FitState, make_optimizer, make_step, run_stage
 from meshfit.objectives import Targets, image_objective
 
@@ -176,7 +177,7 @@ class PreparedStage:
     views: int
     seed: int
     resolution_note: str | None
-    optimizer: optax.GradientTransformation
+    init: Any  # params -> the step's optimiser state
 
     def run(self, model, params: dict, *, progress: bool = True) -> tuple[dict, dict]:
         """Run the stage; returns (params with the free ones fitted, history entry)."""
@@ -195,7 +196,7 @@ class PreparedStage:
             return model, fixed, self.targets, idx
 
         res = run_stage(
-            self.step, FitState(start, self.optimizer.init(start), jnp.zeros((), jnp.int32)), batch,
+            self.step, FitState(start, self.init(start), jnp.zeros((), jnp.int32)), batch,
             steps=self.stage.steps, patience=self.stage.patience, min_improvement=self.stage.min_improvement,
             progress=self.stage.name if progress else False, keep="best" if k == n else "last",
         )  # fmt: skip
@@ -311,9 +312,26 @@ def prepare_stage(
                 total = total + problem.smoothness * jerk
             return total, terms
 
+    if stage.optimizer == "gauss_newton":
+        if mesh is not None:
+            raise ValueError(
+                f"stage {stage.name!r}: gauss_newton solves a sequence on one device; "
+                "it does not split the frames over devices (leave out --devices, or use adam)"
+            )
+        check_gauss_newton(stage.weights, tuple(free), f"stage {stage.name!r}")
+        for term, have in (("depth", tg.depth), ("landmarks", tg.landmarks)):
+            if getattr(stage.weights, term) and have is None:
+                raise ValueError(f"stage {stage.name!r}: the {term} term needs target {term}; there are none")
+        step, init = make_gauss_newton_step(
+            template, cs, near=problem.near, far=problem.far, radius=problem.radius, weights=stage.weights,
+            depth_max_error=stage.depth_max_error, landmark_scale=stage.landmark_scale,
+            pixel_size=problem.cameras.width / cs.width, bounds=problem.bounds, seed=seed, frames=T,
+            per_frame=problem.per_frame, smoothness=problem.smoothness,
+        )  # fmt: skip
+        return PreparedStage(stage, tuple(free), cs, tg, step, jax.jit(loss_fn), views, seed, note, init)
     opt = stage_optimizer(stage, problem.radius, problem.bounds)
     return PreparedStage(
-        stage, tuple(free), cs, tg, make_step(loss_fn, opt), jax.jit(loss_fn), views, seed, note, opt
+        stage, tuple(free), cs, tg, make_step(loss_fn, opt), jax.jit(loss_fn), views, seed, note, opt.init
     )
 
 
