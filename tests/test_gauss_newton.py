@@ -72,6 +72,19 @@ def test_gauss_newton_converges_in_a_few_steps_where_adam_creeps():
     assert expression.min() >= 0.0 and expression[1] < 1e-3  # the truth's 0 is at the bound
 
 
+def test_gauss_newton_stops_a_coefficient_at_its_bound():
+    """A step that would carry a coefficient past its bound takes it to the bound (and solves the
+    others given it), rather than leaving it where it was."""
+    model, views, truth, start = _rig_problem()
+    start = {**start, "expression": {**start["expression"], "expression1": 0.6}}
+    config = dataclasses.replace(_config("gauss_newton", 4), bounds={"expression": (0.1, 1.0)})
+    fit = fit_views(config, views, model=model, progress=False, start=start)
+    expression = np.asarray(list(fit.params["expression"].values()))
+    # The truth's 0 lies below the box: the fit ends on its edge (a held coordinate stayed at 0.6).
+    np.testing.assert_allclose(expression[1], 0.1, atol=1e-6)
+    assert abs(expression[0] - 0.7) < 0.05 and abs(expression[2] - 0.4) < 0.05, expression
+
+
 def test_gauss_newton_reports_the_stage_objective():
     """Every term it can weigh (depth, landmarks, prior, pose prior) has the value the Adam
     stages' objective gives, at the parameters it is given."""

@@ -71,20 +71,24 @@ def check_gauss_newton(weights, params: tuple[str, ...], where: str) -> None:
         )
 
 
-def _solve(A, b, held):
-    """delta minimising delta^T A delta / 2 + b^T delta with the coordinates ``held`` fixed at 0.
+def _solve(A, b, held, moved):
+    """delta minimising delta^T A delta / 2 + b^T delta with the coordinates ``held`` fixed at
+    ``moved`` (at their bounds).
 
-    A: [P, P] damped normal matrix (symmetric), b: [P] half the gradient, held: [P] bool. In
-    float32 a rig's normal matrix is ill-conditioned (identity shapes against scale and depth),
-    so the system is solved Jacobi-scaled by its eigenvectors, directions with eigenvalues below
-    float32's resolution left out (they would be noise)."""
+    A: [P, P] damped normal matrix (symmetric), b: [P] half the gradient, held: [P] bool,
+    moved: [P] the held coordinates' steps. In float32 a rig's normal matrix is ill-conditioned
+    (identity shapes against scale and depth), so the system is solved Jacobi-scaled by its
+    eigenvectors, directions with eigenvalues below float32's resolution left out (they would
+    be noise)."""
     free = ~held
+    moved = jnp.where(held, moved, 0.0)
+    rhs = -(b + A @ moved)
     s = jnp.where(free, jax.lax.rsqrt(jnp.maximum(jnp.diag(A), 1e-30)), 0.0)
     As = A * s[:, None] * s[None, :]
     w, U = jnp.linalg.eigh(As)
     keep = w > _EIG_CUTOFF * jnp.max(w)
-    y = U @ jnp.where(keep, (U.T @ (-b * s)) / jnp.where(keep, w, 1.0), 0.0)
-    return s * y
+    y = U @ jnp.where(keep, (U.T @ (rhs * s)) / jnp.where(keep, w, 1.0), 0.0)
+    return jnp.where(free, s * y, moved)
 
 
 def make_gauss_newton_step(template: Any, cameras: Camera, *, near: float, far: float, radius: float,
@@ -358,11 +362,17 @@ def make_gauss_newton_step(template: Any, cameras: Camera, *, near: float, far: 
         d = jnp.diag(A)
         d = jnp.maximum(d, 1e-9 * jnp.maximum(jnp.max(d), 1e-30))
         Ad = A + damping * jnp.diag(d)
+        # Bounds as an active set: a coordinate at its bound that the gradient pushes outward
+        # stays; one the step would carry past its bound stops there, and the others are
+        # solved again given it.
         held = ((x0 <= lo) & (b > 0)) | ((x0 >= hi) & (b < 0))
-        delta = _solve(Ad, b, held)
+        moved = jnp.zeros_like(x0)
+        delta = _solve(Ad, b, held, moved)
         for _ in range(_ACTIVE_SET_ROUNDS):
-            held = held | ((x0 + delta < lo) & (delta < 0)) | ((x0 + delta > hi) & (delta > 0))
-            delta = _solve(Ad, b, held)
+            cross = ~held & ((x0 + delta < lo) | (x0 + delta > hi))
+            moved = jnp.where(cross, jnp.clip(x0 + delta, lo, hi) - x0, moved)
+            held = held | cross
+            delta = _solve(Ad, b, held, moved)
         cand = unravel(jnp.clip(x0 + delta, lo, hi))
         # Accept by the smooth model the step minimised (pixels on their triangles' planes): the
         # re-rendered objective also jumps as edge pixels change triangle or validity, and near
@@ -377,6 +387,10 @@ def make_gauss_newton_step(template: Any, cameras: Camera, *, near: float, far: 
 
     def init(params):
         size = sum(np.size(v) for v in jax.tree.leaves(params))
+        if size == 0:
+            raise ValueError(
+                f"gauss_newton has nothing to solve: the stage's parameters {sorted(params)} are empty"
+            )
         if size > MAX_PARAMETERS:
             raise ValueError(
                 f"gauss_newton solves all {size} parameters in one dense system; at most "
