@@ -132,15 +132,25 @@ def laplacian_loss(vertices: jax.Array, laplacian: LaplacianOp) -> jax.Array:
     return jnp.mean(jnp.sum((laplacian @ vertices) ** 2, -1))
 
 
-def total_variation_loss(values: jax.Array, edges: jax.Array, *, eps: float = 0.01) -> jax.Array:
+def total_variation_loss(
+    values: jax.Array, edges: jax.Array | None = None, *, eps: float = 0.01
+) -> jax.Array:
     """Mean over edges of the Charbonnier norm of the difference of per-vertex ``values``
     [V, C] (e.g. linear albedo), sqrt(|a_i - a_j|^2 + eps^2) - eps: total variation, which keeps
     piecewise-constant values sharp (a cow's spots) where the squared Laplacian would blur them.
 
-    edges: [E, 2] int32 (``Topology.edges``); eps: the scale below which differences count
-    quadratically (values' units).
+    edges: [E, 2] int32 (``Topology.edges``), or None for ``values`` an [H, W, C] grid (a
+    texture), whose edges join horizontally and vertically neighbouring texels. eps: the scale
+    below which differences count quadratically (values' units).
     """
-    d = values[edges[:, 1]] - values[edges[:, 0]]
+    if edges is None:
+        if values.ndim != 3:
+            raise ValueError(f"a grid's values must be [H, W, C]; got {tuple(values.shape)}")
+        C = values.shape[-1]
+        d = jnp.concatenate([(values[:, 1:] - values[:, :-1]).reshape(-1, C),
+                             (values[1:] - values[:-1]).reshape(-1, C)])  # fmt: skip
+    else:
+        d = values[edges[:, 1]] - values[edges[:, 0]]
     return jnp.mean(jnp.sqrt(jnp.sum(d * d, -1) + eps * eps) - eps)
 
 

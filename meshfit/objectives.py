@@ -25,6 +25,7 @@ from meshfit.render import (
     rasterize,
     soft_silhouette,
     studio_lighting,
+    texture,
 )
 from meshfit.render.lighting import BASE_COLOR, lit_colour, sh_charbonnier_error, sh_colour
 from meshfit.topology import Topology, cotangent_laplacian, uniform_laplacian
@@ -45,7 +46,8 @@ class LossWeights:
         (``render.studio_lighting``), antialiased: shape from shading for untextured synthetic
         data. One channel, since the light and the albedo are grey.
     photometric: Charbonnier error between the target colour and the model rendered with its
-        fitted appearance: per-vertex linear albedo ``params["albedo"]`` [V, 3] lit by 2nd-order
+        fitted appearance: per-vertex linear albedo ``params["albedo"]`` [V, 3] (or a UV texture
+        ``params["texture"]`` [Ht, Wt, 3], sampled trilinearly at the model's ``uvs``) lit by 2nd-order
         spherical-harmonic irradiance ``params["light"]`` [9, 3] (or a directional light:
         ``light_direction``, ``light_colour``, ``ambient`` [3]; ``render.lighting.lit_colour``),
         times ``params["gain"]`` [N, 3] per camera when present (rigs are never colour-matched),
@@ -54,9 +56,11 @@ class LossWeights:
         needed, and data without masks works). With ``targets.background`` (clean plates) it
         compares whole images instead: the render laid over the plate and antialiased, so the
         outline is fitted from colour alone (no masks needed).
-    albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo (smooth skin).
+    albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo (smooth skin); of a
+        texture, the squared differences of neighbouring texels.
     albedo_tv: total variation of the fitted albedo over the mesh's edges
-        (``losses.total_variation_loss``): piecewise-constant albedo (paint, printed textures),
+        (``losses.total_variation_loss``; of a texture, between neighbouring texels):
+        piecewise-constant albedo (paint, printed textures),
         so that shading is left to the light and the shape to explain.
     landmarks: the model's landmarks (``landmark_points``) projected into every view against the
         detections (``losses.landmark_loss``: robust, errors in the data's pixels).
@@ -118,6 +122,23 @@ def _interior(mask: jax.Array) -> jax.Array:
     pad = [(0, 0)] * (mask.ndim - 2) + [(1, 1), (1, 1)]
     m = jnp.pad(mask, pad)
     return mask & m[..., :-2, 1:-1] & m[..., 2:, 1:-1] & m[..., 1:-1, :-2] & m[..., 1:-1, 2:]
+
+
+def _albedo_image(params: dict, frags, faces, model) -> jax.Array:
+    """Linear albedo [N, H, W, 3] of the visible surface: a UV texture ``params["texture"]``
+    [Ht, Wt, 3] sampled trilinearly at the model's texture coordinates, or per-vertex
+    ``params["albedo"]`` [V, 3] interpolated."""
+    if "texture" in params:
+        if getattr(model, "uvs", None) is None:
+            raise ValueError("params 'texture' is a UV texture map: the model has no texture coordinates")
+        uv = interpolate(model.uvs, frags, model.uv_faces)
+        return texture(params["texture"], uv, filter="trilinear", mask=frags.mask)
+    if "albedo" not in params:
+        raise ValueError(
+            "the photometric term fits an albedo (params 'albedo' [V, 3] or 'texture' [Ht, Wt, 3]) and a "
+            "light; params has neither"
+        )
+    return interpolate(params["albedo"], frags, faces)
 
 
 def image_objective(
@@ -193,10 +214,7 @@ def image_objective(
             if weights.photometric:
                 if targets.rgb is None:
                     raise ValueError("the photometric term needs target colour images")
-                if "albedo" not in params:
-                    raise ValueError("the photometric term fits params 'albedo' [V, 3] and a light; "
-                                     "params has no 'albedo'")  # fmt: skip
-                albedo = interpolate(params["albedo"], frags, faces)
+                albedo = _albedo_image(params, frags, faces, model if model_now is None else model_now)
                 gain = params.get("gain")
                 gain = None if gain is None else gain[:, None, None, :]
                 if targets.background is None and "light" in params:
@@ -234,13 +252,25 @@ def image_objective(
         if weights.laplacian:
             terms["laplacian"] = losses.laplacian_loss(v, lap)
         if weights.albedo_smoothness:
-            if "albedo" not in params:
-                raise ValueError("albedo_smoothness weighs the fitted albedo: params has no 'albedo'")
-            terms["albedo_smoothness"] = losses.laplacian_loss(params["albedo"], lap)
+            if "texture" in params:  # squared differences of neighbouring texels
+                tex = params["texture"]
+                dx, dy = tex[:, 1:] - tex[:, :-1], tex[1:] - tex[:-1]
+                # Mean over texel pairs of the squared colour difference (summed over channels).
+                pairs = (dx.size + dy.size) // tex.shape[-1]
+                terms["albedo_smoothness"] = (jnp.sum(dx * dx) + jnp.sum(dy * dy)) / pairs
+            elif "albedo" in params:
+                terms["albedo_smoothness"] = losses.laplacian_loss(params["albedo"], lap)
+            else:
+                raise ValueError(
+                    "albedo_smoothness weighs the fitted albedo: params has no 'albedo' or 'texture'"
+                )
         if weights.albedo_tv:
-            if "albedo" not in params:
-                raise ValueError("albedo_tv weighs the fitted albedo: params has no 'albedo'")
-            terms["albedo_tv"] = losses.total_variation_loss(params["albedo"], topo.edges)
+            if "texture" in params:
+                terms["albedo_tv"] = losses.total_variation_loss(params["texture"])
+            elif "albedo" in params:
+                terms["albedo_tv"] = losses.total_variation_loss(params["albedo"], topo.edges)
+            else:
+                raise ValueError("albedo_tv weighs the fitted albedo: params has no 'albedo' or 'texture'")
         if weights.cotangent_laplacian:
             terms["cotangent_laplacian"] = losses.laplacian_loss(v, cotangent_laplacian(v, faces))
         if weights.edge:

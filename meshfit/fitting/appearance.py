@@ -15,7 +15,14 @@ from meshfit.render import rasterize
 from meshfit.render.lighting import LIGHT_PARAMS, fitted_irradiance, light_to_json
 from meshfit.render.shade import _C4 as SH_C4  # irradiance = C4 * L00 under constant light
 
-__all__ = ["INITIAL_ALBEDO", "albedo_from_views", "appearance_out", "initial_appearance", "light_of"]
+__all__ = [
+    "INITIAL_ALBEDO",
+    "albedo_from_views",
+    "appearance_out",
+    "initial_appearance",
+    "light_of",
+    "texture_from_vertices",
+]
 
 # Where a photometric fit's albedo starts where no view sees it: grey linear albedo.
 INITIAL_ALBEDO = 0.5
@@ -104,3 +111,35 @@ def appearance_out(params: dict) -> dict:
 def light_of(params: dict) -> dict:
     """The light's parameters among ``params``."""
     return {k: params[k] for k in _LIGHT_KEYS if k in params}
+
+
+def texture_from_vertices(values, faces, uvs, uv_faces, size: int) -> np.ndarray:
+    """Bake per-vertex ``values`` [V, C] into a UV texture [size, size, C] (row 0 at the top,
+    UV (0, 0) at the bottom-left, repeating): each texel centre is located on the mesh by
+    rasterizing the UV layout (``uv_faces`` [F, 3] into ``uvs`` [T, 2]) and takes the values of
+    that triangle's corners (``faces`` [F, 3]) by its barycentrics. Texels no triangle covers
+    take their nearest covered texel's value, so mip levels and bilinear taps across UV seams
+    see no black."""
+    from scipy import ndimage
+
+    uv = jnp.asarray(uvs, jnp.float32)
+    uf = jnp.asarray(uv_faces, jnp.int32)
+    # The texture repeats (as it is sampled): the layout shifted by -1, 0, 1 in u and v covers
+    # the unit square wherever a triangle reaches past its edge.
+    shifts = jnp.asarray([(du, dv) for du in (-1, 0, 1) for dv in (-1, 0, 1)], jnp.float32)
+    tiled = (uv[None] + shifts[:, None]).reshape(-1, 2)
+    faces9 = (uf[None] + uv.shape[0] * jnp.arange(9, dtype=jnp.int32)[:, None, None]).reshape(-1, 3)
+    # The UV square as clip space: x = 2u - 1, y = 1 - 2v (image row 0 is v = 1), w = 1.
+    zero = jnp.zeros_like(tiled[:, 0])
+    clip = jnp.stack([2 * tiled[:, 0] - 1, 1 - 2 * tiled[:, 1], zero, zero + 1], -1)
+    frags = rasterize(clip[None], faces9, height=size, width=size)
+    fid, bary = np.asarray(frags.face_id[0]), np.asarray(frags.bary[0], np.float64)
+    fid = np.where(fid >= 0, fid % uf.shape[0], -1)
+    values = np.asarray(values, np.float64)
+    corners = np.asarray(faces)[np.maximum(fid, 0)]  # [S, S, 3]
+    tex = np.einsum("hwk,hwkc->hwc", bary, values[corners])
+    covered = fid >= 0
+    if not covered.any():
+        raise ValueError("the mesh's texture coordinates cover no texel of the texture")
+    _, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    return tex[iy, ix].astype(np.float32)

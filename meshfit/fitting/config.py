@@ -28,7 +28,7 @@ APPEARANCE = {model: ("albedo", *light) for model, light in LIGHT_PARAMS.items()
 _APPEARANCE_PARAMS = ("albedo", *(k for light in LIGHT_PARAMS.values() for k in light), "gain")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "free_mesh": ("u", *_APPEARANCE_PARAMS),
-    "rigid": ("rotation", "translation", "log_scale", *_APPEARANCE_PARAMS),
+    "rigid": ("rotation", "translation", "log_scale", "texture", *_APPEARANCE_PARAMS),
     "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale", *_APPEARANCE_PARAMS),
 }
 
@@ -38,6 +38,7 @@ MAX_RESOLUTION = 8192
 MIN_REMESH = 0.005  # radii: about 10^5 faces on a sphere
 MAX_SPHERE_SUBDIVISIONS = 6  # 81,920 faces
 MAX_HULL_RESOLUTION = 256
+MAX_TEXTURE = 4096
 
 
 def _finite(value: float, what: str, *, positive: bool = False, nonnegative: bool = False) -> None:
@@ -204,7 +205,12 @@ class FitConfig:
     ``plates``: when the dataset has background plates, the photometric term compares whole
     images, the render laid over them
     (false: only the surface's interior pixels, for a model that covers part of what the
-    cameras see, such as a face region without its hair and neck)."""
+    cameras see, such as a face region without its hair and neck).
+    ``appearance``: what the albedo is: "vertex" (per-vertex colour, written as the mesh's vertex
+    colours) or, for a rigid fit of a mesh with texture coordinates, "texture" (a UV texture
+    map ``texture_size`` texels square, sampled trilinearly from its mip pyramid, written as
+    mesh.png beside mesh.obj; its smoothness priors act between neighbouring texels). The
+    texture's albedo starts as ``albedo_start`` says ("model": the mesh's own texture)."""
 
     model: Representation
     stages: tuple[StageConfig, ...]
@@ -218,6 +224,8 @@ class FitConfig:
     gain: bool = False
     albedo_start: Literal["views", "grey", "model"] = "views"
     plates: bool = True
+    appearance: Literal["vertex", "texture"] = "vertex"
+    texture_size: int = 512
 
     def __post_init__(self):
         if not self.stages:
@@ -242,6 +250,20 @@ class FitConfig:
                         "or blendshape fit; a free mesh's vertices are thousands (use adam_uniform)"
                     )
                 check_gauss_newton(s.weights, s.params, f"stages[{i}]")
+        if self.appearance == "texture" and self.model != "rigid":
+            raise ValueError(
+                "appearance: texture needs texture coordinates: a rigid fit's known mesh has them; "
+                f"a {self.model} fit's surface has none (use appearance: vertex)"
+            )
+        if not 8 <= self.texture_size <= MAX_TEXTURE:
+            raise ValueError(f"texture_size must be in 8..{MAX_TEXTURE} texels; got {self.texture_size}")
+        wrong, right = ("albedo", "texture") if self.appearance == "texture" else ("texture", "albedo")
+        for i, s in enumerate(self.stages):
+            if wrong in s.params or wrong in s.lr_scale:
+                raise ValueError(
+                    f"stages[{i}]: '{wrong}' is not fitted with appearance: {self.appearance} (its albedo "
+                    f"is '{right}')"
+                )
         if self.albedo_start == "model" and self.model != "rigid":
             raise ValueError("albedo_start: model (the known mesh's colours) is for rigid fits")
         if self.gain and not any(s.weights.photometric for s in self.stages):

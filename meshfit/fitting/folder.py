@@ -96,7 +96,8 @@ def _image_metrics(result: FitResult, views) -> tuple[dict, list]:
     renders (a list per frame for a sequence)."""
     if result.meshes is None:
         rendered = render_views(result.mesh, views.cameras, near=result.near, far=result.far,
-                                light=result.params.get("light"), gain=result.params.get("gain"))  # fmt: skip
+                                textured=result.mesh.texture is not None, light=result.params.get("light"),
+                                gain=result.params.get("gain"))  # fmt: skip
         return image_metrics(rendered, views), rendered
     frames, renders = [], []
     for t, mesh in enumerate(result.meshes):
@@ -105,7 +106,8 @@ def _image_metrics(result: FitResult, views) -> tuple[dict, list]:
                                      frames=None, landmarks=pick(views.landmarks),
                                      landmark_confidence=pick(views.landmark_confidence))  # fmt: skip
         rendered = render_views(mesh, views.cameras, near=result.near, far=result.far,
-                                light=result.params.get("light"), gain=result.params.get("gain"))  # fmt: skip
+                                textured=mesh.texture is not None, light=result.params.get("light"),
+                                gain=result.params.get("gain"))  # fmt: skip
         frames.append(image_metrics(rendered, frame_views))
         renders.append(rendered)
     pooled = {"frames": [{"frame": name, **f} for name, f in zip(views.frames, frames)]}

@@ -17,7 +17,14 @@ from scipy.spatial import cKDTree
 
 from meshfit.camera import clip_range
 from meshfit.config import ConfigError
-from meshfit.fitting.appearance import albedo_from_views, appearance_out, initial_appearance, light_of
+from meshfit.fitting.appearance import (
+    INITIAL_ALBEDO,
+    albedo_from_views,
+    appearance_out,
+    initial_appearance,
+    light_of,
+    texture_from_vertices,
+)
 from meshfit.fitting.config import APPEARANCE, FitConfig
 from meshfit.fitting.placement import estimate_placement, place_from_landmarks, search_rotation, visual_hull
 from meshfit.fitting.stage import Problem, check_frames_split, check_views_per_step, fit_stage
@@ -25,6 +32,7 @@ from meshfit.io import Views
 from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
 from meshfit.models import BlendshapeModel, FreeMeshModel, RigidModel, so3_exp, so3_log
 from meshfit.objectives import Targets
+from meshfit.render.lighting import linear_to_srgb, srgb_to_linear
 
 __all__ = ["MAX_FACES", "FitResult", "fit_views"]
 
@@ -167,6 +175,8 @@ def _stage_free(config: FitConfig, stage) -> tuple[str, ...]:
     appearance = ()
     if stage.weights.photometric:
         appearance = (*APPEARANCE[config.light], *(("gain",) if config.gain else ()))
+        if config.appearance == "texture":
+            appearance = tuple("texture" if k == "albedo" else k for k in appearance)
     return (*_DEFAULT_FREE[config.model], *appearance)
 
 
@@ -175,7 +185,13 @@ def _run_stages(config, problem, model, params, progress):
     albedo_fitted = False
     for i, stage in enumerate(config.stages):
         if stage.weights.photometric and not albedo_fitted and config.albedo_start == "views":
-            params["albedo"] = _albedo_start(problem, model.vertices(params), model.faces, params)
+            albedo = _albedo_start(problem, model.vertices(params), model.faces, params)
+            if "texture" in params:
+                albedo = jnp.asarray(texture_from_vertices(albedo, model.faces, model.uvs, model.uv_faces,
+                                                           config.texture_size))  # fmt: skip
+                params["texture"] = albedo
+            else:
+                params["albedo"] = albedo
         albedo_fitted = albedo_fitted or bool(stage.weights.photometric)
         params, entry = fit_stage(problem, model, params, stage, free=_stage_free(config, stage),
                                   seed=config.seed + i, progress=progress)  # fmt: skip
@@ -209,8 +225,8 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
         centres = np.stack([M[:3, :3] @ c_model + M[:3, 3] for M in Ms])
         centres = centres[0] if T is None else centres
     # Rotate about the object's centre: the template is centred, and the file frame comes back at the end.
-    model = RigidModel.from_mesh(Mesh(np.asarray(mesh.vertices) - c_model.astype(np.float32), mesh.faces),
-                                 rotation=R0)  # fmt: skip
+    model = RigidModel.from_mesh(Mesh(np.asarray(mesh.vertices) - c_model.astype(np.float32), mesh.faces,
+                                      uvs=mesh.uvs, uv_faces=mesh.uv_faces), rotation=R0)  # fmt: skip
     params = model.init_params(scale=config.init.scale if start is None else scale)
     params["translation"] = jnp.asarray(centres, jnp.float32)
     if T is not None:
@@ -222,7 +238,11 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
     if appearance:
         params.update(initial_appearance(config.light, config.gain, problem.cameras, model.num_vertices))
         problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
-        if config.albedo_start == "model":
+        if config.appearance == "texture":
+            params.pop("albedo")
+            params["texture"] = _initial_texture(config, mesh)
+            problem = dataclasses.replace(problem, bounds={**problem.bounds, "texture": (0.0, 1.0)})
+        elif config.albedo_start == "model":
             if mesh.colors is None:
                 raise ValueError("albedo_start: model needs a mesh with vertex colours; this one has none")
             params["albedo"] = jnp.clip(jnp.asarray(mesh.colors, jnp.float32)[:, :3], 0.0, 1.0)
@@ -240,13 +260,44 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
         M = np.asarray(model.object_to_world(p), np.float64)
         return {"object_to_world": (M @ shift).tolist(), "scale": float(np.exp(p["log_scale"]))}
 
-    colors = np.clip(np.asarray(params["albedo"]), 0.0, 1.0) if appearance else None
+    look = {}
+    if "albedo" in params:
+        look["colors"] = np.clip(np.asarray(params["albedo"]), 0.0, 1.0)
+    elif "texture" in params:  # written as a texture is read: sRGB-encoded
+        tex = np.asarray(linear_to_srgb(params["texture"]))
+        look = {"uvs": mesh.uvs, "uv_faces": mesh.uv_faces, "texture": tex}
     if T is None:
         out = {**frame_out(params), **appearance_out(params)}
-        return Mesh(np.asarray(model.vertices(params)), mesh.faces, colors=colors), out, history, None
+        return Mesh(np.asarray(model.vertices(params)), mesh.faces, **look), out, history, None
     frames = [_frame_params(params, t, _PER_FRAME["rigid"]) for t in range(T)]
-    meshes = [Mesh(np.asarray(model.vertices(p)), mesh.faces, colors=colors) for p in frames]
+    meshes = [Mesh(np.asarray(model.vertices(p)), mesh.faces, **look) for p in frames]
     return meshes[0], {"frames": [frame_out(p) for p in frames], **appearance_out(params)}, history, meshes
+
+
+def _initial_texture(config: FitConfig, mesh: Mesh) -> jax.Array:
+    """The linear albedo texture [S, S, 3] a rigid fit with ``appearance: texture`` starts from:
+    the mesh's own texture (``albedo_start: model``) resized, or grey (a ``views`` start is
+    baked when the first photometric stage begins)."""
+    if mesh.uvs is None:
+        raise ValueError(
+            "appearance: texture needs a mesh with texture coordinates; this one has none "
+            "(use appearance: vertex)"
+        )
+    uv = np.asarray(mesh.uvs)
+    if uv.min() < -1.0 or uv.max() > 2.0:
+        raise ValueError(
+            "appearance: texture fits one texture repeated over UV space; this mesh's texture coordinates "
+            f"run from {uv.min():.3g} to {uv.max():.3g} (tiled or UDIM layouts are not supported)"
+        )
+    S = config.texture_size
+    if config.albedo_start != "model":
+        return jnp.full((S, S, 3), INITIAL_ALBEDO, jnp.float32)
+    if mesh.texture is None:
+        raise ValueError("albedo_start: model needs the mesh's texture image; this one has none")
+    tex = jnp.asarray(mesh.texture, jnp.float32)
+    tex = jnp.broadcast_to(tex, tex.shape[:2] + (3,)) if tex.shape[-1] == 1 else tex[..., :3]
+    # Filter linear colour, as the fit's mip pyramid does.
+    return jnp.clip(jax.image.resize(srgb_to_linear(tex), (S, S, 3), "linear", antialias=True), 0.0, 1.0)
 
 
 def _frame_params(params: dict, t: int, per_frame) -> dict:

@@ -26,6 +26,8 @@ class RigidModel:
         template: [V, 3] float, mesh vertices in the object's own frame.
         faces: [F, 3] int32.
         R0: [3, 3] base rotation (object -> world).
+        uvs, uv_faces: the mesh's texture coordinates [T, 2] and their faces [F, 3], or None
+            (a photometric fit with a UV texture samples its albedo through them).
     Params (``init_params``): rotation [3] (radians), translation [3] (world units),
     log_scale [] (scale = exp(log_scale); held at 0 unless the fit frees it).
     """
@@ -33,13 +35,15 @@ class RigidModel:
     template: jax.Array
     faces: jax.Array
     R0: jax.Array
+    uvs: jax.Array | None = None
+    uv_faces: jax.Array | None = None
 
     @classmethod
     def from_mesh(cls, mesh: Mesh, *, rotation=None) -> RigidModel:
         R0 = np.eye(3, dtype=np.float32) if rotation is None else np.asarray(rotation, np.float32)
         if R0.shape != (3, 3):
             raise ValueError(f"rotation must be [3, 3]; got {R0.shape}")
-        return cls(mesh.vertices, mesh.faces, jnp.asarray(R0))
+        return cls(mesh.vertices, mesh.faces, jnp.asarray(R0), mesh.uvs, mesh.uv_faces)
 
     def init_params(self, *, translation=(0.0, 0.0, 0.0), scale: float = 1.0) -> dict:
         dt = self.template.dtype
@@ -70,5 +74,5 @@ class RigidModel:
 
     def rebased(self, params: dict) -> tuple[RigidModel, dict]:
         """Fold the current rotation into R0 and zero the increment (same vertices)."""
-        model = RigidModel(self.template, self.faces, self.rotation(params))
+        model = RigidModel(self.template, self.faces, self.rotation(params), self.uvs, self.uv_faces)
         return model, {**params, "rotation": jnp.zeros_like(params["rotation"])}

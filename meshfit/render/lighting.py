@@ -42,6 +42,12 @@ def srgb_to_linear(c: jax.Array) -> jax.Array:
     return jnp.where(c <= 0.04045, c / 12.92, ((jnp.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4)
 
 
+def linear_to_srgb(c: jax.Array) -> jax.Array:
+    """sRGB-encoded values [...] in [0, 1] of linear colour (``srgb_to_linear``'s inverse)."""
+    c = jnp.clip(c, 0.0, 1.0)
+    return jnp.where(c <= 0.0031308, c * 12.92, 1.055 * jnp.maximum(c, 0.0031308) ** (1 / 2.4) - 0.055)
+
+
 def studio_lighting(normals: jax.Array, albedo: jax.Array) -> jax.Array:
     """Display colour [..., C] in [0, 1] of linear ``albedo`` [..., C] (C = 3, or 1 for grey)
     with unit world ``normals`` [..., 3], lit as ``meshfit synth`` lights its scenes
