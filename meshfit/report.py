@@ -194,7 +194,7 @@ def _turntable(mesh, path: Path, *, frames: int, size: int) -> None:
     cams = orbit_rig(
         frames, radius=3.0 * radius, target=centre, elevation=20.0, width=size, height=size, fov=45.0
     )
-    rgb = render_views(mesh, cams).rgb
+    rgb = render_views(mesh, cams, textured=mesh.texture is not None).rgb  # a fitted texture shows
     imgs = [Image.fromarray((np.clip(im, 0, 1) * 255 + 0.5).astype(np.uint8)) for im in rgb]
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=80, loop=0)
 
