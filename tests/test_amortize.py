@@ -234,6 +234,31 @@ def test_training_inputs_are_per_sample():
     assert not np.allclose(a[0], a[1])
 
 
+def test_training_inputs_under_spherical_harmonic_light():
+    """appearance.sh: samples lit by a random order-2 SH light instead of a directional one. Only
+    the grey channel changes, its shading stays in range, and a config without it draws exactly
+    the samples it drew before (its draws are skipped)."""
+    mesh = _blob()
+    task = Task.create(mesh, _rig(16))
+    v = jnp.broadcast_to(jnp.asarray(mesh.vertices), (4,) + mesh.vertices.shape)
+    cams = jax.tree.map(lambda a: jnp.broadcast_to(a, (4,) + a.shape), task.rig)
+    keys = jax.random.split(jax.random.key(2), 4)
+    render = jax.jit(render_inputs, static_argnums=(4, 5))
+    clean = dict(studio=0.0, noise=0.0, depth_noise=0.0, mask_noise=0.0, occluders=0.0)
+    channels = ("mask", "grey", "depth")
+    _, plain = render(keys, task, cams, v, AppearanceConfig(**clean), channels)
+    _, lit = render(keys, task, cams, v, AppearanceConfig(**clean, sh=1.0), channels)
+    for k in ("mask", "depth"):
+        np.testing.assert_array_equal(plain[k], lit[k])
+    inside = np.asarray(plain["mask"]) == 1
+    grey_sh, grey = np.asarray(lit["grey"]), np.asarray(plain["grey"])
+    assert np.isfinite(grey_sh).all() and grey_sh.min() >= 0.0 and grey_sh.max() <= 1.0
+    assert np.abs(grey_sh - grey)[inside].mean() > 0.02  # another light
+    assert grey_sh[inside].std() > 0.02  # shaded, not flat
+    with pytest.raises(ConfigError, match="sh must be a probability"):
+        TrainConfig.from_dict({"model": "rigid", "appearance": {"sh": 1.5}})
+
+
 # ---- training -----------------------------------------------------------------------------------
 
 

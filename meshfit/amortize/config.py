@@ -108,8 +108,11 @@ class AppearanceConfig:
 
     albedo: uniform range of the (grey) albedo. ambient: range of the ambient light. studio:
         probability of ``meshfit synth``'s own light (else a random direction from the cameras'
-        side). background: range of the (grey) background level, with a random linear
-        gradient of up to ``background_gradient``. noise: std of Gaussian noise on grey images.
+        side). sh: of the other samples, the fraction lit instead by a random order-2
+        spherical-harmonic light (an environment: a constant part, a dominant direction from the
+        cameras' side and random second-order terms; what a photometric fit fits). background:
+        range of the (grey) background level, with a random linear gradient of up to
+        ``background_gradient``. noise: std of Gaussian noise on grey images.
     depth_noise: std of depth noise, object radii. mask_noise: probability that a mask pixel on
         the silhouette's border flips (a ragged real mask).
     occluders: expected number of occluding rectangles per view (each up to ``occluder_size``
@@ -119,6 +122,7 @@ class AppearanceConfig:
     albedo: tuple[float, float] = (0.4, 0.9)
     ambient: tuple[float, float] = (0.1, 0.5)
     studio: float = 0.3
+    sh: float = 0.0
     background: tuple[float, float] = (0.0, 0.6)
     background_gradient: float = 0.2
     noise: float = 0.02
@@ -131,7 +135,7 @@ class AppearanceConfig:
         _range(self.albedo, "albedo", lo=0.0, hi=1.0)
         _range(self.ambient, "ambient", lo=0.0, hi=2.0)
         _range(self.background, "background", lo=0.0, hi=1.0)
-        for name in ("studio", "mask_noise"):
+        for name in ("studio", "sh", "mask_noise"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1]; got {getattr(self, name)}")
         for name in ("background_gradient", "noise", "depth_noise"):

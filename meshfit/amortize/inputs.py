@@ -25,8 +25,10 @@ from meshfit.camera import Camera
 from meshfit.fitting.stage import area_resize
 from meshfit.mesh import _safe_normalize, vertex_normals
 from meshfit.models import so3_exp
-from meshfit.render import interpolate, rasterize
+from meshfit.render import interpolate, rasterize, sh_irradiance
 from meshfit.render.lighting import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
+from meshfit.render.shade import _C2 as SH_C2
+from meshfit.render.shade import _C4 as SH_C4
 
 __all__ = ["SUPERSAMPLE", "jitter_rig", "network_inputs", "ray_channels", "render_inputs", "view_depths"]
 
@@ -159,6 +161,18 @@ def render_inputs(
         linear = alb[:, :, None, None] * (
             amb[:, :, None, None] + _DIFFUSE * intensity[:, :, None, None] * lam
         )
+        if appearance.sh:  # (drawn only when asked for: configs without it keep their samples)
+            use_sh = draw(lambda k, sh: bernoulli(k, appearance.sh, sh), 1) & ~studio
+            # Irradiance E = E0 + E1 (n . s) + second-order terms: L00 = E0 / C4 and
+            # L1 = E1 s / (2 C2) in the basis's (y, z, x) order (render.shade.sh_irradiance).
+            e0 = draw(uniform, 1, minval=0.3, maxval=1.0)
+            e1 = draw(uniform, 1, minval=0.3, maxval=1.0)
+            l2 = 0.15 * draw(normal, 5)
+            l1 = e1 * s[:, jnp.asarray([1, 2, 0])] / (2 * SH_C2)
+            coeffs = jnp.concatenate([e0 / SH_C4, l1, l2], -1)  # [B, 9]
+            irradiance = jax.vmap(lambda n, c: sh_irradiance(n, c[:, None])[..., 0])(n_img, coeffs)
+            sh_linear = alb[:, :, None, None] * jnp.maximum(irradiance, 0.0)
+            linear = jnp.where(use_sh[:, :, None, None], sh_linear, linear)
         shade = jnp.clip(linear, 1e-6, 1.0) ** (1 / 2.2)
         # Background: a level and a linear gradient per view.
         level = draw(uniform, N, 1, 1, minval=appearance.background[0], maxval=appearance.background[1])
