@@ -53,7 +53,8 @@ class LossWeights:
         times ``params["gain"]`` [N, 3] per camera when present (rigs are never colour-matched),
         gamma 2.2 out (as synth's images), over the pixels inside the rendered surface (its
         edge pixels, which may mix in what lies behind, are left out: no background model is
-        needed, and data without masks works). With ``targets.background`` (clean plates) it
+        needed, and data without masks works). With ``targets.background`` (clean plates), or a
+        fitted backdrop colour per camera ``params["background"]`` [N, 3] (display colour), it
         compares whole images instead: the render laid over the plate and antialiased, so the
         outline is fitted from colour alone (no masks needed).
     albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo (smooth skin); of a
@@ -217,14 +218,17 @@ def image_objective(
                 albedo = _albedo_image(params, frags, faces, model if model_now is None else model_now)
                 gain = params.get("gain")
                 gain = None if gain is None else gain[:, None, None, :]
-                if targets.background is None and "light" in params:
+                plate = targets.background
+                if "background" in params:  # a fitted backdrop colour per camera [N, 3]
+                    plate = jnp.broadcast_to(params["background"][:, None, None, :], targets.rgb.shape)
+                if plate is None and "light" in params:
                     # SH light over the interior: the fused shading + error (native on the CPU).
                     weight = _interior(frags.mask).astype(albedo.dtype)
                     raw = interpolate(vertex_normals(v, faces), frags, faces)
                     total = sh_charbonnier_error(albedo if gain is None else albedo * gain, raw,
                                                  params["light"], targets.rgb, weight)  # fmt: skip
                     terms["photometric"] = total / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
-                elif targets.background is None:
+                elif plate is None:
                     colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
                     terms["photometric"] = losses.photometric_loss(
                         colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
@@ -235,7 +239,7 @@ def image_objective(
                         colour = sh_colour(albedo if gain is None else albedo * gain, raw, params["light"])
                     else:
                         colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
-                    composite = jnp.where(frags.mask[..., None], colour, targets.background)
+                    composite = jnp.where(frags.mask[..., None], colour, plate)
                     composite = antialias(composite, frags, clip, faces)
                     terms["photometric"] = losses.photometric_loss(composite, targets.rgb, norm="charbonnier")
         if weights.landmarks:

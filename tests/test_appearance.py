@@ -378,6 +378,40 @@ def test_free_mesh_fit_against_background_plates_without_masks(tmp_path):
     assert rc == 2 and not (tmp_path / "y").exists()
 
 
+def test_free_mesh_fit_in_front_of_a_uniform_backdrop_fits_its_colour(tmp_path):
+    """No masks and no plates, a uniform backdrop (a studio's paper): background_colour fits its
+    colour per camera, started at the views' border pixels, places the object from where the
+    views differ from it, and fits the outline from colour, as plates do."""
+    from meshfit.io import write_image
+
+    mesh = _coloured_sphere(4)
+    stretched = meshfit.Mesh(np.asarray(mesh.vertices) * [1.0, 0.7, 0.85], mesh.faces, colors=mesh.colors)
+    backdrop = np.array([0.35, 0.55, 0.3])
+    write_image(tmp_path / "paper.png", np.broadcast_to(backdrop, (32, 32, 3)))
+    data = meshfit.synthesize(stretched, tmp_path / "data", views=6, size=(64, 64), seed=4,
+                              plate=tmp_path / "paper.png")  # fmt: skip
+    for folder in ("mask", "depth", "background"):
+        shutil.rmtree(data / folder)
+    out = tmp_path / "fit"
+    steps = ["--set", "stages.0.steps=40", "--set", "stages.1.steps=60", "--set", "stages.2.steps=10",
+             "--set", "stages.1.views_per_step=4", "--set", "stages.2.views_per_step=4",
+             "--set", "stages.2.remesh=0.1", "--set", "init.shape=sphere"]  # fmt: skip
+    rc = main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(out), "--quiet", *steps,
+               "--set", "background_colour=true", "--gt", str(data / "mesh.obj")])  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"]["rgb_psnr"] > 22.0
+    assert metrics["ground_truth"]["rms_point_to_mesh"] < 0.025
+    colour = np.asarray(json.loads((out / "params.json").read_text())["background_colour"])
+    assert colour.shape == (6, 3)
+    np.testing.assert_allclose(colour, np.broadcast_to(backdrop, (6, 3)), atol=0.02)
+    # Without the flag the same data cannot be placed; with plates it is their job.
+    rc = main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet"])
+    assert rc == 2 and not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="background_colour: the backdrop.s colour is fitted by"):
+        FitConfig.from_dict({"model": "free_mesh", "background_colour": True, "stages": [{}]})
+
+
 def test_plates_need_the_photometric_term_and_an_object():
     from meshfit.fitting.recipes import _check_without_masks, _plate_masks
     from meshfit.io import Views

@@ -30,9 +30,12 @@ _GAMMA = 2.2
 _LIGHT_KEYS = tuple(k for keys in LIGHT_PARAMS.values() for k in keys)
 
 
-def initial_appearance(light: str, gain: bool, cameras: Camera, num_vertices: int) -> dict:
+def initial_appearance(
+    light: str, gain: bool, cameras: Camera, num_vertices: int, *, background=None
+) -> dict:
     """Grey albedo [V, 3] under uniform light (irradiance 1; a directional light from the
-    cameras' side), unit per-camera gains [N, 3] when ``gain``."""
+    cameras' side), unit per-camera gains [N, 3] when ``gain``, and ``background`` [N, 3] (a
+    backdrop colour per camera, display colour) when given."""
     params = {"albedo": jnp.full((num_vertices, 3), INITIAL_ALBEDO, jnp.float32)}
     if light == "sh":
         params["light"] = jnp.zeros((9, 3), jnp.float32).at[0].set(1.0 / SH_C4)
@@ -43,6 +46,8 @@ def initial_appearance(light: str, gain: bool, cameras: Camera, num_vertices: in
         params["ambient"] = jnp.full(3, 0.5, jnp.float32)
     if gain:
         params["gain"] = jnp.ones((cameras.batch_shape[0], 3), jnp.float32)
+    if background is not None:
+        params["background"] = jnp.asarray(background, jnp.float32)
     return params
 
 
@@ -105,6 +110,8 @@ def appearance_out(params: dict) -> dict:
     if "gain" in params:
         g = np.asarray(params["gain"], np.float64)
         out["gain"] = (g / g.mean(0)).round(6).tolist()
+    if "background" in params:  # display colour per camera
+        out["background_colour"] = np.asarray(params["background"], np.float64).round(6).tolist()
     return out
 
 

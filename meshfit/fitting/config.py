@@ -25,7 +25,7 @@ Representation = Literal["free_mesh", "blendshapes", "rigid"]
 # The appearance a stage that weighs the photometric term fits too (unless it names its params),
 # per light model (FitConfig.light); ``gain`` only when the config asks for it.
 APPEARANCE = {model: ("albedo", *light) for model, light in LIGHT_PARAMS.items()}
-_APPEARANCE_PARAMS = ("albedo", *(k for light in LIGHT_PARAMS.values() for k in light), "gain")
+_APPEARANCE_PARAMS = ("albedo", *(k for light in LIGHT_PARAMS.values() for k in light), "gain", "background")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "free_mesh": ("u", *_APPEARANCE_PARAMS),
     "rigid": ("rotation", "translation", "log_scale", "texture", *_APPEARANCE_PARAMS),
@@ -210,7 +210,11 @@ class FitConfig:
     colours) or, for a rigid fit of a mesh with texture coordinates, "texture" (a UV texture
     map ``texture_size`` texels square, sampled trilinearly from its mip pyramid, written as
     mesh.png beside mesh.obj; its smoothness priors act between neighbouring texels). The
-    texture's albedo starts as ``albedo_start`` says ("model": the mesh's own texture)."""
+    texture's albedo starts as ``albedo_start`` says ("model": the mesh's own texture).
+    ``background_colour``: one frame in front of a uniform backdrop, without plates: fit its
+    colour per camera ([N, 3] display colour, started at the median of each view's border
+    pixels) and compare whole images as with plates, the render laid over it; without masks the
+    object is placed, and its hull carved, from where the views differ from that colour."""
 
     model: Representation
     stages: tuple[StageConfig, ...]
@@ -226,6 +230,7 @@ class FitConfig:
     plates: bool = True
     appearance: Literal["vertex", "texture"] = "vertex"
     texture_size: int = 512
+    background_colour: bool = False
 
     def __post_init__(self):
         if not self.stages:
@@ -266,6 +271,10 @@ class FitConfig:
                 )
         if self.albedo_start == "model" and self.model != "rigid":
             raise ValueError("albedo_start: model (the known mesh's colours) is for rigid fits")
+        if self.background_colour and not any(s.weights.photometric for s in self.stages):
+            raise ValueError(
+                "background_colour: the backdrop's colour is fitted by the photometric term; no stage has it"
+            )
         if self.gain and not any(s.weights.photometric for s in self.stages):
             raise ValueError("gain: the per-camera gains are fitted by the photometric term; no stage has it")
         if self.init.rotation_search and self.model != "rigid":

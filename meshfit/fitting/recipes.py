@@ -105,8 +105,12 @@ def _fit_free(config: FitConfig, problem: Problem, centre, initial: Mesh | None,
     v, f = np.asarray(initial.vertices), np.asarray(initial.faces)
     appearance = {}
     if _fits_appearance(config):
-        appearance = initial_appearance(config.light, config.gain, problem.cameras, len(v))
-        problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
+        appearance = initial_appearance(
+            config.light, config.gain, problem.cameras, len(v), background=_backdrop(config, problem)
+        )
+        problem = dataclasses.replace(
+            problem, bounds={**problem.bounds, "albedo": (0.0, 1.0), "background": (0.0, 1.0)}
+        )
     history = []
     albedo_fitted = False
     for i, stage in enumerate(config.stages):
@@ -177,6 +181,8 @@ def _stage_free(config: FitConfig, stage) -> tuple[str, ...]:
         appearance = (*APPEARANCE[config.light], *(("gain",) if config.gain else ()))
         if config.appearance == "texture":
             appearance = tuple("texture" if k == "albedo" else k for k in appearance)
+        if config.background_colour:
+            appearance = (*appearance, "background")
     return (*_DEFAULT_FREE[config.model], *appearance)
 
 
@@ -236,8 +242,18 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
             params["rotation"] = so3_log(jnp.asarray(rel))
     appearance = _fits_appearance(config)
     if appearance:
-        params.update(initial_appearance(config.light, config.gain, problem.cameras, model.num_vertices))
-        problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
+        params.update(
+            initial_appearance(
+                config.light,
+                config.gain,
+                problem.cameras,
+                model.num_vertices,
+                background=_backdrop(config, problem),
+            )
+        )
+        problem = dataclasses.replace(
+            problem, bounds={**problem.bounds, "albedo": (0.0, 1.0), "background": (0.0, 1.0)}
+        )
         if config.appearance == "texture":
             params.pop("albedo")
             params["texture"] = _initial_texture(config, mesh)
@@ -366,8 +382,18 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
                 params[k] = jnp.clip(params[k], *config.bounds[k])
     appearance = _fits_appearance(config)
     if appearance:
-        params.update(initial_appearance(config.light, config.gain, problem.cameras, model.num_vertices))
-        problem = dataclasses.replace(problem, bounds={**problem.bounds, "albedo": (0.0, 1.0)})
+        params.update(
+            initial_appearance(
+                config.light,
+                config.gain,
+                problem.cameras,
+                model.num_vertices,
+                background=_backdrop(config, problem),
+            )
+        )
+        problem = dataclasses.replace(
+            problem, bounds={**problem.bounds, "albedo": (0.0, 1.0), "background": (0.0, 1.0)}
+        )
     _, params, history = _run_stages(config, problem, model, params, progress)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
     exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
@@ -458,6 +484,29 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> str:
     )
 
 
+def _backdrop(config: FitConfig, problem: Problem):
+    """Where a fitted backdrop colour starts: the colour of each view's one-colour plate."""
+    return np.asarray(problem.targets.background)[:, 0, 0, :] if config.background_colour else None
+
+
+def _backdrop_plates(views: Views) -> Views:
+    """``background_colour``: plates of one colour per view, the median of its border pixels
+    (where the fitted backdrop colour starts, and what places a fit without masks)."""
+    if views.background is not None:
+        raise ValueError(
+            "background_colour: the dataset has background/ plates, which are its background "
+            "(leave background_colour out, or set plates: false to fit a colour instead)"
+        )
+    if views.frames is not None:
+        raise ValueError("background_colour fits one frame's backdrop; a sequence's is not fitted yet")
+    if views.rgb is None:
+        raise ValueError("background_colour: the dataset has no rgb/ folder")
+    rgb = np.asarray(views.rgb, np.float32)
+    border = np.concatenate([rgb[:, 0], rgb[:, -1], rgb[:, 1:-1, 0], rgb[:, 1:-1, -1]], axis=1)  # [N, P, 3]
+    colour = np.median(border, axis=1)
+    return views._replace(background=np.ascontiguousarray(np.broadcast_to(colour[:, None, None], rgb.shape)))
+
+
 def _plate_masks(views: Views) -> np.ndarray:
     """[N, H, W] bool: the object where each view differs from its background plate
     (``meshfit.capture.plate_mask``), for placing a fit and carving its visual hull."""
@@ -512,6 +561,8 @@ def fit_views(
     """
     if not config.plates:
         views = views._replace(background=None)
+    if config.background_colour:
+        views = _backdrop_plates(views)
     targets = _targets(views)
     cams = views.cameras
     _check_data(config, views, targets, model)

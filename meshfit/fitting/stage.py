@@ -153,7 +153,9 @@ def _take_views(cameras: Camera, targets: Targets, idx, axis: int) -> tuple[Came
 def _view_params(params: dict, idx) -> dict:
     """Params as the views ``idx`` (all when None) see them: a per-camera ``gain`` [N, 3] is
     normalised to mean 1 over all cameras (so that it cannot trade against the light), then
-    taken for those views."""
+    taken for those views, as is a per-camera backdrop colour ``background`` [N, 3]."""
+    if idx is not None and "background" in params:  # a backdrop colour per camera
+        params = {**params, "background": jnp.take(params["background"], idx, axis=0)}
     if "gain" not in params:
         return params
     gain = params["gain"] / jnp.mean(params["gain"], axis=0, keepdims=True)
