@@ -288,15 +288,13 @@ def make_gauss_newton_step(template: Any, cameras: Camera, *, near: float, far: 
         shared_fixed = {k: v for k, v in fixed.items() if k not in per_frame}
         shared_keys = sorted(k for k in q if k not in per_frame)
         own_keys = sorted(k for k in q if k in per_frame)
-        sizes = [q[k].size for k in shared_keys] + [q[k][0].size if frames is not None else q[k].size
-                                                    for k in own_keys]  # fmt: skip
+        # Frame parameters have a leading [T] axis (one frame has none: every parameter is shared).
+        sizes = [q[k].size for k in shared_keys] + [q[k][0].size for k in own_keys]
+        shapes = [q[k].shape for k in shared_keys] + [q[k].shape[1:] for k in own_keys]
 
         def local(z):
-            parts = jnp.split(z, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [z]
-            names = shared_keys + own_keys
-            shapes = [q[k].shape for k in shared_keys] + [q[k].shape[1:] if frames is not None else q[k].shape
-                                                          for k in own_keys]  # fmt: skip
-            return {k: a.reshape(s) for k, a, s in zip(names, parts, shapes)}
+            parts = jnp.split(z, np.cumsum(sizes)[:-1])
+            return {k: a.reshape(sh) for k, a, sh in zip(shared_keys + own_keys, parts, shapes)}
 
         def block(z, own_fixed, tg, fi, cf, key_t):
             """One frame's [L, L] block of J^T C J in its local parameters z [L]."""
@@ -335,23 +333,17 @@ def make_gauss_newton_step(template: Any, cameras: Camera, *, near: float, far: 
 
         params = {**fixed, **q}
         keys_t = jax.random.split(jax.random.fold_in(key, state.step), T)
-        if frames is None:
-            z0 = jnp.concatenate([jnp.ravel(q[k]) for k in shared_keys + own_keys])
-            gi = jnp.concatenate([jnp.ravel(index[k]) for k in shared_keys + own_keys]).astype(jnp.int32)
-            first = jax.tree.map(lambda a: a[0], (fid, c))
-            blocks = block(z0, {}, targets, *first, keys_t[0])[None]
-            gidx = gi[None]
-        else:
-            own_fixed = {k: v for k, v in fixed.items() if k in per_frame}
-            zs = jnp.concatenate(
-                [jnp.broadcast_to(jnp.ravel(q[k]), (T, q[k].size)) for k in shared_keys]
-                + [q[k].reshape(T, -1) for k in own_keys], axis=1,
-            ) if shared_keys or own_keys else jnp.zeros((T, 0))  # fmt: skip
-            gidx = jnp.concatenate(
-                [jnp.broadcast_to(jnp.ravel(index[k]), (T, q[k].size)) for k in shared_keys]
-                + [index[k].reshape(T, -1) for k in own_keys], axis=1,
-            ).astype(jnp.int32)  # fmt: skip
-            blocks = jax.vmap(block)(zs, own_fixed, targets, fid, c, keys_t)
+        own_fixed = {k: v for k, v in fixed.items() if k in per_frame}
+        zs = jnp.concatenate(
+            [jnp.broadcast_to(jnp.ravel(q[k]), (T, q[k].size)) for k in shared_keys]
+            + [q[k].reshape(T, -1) for k in own_keys], axis=1,
+        )  # fmt: skip
+        gidx = jnp.concatenate(
+            [jnp.broadcast_to(jnp.ravel(index[k]), (T, q[k].size)) for k in shared_keys]
+            + [index[k].reshape(T, -1) for k in own_keys], axis=1,
+        ).astype(jnp.int32)  # fmt: skip
+        frame_targets = targets if frames is not None else jax.tree.map(lambda a: a[None], targets)
+        blocks = jax.vmap(block)(zs, own_fixed, frame_targets, fid, c, keys_t)
         A = jnp.zeros((x0.size, x0.size), x0.dtype)
         A = A.at[gidx[:, :, None], gidx[:, None, :]].add(blocks)
         if smoothness and frames is not None and moving(params):

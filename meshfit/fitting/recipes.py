@@ -105,12 +105,7 @@ def _fit_free(config: FitConfig, problem: Problem, centre, initial: Mesh | None,
     v, f = np.asarray(initial.vertices), np.asarray(initial.faces)
     appearance = {}
     if _fits_appearance(config):
-        appearance = initial_appearance(
-            config.light, config.gain, problem.cameras, len(v), background=_backdrop(config, problem)
-        )
-        problem = dataclasses.replace(
-            problem, bounds={**problem.bounds, "albedo": (0.0, 1.0), "background": (0.0, 1.0)}
-        )
+        appearance, problem = _appearance_start(config, problem, len(v))
     history = []
     albedo_fitted = False
     for i, stage in enumerate(config.stages):
@@ -242,22 +237,11 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
             params["rotation"] = so3_log(jnp.asarray(rel))
     appearance = _fits_appearance(config)
     if appearance:
-        params.update(
-            initial_appearance(
-                config.light,
-                config.gain,
-                problem.cameras,
-                model.num_vertices,
-                background=_backdrop(config, problem),
-            )
-        )
-        problem = dataclasses.replace(
-            problem, bounds={**problem.bounds, "albedo": (0.0, 1.0), "background": (0.0, 1.0)}
-        )
+        start_appearance, problem = _appearance_start(config, problem, model.num_vertices)
+        params.update(start_appearance)
         if config.appearance == "texture":
             params.pop("albedo")
             params["texture"] = _initial_texture(config, mesh)
-            problem = dataclasses.replace(problem, bounds={**problem.bounds, "texture": (0.0, 1.0)})
         elif config.albedo_start == "model":
             if mesh.colors is None:
                 raise ValueError("albedo_start: model needs a mesh with vertex colours; this one has none")
@@ -382,18 +366,8 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
                 params[k] = jnp.clip(params[k], *config.bounds[k])
     appearance = _fits_appearance(config)
     if appearance:
-        params.update(
-            initial_appearance(
-                config.light,
-                config.gain,
-                problem.cameras,
-                model.num_vertices,
-                background=_backdrop(config, problem),
-            )
-        )
-        problem = dataclasses.replace(
-            problem, bounds={**problem.bounds, "albedo": (0.0, 1.0), "background": (0.0, 1.0)}
-        )
+        start_appearance, problem = _appearance_start(config, problem, model.num_vertices)
+        params.update(start_appearance)
     _, params, history = _run_stages(config, problem, model, params, progress)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
     exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
@@ -484,9 +458,13 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> str:
     )
 
 
-def _backdrop(config: FitConfig, problem: Problem):
-    """Where a fitted backdrop colour starts: the colour of each view's one-colour plate."""
-    return np.asarray(problem.targets.background)[:, 0, 0, :] if config.background_colour else None
+def _appearance_start(config: FitConfig, problem: Problem, num_vertices: int) -> tuple[dict, Problem]:
+    """A photometric fit's starting appearance (``initial_appearance``; a fitted backdrop colour
+    starts at its one-colour plates') and the problem with the appearance's boxes."""
+    backdrop = np.asarray(problem.targets.background)[:, 0, 0, :] if config.background_colour else None
+    params = initial_appearance(config.light, config.gain, problem.cameras, num_vertices, background=backdrop)
+    unit = {k: (0.0, 1.0) for k in ("albedo", "texture", "background")}  # boxes of the keys present only
+    return params, dataclasses.replace(problem, bounds={**problem.bounds, **unit})
 
 
 def _backdrop_plates(views: Views) -> Views:
