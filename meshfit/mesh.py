@@ -281,12 +281,11 @@ def vertex_normals(vertices: jax.Array, faces: jax.Array, *, weighting: str = "a
     if weighting == "area":
         w = jnp.repeat(cross[:, None, :], 3, axis=1)  # |cross| = 2 * area
     elif weighting == "angle":
-        e_next = _safe_normalize(jnp.roll(c, -1, axis=1) - c)  # corner k -> k+1
-        e_prev = _safe_normalize(jnp.roll(c, 1, axis=1) - c)  # corner k -> k-1
-        cos = jnp.clip(jnp.sum(e_next * e_prev, axis=-1), -1.0, 1.0)
-        # arccos has an infinite derivative at +-1 (flat corners); atan2 of (|sin|, cos) does not.
-        sin = _safe_norm(jnp.cross(e_next, e_prev))
-        # A zero-length edge makes both 0, where atan2's derivative is NaN: mask it out.
+        # The corner angle is atan2(|a x b|, a . b) of its two (unnormalised) edges, and |a x b| is
+        # the face's |cross| at all three corners: no per-corner normalisation (a third of the cost).
+        cos = jnp.sum((jnp.roll(c, -1, axis=1) - c) * (jnp.roll(c, 1, axis=1) - c), axis=-1)
+        sin = jnp.broadcast_to(_safe_norm(cross)[:, None], cos.shape)
+        # Both 0 (a zero-length edge) is where atan2's derivative is NaN: mask it out.
         ok = (sin > 0) | (cos != 0)
         angle = jnp.where(ok, jnp.arctan2(jnp.where(ok, sin, 1.0), jnp.where(ok, cos, 1.0)), 0.0)
         w = angle[:, :, None] * _safe_normalize(cross)[:, None, :]
