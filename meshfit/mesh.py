@@ -281,8 +281,9 @@ def vertex_normals(vertices: jax.Array, faces: jax.Array, *, weighting: str = "a
     if weighting == "area":
         w = jnp.repeat(cross[:, None, :], 3, axis=1)  # |cross| = 2 * area
     elif weighting == "angle":
-        # The corner angle is atan2(|a x b|, a . b) of its two (unnormalised) edges, and |a x b| is
-        # the face's |cross| at all three corners: no per-corner normalisation (a third of the cost).
+        # The corner angle is atan2(|a x b|, a . b) of its two unnormalised edges (atan2, not arccos:
+        # finite derivative at flat corners), and |a x b| is the face's |cross| at all three corners,
+        # so no per-corner normalisation (its gradient costs a third of the normalised form's).
         cos = jnp.sum((jnp.roll(c, -1, axis=1) - c) * (jnp.roll(c, 1, axis=1) - c), axis=-1)
         sin = jnp.broadcast_to(_safe_norm(cross)[:, None], cos.shape)
         # Both 0 (a zero-length edge) is where atan2's derivative is NaN: mask it out.
