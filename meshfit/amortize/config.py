@@ -249,6 +249,9 @@ class TrainConfig:
     side in pixels (images are area-averaged to it). inputs: channels among mask, grey, depth.
     view_dropout: the probability that a view is hidden from the network in a sample (at least
     one stays), so that any subset of the rig's views works.
+    proxy_faces: rasterize the training inputs from a decimation of the model with about this many
+    faces (null: the model's own mesh); its vertices are points on the model's surface, so it
+    follows the blendshapes. Rendering is most of a step's cost and grows with the faces.
     bounds: blendshape coefficients the network's output is confined to (``{expression: [0,
     1]}``), as in fit configs. refine: the fitting stage ``predict --refine`` runs (its steps
     are set by the command).
@@ -261,6 +264,7 @@ class TrainConfig:
     resolution: int = 64
     inputs: tuple[str, ...] = ("mask", "grey")
     view_dropout: float = 0.1
+    proxy_faces: int | None = None
     bounds: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     sampling: SamplingConfig = SamplingConfig()
     jitter: RigJitter = RigJitter()
@@ -291,6 +295,8 @@ class TrainConfig:
                 f"resolution {self.resolution} must be a multiple of 2^network.stages = "
                 f"{2**self.network.stages}"
             )
+        if self.proxy_faces is not None and self.proxy_faces < 100:
+            raise ValueError(f"proxy_faces must be at least 100 (or null); got {self.proxy_faces}")
         if not self.inputs or len(set(self.inputs)) != len(self.inputs):
             raise ValueError(
                 f"inputs must name distinct channels among {list(CHANNELS)}; got {list(self.inputs)}"

@@ -23,7 +23,7 @@ from meshfit.amortize.config import AppearanceConfig, RigJitter
 from meshfit.amortize.task import Task
 from meshfit.camera import Camera
 from meshfit.fitting.stage import area_resize
-from meshfit.mesh import _safe_normalize, vertex_normals
+from meshfit.mesh import vertex_normals
 from meshfit.models import so3_exp
 from meshfit.render import interpolate, rasterize, sh_irradiance
 from meshfit.render.lighting import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_INTENSITY
@@ -126,9 +126,11 @@ def render_inputs(
     H, W = cameras.height, cameras.width
     k = SUPERSAMPLE
     big = cameras.resized(W * k, H * k)
-    vertices = jax.lax.stop_gradient(vertices)
-    clip = jax.vmap(lambda c, v: c.to_clip(v, *task.planes))(big, vertices)  # [B, N, V, 4]
-    frags = rasterize(clip, task.faces, height=H * k, width=W * k)
+    # The proxy (a decimation of the model when the config asks for one): rasterizing is most of
+    # a training step's cost, and it grows with the faces more than with the pixels.
+    vertices, faces = task.proxy_vertices(jax.lax.stop_gradient(vertices)), task.proxy_faces
+    clip = jax.vmap(lambda c, v: c.to_clip(v, *task.planes))(big, vertices)  # [B, N, P, 4]
+    frags = rasterize(clip, faces, height=H * k, width=W * k)
     covered = frags.mask.astype(jnp.float32)
     mask = _pool(covered, k)
     draw = _draws(keys)
@@ -140,9 +142,10 @@ def render_inputs(
         noise = appearance.depth_noise * task.radius * draw(normal, N, H, W)
         images["depth"] = jnp.where(depth > 0, depth + noise, 0.0)
     if "grey" in channels:
-        normals = jax.vmap(lambda v: vertex_normals(v, task.faces))(vertices)  # [B, V, 3]
-        normals = jnp.broadcast_to(normals[:, None], (B, N) + normals.shape[1:])
-        n_img = _safe_normalize(interpolate(normals, frags, task.faces))  # [B, N, kH, kW, 3]
+        # Gouraud shading: light the vertices, interpolate one channel. Per-pixel normals cost ~8x
+        # more (three interpolated channels renormalised at every supersampled pixel) and change the
+        # images little on a mesh this dense; the pyrender validation set keeps per-pixel shading.
+        normals = jax.vmap(lambda v: vertex_normals(v, faces))(vertices)  # [B, P, 3]
         # A light from the cameras' side (any direction in that hemisphere) or synth's studio light.
         toward = jnp.mean(big.center, 1) - task.target[None]  # [B, 3]
         toward = toward / jnp.linalg.norm(toward, axis=-1, keepdims=True)
@@ -157,10 +160,8 @@ def render_inputs(
         amb = jnp.where(studio, AMBIENT, amb)
         alb = draw(uniform, 1, minval=appearance.albedo[0], maxval=appearance.albedo[1])
         alb = jnp.where(studio, float(np.mean(BASE_COLOR)), alb)
-        lam = jnp.maximum(jnp.einsum("bnhwc,bc->bnhw", n_img, s), 0.0)
-        linear = alb[:, :, None, None] * (
-            amb[:, :, None, None] + _DIFFUSE * intensity[:, :, None, None] * lam
-        )
+        lam = jnp.maximum(jnp.einsum("bvc,bc->bv", normals, s), 0.0)
+        linear = alb * (amb + _DIFFUSE * intensity * lam)  # [B, P]
         if appearance.sh:  # (drawn only when asked for: configs without it keep their samples)
             use_sh = draw(lambda k, sh: bernoulli(k, appearance.sh, sh), 1) & ~studio
             # Irradiance E = E0 + E1 (n . s) + second-order terms: L00 = E0 / C4 and
@@ -170,9 +171,10 @@ def render_inputs(
             l2 = 0.15 * draw(normal, 5)
             l1 = e1 * s[:, jnp.asarray([1, 2, 0])] / (2 * SH_C2)
             coeffs = jnp.concatenate([e0 / SH_C4, l1, l2], -1)  # [B, 9]
-            irradiance = jax.vmap(lambda n, c: sh_irradiance(n, c[:, None])[..., 0])(n_img, coeffs)
-            sh_linear = alb[:, :, None, None] * jnp.maximum(irradiance, 0.0)
-            linear = jnp.where(use_sh[:, :, None, None], sh_linear, linear)
+            irradiance = jax.vmap(lambda n, c: sh_irradiance(n, c[:, None])[..., 0])(normals, coeffs)
+            linear = jnp.where(use_sh, alb * jnp.maximum(irradiance, 0.0), linear)
+        linear = jnp.broadcast_to(linear[:, None, :, None], (B, N, linear.shape[1], 1))
+        linear = interpolate(linear, frags, faces)[..., 0]  # [B, N, kH, kW]
         shade = jnp.clip(linear, 1e-6, 1.0) ** (1 / 2.2)
         # Background: a level and a linear gradient per view.
         level = draw(uniform, N, 1, 1, minval=appearance.background[0], maxval=appearance.background[1])

@@ -185,7 +185,7 @@ class Regressor:
         config = TrainConfig.load(run / "config.yaml")
         model = _load_model(run, config.model)
         rig, names = load_cameras(run / "rig.json")
-        task = Task.create(model, _network_rig(rig, config.resolution))
+        task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
         network = build_network(config, task)
         if checkpoint not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last'; got {checkpoint!r}")
@@ -302,7 +302,7 @@ def train(
     primary = jax.process_index() == 0
     if devices is None and jax.process_count() > 1:
         devices = jax.devices()
-    task = Task.create(model, _network_rig(rig, config.resolution))
+    task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
     task.coeff_ranges(config.sampling)  # names a typo in sampling.ranges now, not after rendering
     network = build_network(config, task)
     optimizer = make_optimizer(config)

@@ -24,7 +24,7 @@ import numpy as np
 from meshfit._pytree import pytree_dataclass, static_field
 from meshfit.amortize.config import SamplingConfig
 from meshfit.camera import Camera
-from meshfit.mesh import Mesh, bounding_sphere
+from meshfit.mesh import Mesh, _gpytoolbox, bounding_sphere
 from meshfit.models import BlendshapeModel, so3_exp, so3_log
 
 __all__ = ["Task", "rig_centre", "six_d_to_matrix"]
@@ -78,6 +78,33 @@ def _uniform_rotation(key: jax.Array, max_degrees: float) -> jax.Array:
     return so3_exp(angle * axis)
 
 
+def _surface_proxy(base: np.ndarray, faces: np.ndarray, num_faces: int | None):
+    """A decimation of the mesh (``base`` [V, 3], ``faces`` [F, 3]) to about ``num_faces`` faces
+    (libigl's QSlim through gpytoolbox) whose vertices are snapped to their closest points on the
+    mesh and kept as barycentric combinations of its vertices, so that the proxy follows any
+    deformation of the model (blendshapes) as a surface point does.
+
+    Returns (index [P, 3] int32, weights [P, 3] float32, faces [G, 3] int32); the identity
+    (each vertex its own point) when ``num_faces`` is None or not below F.
+    """
+    V = base.shape[0]
+    if num_faces is None or num_faces >= faces.shape[0]:
+        index = np.repeat(np.arange(V, dtype=np.int32)[:, None], 3, 1)
+        return index, np.tile(np.asarray([1.0, 0.0, 0.0], np.float32), (V, 1)), faces
+    gpytoolbox = _gpytoolbox()
+
+    v64 = base.astype(np.float64)
+    u, g, _, _ = gpytoolbox.decimate(v64, faces, num_faces=int(num_faces), method="qslim")
+    if len(g) == 0:
+        raise ValueError(f"decimating the model to {num_faces} faces left no faces")
+    _, tri, closest = gpytoolbox.squared_distance(u, v64, faces, use_cpp=True, use_aabb=True)
+    corners = v64[faces[tri]]  # [P, 3, 3]
+    w = gpytoolbox.barycentric_coordinates(closest, corners[:, 0], corners[:, 1], corners[:, 2])
+    w = np.clip(w, 0.0, None)
+    w = w / w.sum(1, keepdims=True)
+    return faces[tri].astype(np.int32), w.astype(np.float32), np.asarray(g, np.int32)
+
+
 @pytree_dataclass
 class Task:
     """A representation and the rig a regressor is trained for.
@@ -92,6 +119,9 @@ class Task:
         kind: "blendshapes" or "rigid" (static). planes: (near, far) clip planes of renders
             through the rig: 2 radii about the nearest and farthest depth of its centre (static).
         identity_names, expression_names: coefficient names (static; rigid: empty).
+        proxy_index, proxy_weights: [P, 3] int32 / float32, proxy_faces: [G, 3] int32: the mesh
+            training inputs are rasterized from (``proxy_vertices``), a decimation of the model
+            whose vertices are points on its surface (the model's own mesh when not decimated).
     """
 
     base: jax.Array
@@ -101,14 +131,20 @@ class Task:
     radius: jax.Array
     rig: Camera
     target: jax.Array
+    proxy_index: jax.Array
+    proxy_weights: jax.Array
+    proxy_faces: jax.Array
     kind: str = static_field(default="rigid")
     planes: tuple = static_field(default=(0.01, 100.0))
     identity_names: tuple = static_field(default=())
     expression_names: tuple = static_field(default=())
 
     @classmethod
-    def create(cls, model: BlendshapeModel | Mesh, rig: Camera) -> Task:
-        """A task for a blendshape model or a known mesh and a rig [N] (any resolution)."""
+    def create(cls, model: BlendshapeModel | Mesh, rig: Camera, *, proxy_faces: int | None = None) -> Task:
+        """A task for a blendshape model or a known mesh and a rig [N] (any resolution).
+
+        ``proxy_faces``: rasterize training inputs from a decimation of the model with about this
+        many faces (None: the model's own mesh)."""
         if len(rig.batch_shape) != 1:
             raise ValueError(f"the rig must be a [N] batch of cameras; got batch shape {rig.batch_shape}")
         if isinstance(model, BlendshapeModel):
@@ -136,10 +172,13 @@ class Task:
                 "the rig's centre is behind one of its cameras: the cameras do not look at one place"
             )
         planes = (max(float(z.min()) - 2 * r, 1e-3 * far), far)
+        faces = np.asarray(model.faces, np.int32)
+        index, weights, pfaces = _surface_proxy(base, faces, proxy_faces)
         return cls(
-            jnp.asarray(base), jnp.asarray(basis), jnp.asarray(model.faces, jnp.int32),
+            jnp.asarray(base), jnp.asarray(basis), jnp.asarray(faces),
             jnp.asarray(c, jnp.float32), jnp.asarray(r, jnp.float32), rig,
-            jnp.asarray(target, jnp.float32), kind, planes, tuple(ids), tuple(exps),
+            jnp.asarray(target, jnp.float32), jnp.asarray(index), jnp.asarray(weights), jnp.asarray(pfaces),
+            kind, planes, tuple(ids), tuple(exps),
         )  # fmt: skip
 
     # ---- sizes and names ------------------------------------------------------------------
@@ -211,6 +250,10 @@ class Task:
         s = jnp.exp(canon["log_scale"])
         x = self.shape(canon) - self.centre[None]
         return s * x @ canon["R"].T + (self.target + self.radius * canon["offset"])[None]
+
+    def proxy_vertices(self, vertices: jax.Array) -> jax.Array:
+        """[..., V, 3] model vertices -> [..., P, 3] the proxy's (``proxy_faces`` index them)."""
+        return jnp.einsum("...pjd,pj->...pd", vertices[..., self.proxy_index, :], self.proxy_weights)
 
     def object_centre(self, canon: dict) -> jax.Array:
         """[3] world position of the object's centre."""
