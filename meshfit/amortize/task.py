@@ -78,31 +78,62 @@ def _uniform_rotation(key: jax.Array, max_degrees: float) -> jax.Array:
     return so3_exp(angle * axis)
 
 
-def _surface_proxy(base: np.ndarray, faces: np.ndarray, num_faces: int | None):
+def _surface_proxy(base: np.ndarray, faces: np.ndarray, num_faces: int | None, *, weld: bool = False):
     """A decimation of the mesh (``base`` [V, 3], ``faces`` [F, 3]) to about ``num_faces`` faces
-    (libigl's QSlim through gpytoolbox) whose vertices are snapped to their closest points on the
-    mesh and kept as barycentric combinations of its vertices, so that the proxy follows any
-    deformation of the model (blendshapes) as a surface point does.
+    (libigl's QSlim through gpytoolbox), each of its vertices bound to the model's nearest triangle
+    as ``Task.proxy_vertices`` reads it (barycentrics in the triangle's plane and an offset along
+    its normal), so that the proxy follows any deformation of the model (blendshapes).
+    QSlim's vertices are kept where it put them: snapped onto the surface, those on an open
+    boundary (the face region's rim) would move inwards by up to 1.3% of the diagonal.
 
-    Returns (index [P, 3] int32, weights [P, 3] float32, faces [G, 3] int32); the identity
-    (each vertex its own point) when ``num_faces`` is None or not below F.
+    ``weld``: decimate with coincident vertices merged. Seams (vertices repeated for their UVs or
+    normals) make a mesh look open and non-manifold to libigl, whose decimation then gives up;
+    only a rigid mesh may be welded: a deforming one separates coincident vertices (closed lips).
+
+    Returns (index [P, 3] int32, weights [P, 3] float32, offset [P] float32, faces [G, 3] int32);
+    the identity (each vertex its own point) when ``num_faces`` is None or not below F.
     """
     V = base.shape[0]
     if num_faces is None or num_faces >= faces.shape[0]:
         index = np.repeat(np.arange(V, dtype=np.int32)[:, None], 3, 1)
-        return index, np.tile(np.asarray([1.0, 0.0, 0.0], np.float32), (V, 1)), faces
+        weights = np.tile(np.asarray([1.0, 0.0, 0.0], np.float32), (V, 1))
+        return index, weights, np.zeros(V, np.float32), faces
     gpytoolbox = _gpytoolbox()
+    v64, f32 = np.array(base, np.float64), np.array(faces, np.int32)
+    if weld:
+        import trimesh
 
-    v64 = base.astype(np.float64)
-    u, g, _, _ = gpytoolbox.decimate(v64, faces, num_faces=int(num_faces), method="qslim")
+        welded = trimesh.Trimesh(v64, f32, process=False)
+        welded.merge_vertices()
+        v, f = np.array(welded.vertices, np.float64), np.array(welded.faces, np.int32)
+    else:
+        v, f = v64, f32
+    u, g, _, _ = gpytoolbox.decimate(v, f, num_faces=int(num_faces), method="qslim")
     if len(g) == 0:
-        raise ValueError(f"decimating the model to {num_faces} faces left no faces")
-    _, tri, closest = gpytoolbox.squared_distance(u, v64, faces, use_cpp=True, use_aabb=True)
-    corners = v64[faces[tri]]  # [P, 3, 3]
-    w = gpytoolbox.barycentric_coordinates(closest, corners[:, 0], corners[:, 1], corners[:, 2])
-    w = np.clip(w, 0.0, None)
-    w = w / w.sum(1, keepdims=True)
-    return faces[tri].astype(np.int32), w.astype(np.float32), np.asarray(g, np.int32)
+        raise ValueError(
+            f"libigl could not decimate the model to {num_faces} faces (it needs an edge-manifold "
+            "mesh): set proxy_faces to null"
+        )
+    _, tri, _ = gpytoolbox.squared_distance(u, v64, f32, use_cpp=True, use_aabb=True)
+    a, b, c = (v64[f32[tri, i]] for i in range(3))
+    # Least squares on the two edges (defined on degenerate triangles too), unclipped: a point
+    # beyond the rim extrapolates its triangle.
+    st = np.einsum("pij,pj->pi", np.linalg.pinv(np.stack([b - a, c - a], -1)), u - a)
+    weights = np.stack([1 - st.sum(1), st[:, 0], st[:, 1]], 1)
+    inplane = np.einsum("pj,pjd->pd", weights, np.stack([a, b, c], 1))
+    n, size = _scaled_normal(a, b, c)
+    offset = np.where(size > 0, np.einsum("pd,pd->p", u - inplane, n) / np.maximum(size, 1e-30) ** 2, 0.0)
+    return f32[tri], weights.astype(np.float32), offset.astype(np.float32), np.asarray(g, np.int32)
+
+
+def _scaled_normal(a, b, c):
+    """The normal of triangles (a, b, c) [..., 3] scaled to the square root of twice their area
+    (so that an offset along it grows with the triangle), and that length [...]; works on numpy
+    and jax arrays alike."""
+    xp = jnp if isinstance(a, jax.Array) else np
+    cross = xp.cross(b - a, c - a)
+    size = xp.sqrt(xp.linalg.norm(cross, axis=-1))
+    return cross / xp.maximum(size, 1e-30)[..., None], size
 
 
 @pytree_dataclass
@@ -119,9 +150,9 @@ class Task:
         kind: "blendshapes" or "rigid" (static). planes: (near, far) clip planes of renders
             through the rig: 2 radii about the nearest and farthest depth of its centre (static).
         identity_names, expression_names: coefficient names (static; rigid: empty).
-        proxy_index, proxy_weights: [P, 3] int32 / float32, proxy_faces: [G, 3] int32: the mesh
-            training inputs are rasterized from (``proxy_vertices``), a decimation of the model
-            whose vertices are points on its surface (the model's own mesh when not decimated).
+        proxy_index, proxy_weights: [P, 3] int32 / float32, proxy_offset: [P], proxy_faces:
+            [G, 3] int32: the mesh training inputs are rasterized from (``proxy_vertices``), a
+            decimation of the model bound to its triangles (the model's own mesh when not decimated).
     """
 
     base: jax.Array
@@ -133,6 +164,7 @@ class Task:
     target: jax.Array
     proxy_index: jax.Array
     proxy_weights: jax.Array
+    proxy_offset: jax.Array
     proxy_faces: jax.Array
     kind: str = static_field(default="rigid")
     planes: tuple = static_field(default=(0.01, 100.0))
@@ -173,11 +205,12 @@ class Task:
             )
         planes = (max(float(z.min()) - 2 * r, 1e-3 * far), far)
         faces = np.asarray(model.faces, np.int32)
-        index, weights, pfaces = _surface_proxy(base, faces, proxy_faces)
+        index, weights, offset, pfaces = _surface_proxy(base, faces, proxy_faces, weld=kind == "rigid")
         return cls(
             jnp.asarray(base), jnp.asarray(basis), jnp.asarray(faces),
             jnp.asarray(c, jnp.float32), jnp.asarray(r, jnp.float32), rig,
-            jnp.asarray(target, jnp.float32), jnp.asarray(index), jnp.asarray(weights), jnp.asarray(pfaces),
+            jnp.asarray(target, jnp.float32),
+            jnp.asarray(index), jnp.asarray(weights), jnp.asarray(offset), jnp.asarray(pfaces),
             kind, planes, tuple(ids), tuple(exps),
         )  # fmt: skip
 
@@ -252,8 +285,12 @@ class Task:
         return s * x @ canon["R"].T + (self.target + self.radius * canon["offset"])[None]
 
     def proxy_vertices(self, vertices: jax.Array) -> jax.Array:
-        """[..., V, 3] model vertices -> [..., P, 3] the proxy's (``proxy_faces`` index them)."""
-        return jnp.einsum("...pjd,pj->...pd", vertices[..., self.proxy_index, :], self.proxy_weights)
+        """[..., V, 3] model vertices -> [..., P, 3] the proxy's (``proxy_faces`` index them): each
+        a point in the plane of a model triangle (``proxy_weights``) moved along its normal."""
+        tri = vertices[..., self.proxy_index, :]  # [..., P, 3, 3]
+        n, _ = _scaled_normal(tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
+        inplane = jnp.einsum("...pjd,pj->...pd", tri, self.proxy_weights)
+        return inplane + jnp.einsum("...pd,p->...pd", n, self.proxy_offset)
 
     def object_centre(self, canon: dict) -> jax.Array:
         """[3] world position of the object's centre."""
