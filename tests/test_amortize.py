@@ -4,6 +4,7 @@ one device) and predict (fit's outputs, clear errors on bad runs, rigs and model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -630,6 +631,60 @@ def test_a_config_of_the_other_kind_is_named(tmp_path, capsys):
     rc = main(["fit", "amortize_face", "--data", str(tmp_path), "--out", str(tmp_path / "b")])
     assert rc == 2 and "is a training config (meshfit train)" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _landmark_model() -> BlendshapeModel:
+    """The blend model with 12 landmarks (vertices spread over the blob, barycentric corners)."""
+    m = _blend_model()
+    idx = np.repeat(np.arange(0, m.num_vertices, m.num_vertices // 12)[:12, None], 3, 1).astype(np.int32)
+    w = np.tile(np.asarray([1.0, 0.0, 0.0], np.float32), (12, 1))
+    return dataclasses.replace(m, landmark_vertices=jnp.asarray(idx), landmark_weights=jnp.asarray(w))
+
+
+def test_landmarks_alone_train_the_pose(tmp_path):
+    """loss.landmarks without the vertex term (the truth's landmarks projected with noise and
+    outliers): the landmark term falls and the vertex error with it; a model without landmarks,
+    and a dataset without them, are named."""
+    require_native()
+    model, rig = _landmark_model(), _rig(64)
+    noisy = {"landmark_noise": 0.25, "landmark_outliers": 0.1}
+    cfg = TrainConfig.from_dict({**TINY, "model": "blendshapes", "loss": {"vertices": 0, "landmarks": 1},
+                                 "appearance": noisy})  # fmt: skip
+    train(cfg, model, rig, tmp_path / "run", progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    marks = [x["landmarks"] for x in lines if "landmarks" in x]
+    val = [x["validation"]["vertex_pct"]["mean"] for x in lines if "validation" in x]
+    assert len(marks) == 6 and np.mean(marks[-2:]) < 0.7 * marks[0], marks
+    assert val[-1] < 0.8 * val[0], val
+    with pytest.raises(ValueError, match="loss.landmarks: the model defines no landmarks"):
+        train(cfg, _blend_model(), rig, tmp_path / "none", progress=False)
+
+
+def test_dataset_landmarks_reach_the_network_cameras(tmp_path):
+    """--data with loss.landmarks: the dataset's detections (its own resolution, NaN = missing)
+    become points in the network's input pixels, where its cameras project the same 3-D points."""
+    from meshfit.amortize.train import build_network, data_batch
+
+    model, rig = _landmark_model(), _rig(64)
+    cfg = TrainConfig.from_dict(
+        {**TINY, "model": "blendshapes", "inputs": ["mask"], "loss": {"vertices": 0, "landmarks": 1}}
+    )
+    task = Task.create(model, rig.resized(16, 16))
+    network = build_network(cfg, task)
+    points = task.landmark_points(task.vertices(task.sample(jax.random.key(0), cfg.sampling)))
+    uv, _ = rig.project(points)  # [N, L, 2] at 64^2
+    marks = np.array(uv, np.float32)
+    marks[1, 3] = np.nan
+    views = meshfit.io.Views(rig, ["a", "b", "c"], None, np.ones((3, 64, 64), bool), None, landmarks=marks)
+    batch = data_batch(network, views)
+    want, _ = task.rig.project(points)
+    found = np.asarray(batch["landmark_confidence"][0]) > 0
+    assert batch["landmarks"].shape == (1, 3, 12, 2) and found.sum() == 35 and not found[1, 3]
+    np.testing.assert_allclose(np.asarray(batch["landmarks"][0])[found], np.asarray(want)[found], atol=1e-4)
+    with pytest.raises(ValueError, match="11 points; the model defines 12"):
+        data_batch(network, views._replace(landmarks=marks[:, :11]))
+    with pytest.raises(ValueError, match="it has no landmarks/ folder"):
+        data_batch(network, views._replace(landmarks=None))
 
 
 def test_fine_tuning_on_unlabelled_data_lowers_its_error(tiny_run, tmp_path):

@@ -117,6 +117,9 @@ class AppearanceConfig:
         the silhouette's border flips (a ragged real mask).
     occluders: expected number of occluding rectangles per view (each up to ``occluder_size``
         of the image side; each hides the object in the mask or shows as foreground, at random).
+    landmark_noise: std of the noise on the landmarks of rendered samples (``loss.landmarks``),
+        pixels of the network's input; landmark_outliers: the probability that a landmark is a
+        detector's mistake instead (anywhere in the image).
     """
 
     albedo: tuple[float, float] = (0.4, 0.9)
@@ -130,15 +133,17 @@ class AppearanceConfig:
     mask_noise: float = 0.1
     occluders: float = 0.3
     occluder_size: float = 0.3
+    landmark_noise: float = 0.25
+    landmark_outliers: float = 0.02
 
     def __post_init__(self):
         _range(self.albedo, "albedo", lo=0.0, hi=1.0)
         _range(self.ambient, "ambient", lo=0.0, hi=2.0)
         _range(self.background, "background", lo=0.0, hi=1.0)
-        for name in ("studio", "sh", "mask_noise"):
+        for name in ("studio", "sh", "mask_noise", "landmark_outliers"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1]; got {getattr(self, name)}")
-        for name in ("background_gradient", "noise", "depth_noise"):
+        for name in ("background_gradient", "noise", "depth_noise", "landmark_noise"):
             _finite(getattr(self, name), name, nonnegative=True)
         if not 0 <= self.occluders <= 8:
             raise ValueError(f"occluders must be in 0..8 per view; got {self.occluders}")
@@ -174,17 +179,26 @@ class LossConfig:
 
     vertices: mean distance between predicted and true vertices, in object radii (supervised).
     silhouette, depth: renderer-in-the-loop image terms of the predicted mesh against the input
-        images (the only terms on unlabelled data, ``--data``); depth in object radii.
+        images (with landmarks, the only terms on unlabelled data, ``--data``); depth in object radii.
+    landmarks: reprojection of the model's landmarks (its blendshapes.json ``landmarks``) against
+        2-D points: on rendered samples the truth's, projected with ``appearance.landmark_noise``
+        and outliers; on ``--data`` the dataset's ``landmarks/`` (missing points count 0). The
+        Cauchy loss of ``landmark_scale``, in pixels of the network's input (``resolution``).
     """
 
     vertices: float = 1.0
     silhouette: float = 0.0
     depth: float = 0.0
+    landmarks: float = 0.0
+    landmark_scale: float = 0.5
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             _finite(getattr(self, f.name), f.name, nonnegative=True)
-        if not any(getattr(self, f.name) for f in dataclasses.fields(self)):
+        if not self.landmark_scale > 0:
+            raise ValueError(f"landmark_scale must be > 0 pixels; got {self.landmark_scale}")
+        weights = ("vertices", "silhouette", "depth", "landmarks")
+        if not any(getattr(self, name) for name in weights):
             raise ValueError("every loss weight is 0, so there is nothing to train")
 
 

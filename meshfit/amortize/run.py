@@ -304,6 +304,11 @@ def train(
         devices = jax.devices()
     task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
     task.coeff_ranges(config.sampling)  # names a typo in sampling.ranges now, not after rendering
+    if config.loss.landmarks and not task.num_landmarks:
+        raise ValueError(
+            "loss.landmarks: the model defines no landmarks (a blendshape model's 'landmarks' in its "
+            "blendshapes.json; a rigid mesh has none)"
+        )
     network = build_network(config, task)
     optimizer = make_optimizer(config)
     params0 = _init_params(network, init) if init is not None else network.init_params()
@@ -312,10 +317,10 @@ def train(
         from meshfit.amortize.predict import check_cameras
         from meshfit.amortize.train import data_batch
 
-        if not (config.loss.silhouette or config.loss.depth):
+        if not (config.loss.silhouette or config.loss.depth or config.loss.landmarks):
             raise ValueError(
                 "training on a dataset (--data) has no labels: give the image terms a weight "
-                "(loss.silhouette, loss.depth)"
+                "(loss.silhouette, loss.depth, loss.landmarks)"
             )
         check_cameras(rig, names, config.jitter, float(task.radius), "the rig", data.cameras, data.names)
         batches = data_batch(network, data)

@@ -153,6 +153,8 @@ class Task:
         proxy_index, proxy_weights: [P, 3] int32 / float32, proxy_offset: [P], proxy_faces:
             [G, 3] int32: the mesh training inputs are rasterized from (``proxy_vertices``), a
             decimation of the model bound to its triangles (the model's own mesh when not decimated).
+        landmark_index, landmark_weights: [L, 3] int32 / float32, the model's landmarks as
+            barycentric points of its vertices (L = 0 when it defines none; always for rigid).
     """
 
     base: jax.Array
@@ -166,6 +168,8 @@ class Task:
     proxy_weights: jax.Array
     proxy_offset: jax.Array
     proxy_faces: jax.Array
+    landmark_index: jax.Array
+    landmark_weights: jax.Array
     kind: str = static_field(default="rigid")
     planes: tuple = static_field(default=(0.01, 100.0))
     identity_names: tuple = static_field(default=())
@@ -187,10 +191,15 @@ class Task:
             ids = model.identity_names or tuple(f"identity{i}" for i in range(model.num_identity))
             exps = model.expression_names or tuple(f"expression{i}" for i in range(model.num_expression))
             kind = "blendshapes"
+            if model.num_landmarks:
+                marks = np.asarray(model.landmark_vertices, np.int32), np.asarray(model.landmark_weights)
+            else:
+                marks = np.zeros((0, 3), np.int32), np.zeros((0, 3), np.float32)
         elif isinstance(model, Mesh):
             base = np.asarray(model.vertices, np.float32)
             basis = np.zeros((0,) + base.shape, np.float32)
             ids, exps, kind = (), (), "rigid"
+            marks = np.zeros((0, 3), np.int32), np.zeros((0, 3), np.float32)
         else:
             raise TypeError(f"model must be a BlendshapeModel or a Mesh; got {type(model).__name__}")
         c, r = bounding_sphere(base)
@@ -211,6 +220,7 @@ class Task:
             jnp.asarray(c, jnp.float32), jnp.asarray(r, jnp.float32), rig,
             jnp.asarray(target, jnp.float32),
             jnp.asarray(index), jnp.asarray(weights), jnp.asarray(offset), jnp.asarray(pfaces),
+            jnp.asarray(marks[0], jnp.int32), jnp.asarray(marks[1], jnp.float32),
             kind, planes, tuple(ids), tuple(exps),
         )  # fmt: skip
 
@@ -291,6 +301,14 @@ class Task:
         n, _ = _scaled_normal(tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
         inplane = jnp.einsum("...pjd,pj->...pd", tri, self.proxy_weights)
         return inplane + jnp.einsum("...pd,p->...pd", n, self.proxy_offset)
+
+    @property
+    def num_landmarks(self) -> int:
+        return self.landmark_index.shape[0]
+
+    def landmark_points(self, vertices: jax.Array) -> jax.Array:
+        """[..., V, 3] vertices -> [..., L, 3] the model's landmarks on them."""
+        return jnp.einsum("...lkd,lk->...ld", vertices[..., self.landmark_index, :], self.landmark_weights)
 
     def object_centre(self, canon: dict) -> jax.Array:
         """[3] world position of the object's centre."""

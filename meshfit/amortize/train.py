@@ -184,7 +184,7 @@ def _per_sample_loss(network: Network, params: dict, keys: jax.Array, data=None)
         T = data["inputs"].shape[0]
         idx = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 13), (), 0, T))(keys)
         inputs = data["inputs"][idx]
-        images = {"mask": data["mask"][idx], "depth": data["depth"][idx]}
+        images = {k: data[k][idx] for k in ("mask", "depth", "landmarks", "landmark_confidence") if k in data}
         cams = jax.tree.map(lambda a: jnp.broadcast_to(a, (keys.shape[0],) + a.shape), data["cameras"])
     present = jax.vmap(lambda k: _present(jax.random.fold_in(k, 11), cams.batch_shape[1], c.view_dropout))(
         keys
@@ -192,15 +192,40 @@ def _per_sample_loss(network: Network, params: dict, keys: jax.Array, data=None)
     pred = network.predict(params, inputs, cams, present)
     terms = {}
     vp = jax.vmap(task.vertices)(pred)
-    if c.loss.vertices and data is None:
+    if data is None:
         vt = jax.vmap(task.vertices)(truth)
+    if c.loss.vertices and data is None:
         # A smooth distance: sqrt(d^2 + eps) keeps the gradient finite at a perfect prediction.
         dist = jnp.sqrt(jnp.sum((vp - vt) ** 2, -1) + (1e-4 * task.radius) ** 2)
         terms["vertices"] = jnp.mean(dist, -1) / task.radius
     if c.loss.silhouette or c.loss.depth:
         terms |= _image_terms(task, cams, vp, images, c)
+    if c.loss.landmarks:
+        if data is None:
+            marks = _noisy_landmarks(keys, task, cams, jax.vmap(task.landmark_points)(vt), c.appearance)
+            images |= {"landmarks": marks, "landmark_confidence": jnp.ones(marks.shape[:-1], marks.dtype)}
+        points = jax.vmap(task.landmark_points)(vp)
+        terms["landmarks"] = jax.vmap(
+            lambda cm, p, kp, w: losses.landmark_loss(cm, p, kp, weights=w, scale=c.loss.landmark_scale)
+        )(cams, points, images["landmarks"], images["landmark_confidence"])
     total = sum(getattr(c.loss, k) * v for k, v in terms.items())
     return total, terms
+
+
+def _noisy_landmarks(keys: jax.Array, task: Task, cams, points: jax.Array, appearance) -> jax.Array:
+    """[b, N, L, 2] a detector's view of the true landmarks ``points`` [b, L, 3]: their
+    projections with Gaussian noise, and outliers anywhere in the image."""
+    uv, _ = jax.vmap(lambda cm, p: cm.project(p))(cams, points)
+
+    def noise(k, shape):
+        kn, ko, ku = jax.random.split(jax.random.fold_in(k, 17), 3)
+        out = jax.random.bernoulli(ko, appearance.landmark_outliers, shape[:-1])[..., None]
+        size = jnp.broadcast_to(jnp.asarray([cams.width, cams.height], jnp.float32), shape)
+        anywhere = jax.random.uniform(ku, shape) * size - 0.5
+        return appearance.landmark_noise * jax.random.normal(kn, shape), out, anywhere
+
+    n, out, anywhere = jax.vmap(lambda k: noise(k, uv.shape[1:]))(keys)
+    return jnp.where(out, anywhere, uv + n)
 
 
 def data_batch(network: Network, views) -> dict:
@@ -220,7 +245,29 @@ def data_batch(network: Network, views) -> dict:
     m, d = image_targets(network.task, views.cameras, mask=np.asarray(mask, np.float32), depth=depth)
     if network.config.loss.depth and depth is None:
         raise ValueError("loss.depth compares with the dataset's depth: it has no depth/ folder")
-    return {"inputs": inputs, "mask": m, "depth": jnp.zeros_like(m) if d is None else d, "cameras": cams}
+    out = {"inputs": inputs, "mask": m, "depth": jnp.zeros_like(m) if d is None else d, "cameras": cams}
+    if network.config.loss.landmarks:
+        task = network.task
+        if views.landmarks is None:
+            raise ValueError(
+                "loss.landmarks compares with the dataset's landmarks: it has no landmarks/ folder"
+            )
+        marks = lead(views.landmarks)
+        if marks.shape[-2] != task.num_landmarks:
+            raise ValueError(
+                f"the dataset's landmark files have {marks.shape[-2]} points; the model defines "
+                f"{task.num_landmarks}"
+            )
+        # Into the pixels of the network's cameras (scaled about the image's corner, Camera.resized).
+        scale = np.asarray([cams.width / views.cameras.width, cams.height / views.cameras.height], np.float32)
+        conf = lead(views.landmark_confidence)
+        found = ~np.isnan(marks).any(-1)
+        conf = found.astype(np.float32) if conf is None else np.where(found, conf, 0.0).astype(np.float32)
+        out |= {
+            "landmarks": jnp.asarray((marks + 0.5) * scale - 0.5),
+            "landmark_confidence": jnp.asarray(conf),
+        }
+    return out
 
 
 def _present(key: jax.Array, views: int, dropout: float) -> jax.Array:
