@@ -660,6 +660,37 @@ def test_landmarks_alone_train_the_pose(tmp_path):
         train(cfg, _blend_model(), rig, tmp_path / "none", progress=False)
 
 
+@pytest.mark.parametrize("light", ["directional", "sh"])
+def test_shading_term_sees_the_pose(light):
+    """loss.shading (the light solved per sample, never told): small at the true pose, larger at a
+    turned one, whichever light made the images; finite gradients; needs the grey input."""
+    from meshfit.amortize.train import _image_terms, build_network, sample_batch
+
+    look = {
+        "studio": 0.0,
+        "sh": 1.0 if light == "sh" else 0.0,
+        "occluders": 0.0,
+        "mask_noise": 0.0,
+        "noise": 0.0,
+    }
+    loss = {"vertices": 1, "shading": 1}
+    cfg = TrainConfig.from_dict(
+        {**TINY, "model": "rigid", "resolution": 32, "loss": loss, "appearance": look}
+    )
+    network = build_network(cfg, Task.create(_blob(), _rig(32)))
+    task = network.task
+    truth, cams, _, images = sample_batch(network, jax.random.split(jax.random.key(4), 4))
+    term = lambda canon: _image_terms(task, cams, jax.vmap(task.vertices)(canon), images, cfg)["shading"]  # noqa: E731
+    turned = {**truth, "R": jnp.einsum("ij,bjk->bik", so3_exp(jnp.asarray([0.0, 0.35, 0.0])), truth["R"])}
+    at_truth, at_turned = np.asarray(term(truth)), np.asarray(term(turned))
+    assert at_truth.mean() < 0.5 * at_turned.mean() and (at_truth < at_turned).all(), (at_truth, at_turned)
+    grad = jax.grad(lambda c: jnp.sum(term(c)))(turned)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grad))
+    assert np.abs(np.asarray(grad["R"])).max() > 0
+    with pytest.raises(ConfigError, match="loss.shading compares with the grey input"):
+        TrainConfig.from_dict({"model": "rigid", "inputs": ["mask"], "loss": {"shading": 1}})
+
+
 def test_dataset_landmarks_reach_the_network_cameras(tmp_path):
     """--data with loss.landmarks: the dataset's detections (its own resolution, NaN = missing)
     become points in the network's input pixels, where its cameras project the same 3-D points."""

@@ -180,6 +180,11 @@ class LossConfig:
     vertices: mean distance between predicted and true vertices, in object radii (supervised).
     silhouette, depth: renderer-in-the-loop image terms of the predicted mesh against the input
         images (with landmarks, the only terms on unlabelled data, ``--data``); depth in object radii.
+    shading: the grey input against the predicted mesh shaded by the order-2 spherical-harmonic
+        light (times a uniform albedo) that explains the input best, solved in closed form per
+        sample over the pixels both cover (a Charbonnier error of grey levels): the light is
+        never known, so the term asks only that the shape's normals can explain the shading.
+        Needs the ``grey`` input.
     landmarks: reprojection of the model's landmarks (its blendshapes.json ``landmarks``) against
         2-D points: on rendered samples the truth's, projected with ``appearance.landmark_noise``
         and outliers; on ``--data`` the dataset's ``landmarks/`` (missing points count 0). The
@@ -189,6 +194,7 @@ class LossConfig:
     vertices: float = 1.0
     silhouette: float = 0.0
     depth: float = 0.0
+    shading: float = 0.0
     landmarks: float = 0.0
     landmark_scale: float = 0.5
 
@@ -197,7 +203,7 @@ class LossConfig:
             _finite(getattr(self, f.name), f.name, nonnegative=True)
         if not self.landmark_scale > 0:
             raise ValueError(f"landmark_scale must be > 0 pixels; got {self.landmark_scale}")
-        weights = ("vertices", "silhouette", "depth", "landmarks")
+        weights = ("vertices", "silhouette", "depth", "shading", "landmarks")
         if not any(getattr(self, name) for name in weights):
             raise ValueError("every loss weight is 0, so there is nothing to train")
 
@@ -311,6 +317,8 @@ class TrainConfig:
             )
         if self.proxy_faces is not None and self.proxy_faces < 100:
             raise ValueError(f"proxy_faces must be at least 100 (or null); got {self.proxy_faces}")
+        if self.loss.shading and "grey" not in self.inputs:
+            raise ValueError("loss.shading compares with the grey input: add grey to inputs")
         if not self.inputs or len(set(self.inputs)) != len(self.inputs):
             raise ValueError(
                 f"inputs must name distinct channels among {list(CHANNELS)}; got {list(self.inputs)}"

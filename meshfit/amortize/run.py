@@ -317,10 +317,10 @@ def train(
         from meshfit.amortize.predict import check_cameras
         from meshfit.amortize.train import data_batch
 
-        if not (config.loss.silhouette or config.loss.depth or config.loss.landmarks):
+        if not (config.loss.silhouette or config.loss.depth or config.loss.shading or config.loss.landmarks):
             raise ValueError(
                 "training on a dataset (--data) has no labels: give the image terms a weight "
-                "(loss.silhouette, loss.depth, loss.landmarks)"
+                "(loss.silhouette, loss.depth, loss.shading, loss.landmarks)"
             )
         check_cameras(rig, names, config.jitter, float(task.radius), "the rig", data.cameras, data.names)
         batches = data_batch(network, data)

@@ -34,7 +34,8 @@ from meshfit.amortize.config import TrainConfig
 from meshfit.amortize.inputs import jitter_rig, render_inputs
 from meshfit.amortize.network import Regressor, decode, network_cost
 from meshfit.amortize.task import Task
-from meshfit.render import antialias, rasterize
+from meshfit.mesh import _safe_normalize, vertex_normals
+from meshfit.render import antialias, interpolate, rasterize, sh_irradiance
 
 __all__ = ["Network", "build_network", "lr_schedule", "make_optimizer", "make_train_step", "pose_errors"]
 
@@ -184,7 +185,8 @@ def _per_sample_loss(network: Network, params: dict, keys: jax.Array, data=None)
         T = data["inputs"].shape[0]
         idx = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 13), (), 0, T))(keys)
         inputs = data["inputs"][idx]
-        images = {k: data[k][idx] for k in ("mask", "depth", "landmarks", "landmark_confidence") if k in data}
+        names = ("mask", "depth", "grey", "landmarks", "landmark_confidence")
+        images = {k: data[k][idx] for k in names if k in data}
         cams = jax.tree.map(lambda a: jnp.broadcast_to(a, (keys.shape[0],) + a.shape), data["cameras"])
     present = jax.vmap(lambda k: _present(jax.random.fold_in(k, 11), cams.batch_shape[1], c.view_dropout))(
         keys
@@ -198,7 +200,7 @@ def _per_sample_loss(network: Network, params: dict, keys: jax.Array, data=None)
         # A smooth distance: sqrt(d^2 + eps) keeps the gradient finite at a perfect prediction.
         dist = jnp.sqrt(jnp.sum((vp - vt) ** 2, -1) + (1e-4 * task.radius) ** 2)
         terms["vertices"] = jnp.mean(dist, -1) / task.radius
-    if c.loss.silhouette or c.loss.depth:
+    if c.loss.silhouette or c.loss.depth or c.loss.shading:
         terms |= _image_terms(task, cams, vp, images, c)
     if c.loss.landmarks:
         if data is None:
@@ -246,6 +248,8 @@ def data_batch(network: Network, views) -> dict:
     if network.config.loss.depth and depth is None:
         raise ValueError("loss.depth compares with the dataset's depth: it has no depth/ folder")
     out = {"inputs": inputs, "mask": m, "depth": jnp.zeros_like(m) if d is None else d, "cameras": cams}
+    if network.config.loss.shading:
+        out["grey"] = inputs[..., list(network.config.inputs).index("grey")]
     if network.config.loss.landmarks:
         task = network.task
         if views.landmarks is None:
@@ -293,7 +297,31 @@ def _image_terms(task: Task, cams, vertices: jax.Array, images: dict, config: Tr
     if config.loss.depth:
         target = images["depth"] / task.radius
         out["depth"] = jax.vmap(losses.depth_loss)(frags.depth / task.radius, target)
+    if config.loss.shading:
+        out["shading"] = _shading_term(task, vertices, frags, images)
     return out
+
+
+def _shading_term(task: Task, vertices: jax.Array, frags, images: dict) -> jax.Array:
+    """[b] how well the predicted shape's normals explain the grey images [b, N, H, W] under the
+    best order-2 SH light (albedo folded in), solved per sample by ridge-regularised least squares
+    on linear intensities over the pixels the prediction and the mask both cover."""
+    n = jax.vmap(lambda v: vertex_normals(v, task.faces))(vertices)  # [b, V, 3]
+    n = jnp.broadcast_to(n[:, None], frags.mask.shape[:2] + n.shape[1:])
+    normals = _safe_normalize(interpolate(n, frags, task.faces))  # [b, N, H, W, 3]
+    basis = sh_irradiance(normals, jnp.eye(9, dtype=normals.dtype))  # [b, N, H, W, 9]
+    grey = jnp.clip(images["grey"], 0.0, 1.0)
+    # Clipped pixels (black, or white where the light saturates) say nothing of the linear light.
+    w = (frags.mask & (images["mask"] > 0.99) & (grey > 1e-3) & (grey < 0.999)).astype(grey.dtype)
+    y = grey**2.2
+    gram = jnp.einsum("bnhwk,bnhwl,bnhw->bkl", basis, basis, w)
+    count = jnp.maximum(jnp.sum(w, (1, 2, 3)), 1.0)
+    # The ridge keeps the light defined when few pixels or normals constrain it.
+    gram = gram + jnp.einsum("b,kl->bkl", 1e-3 * count, jnp.eye(9, dtype=grey.dtype))
+    light = jnp.linalg.solve(gram, jnp.einsum("bnhwk,bnhw,bnhw->bk", basis, y, w)[..., None])[..., 0]
+    shade = jnp.clip(jnp.einsum("bnhwk,bk->bnhw", basis, light), 1e-6, 1.0) ** (1 / 2.2)
+    err = jnp.sqrt((shade - grey) ** 2 + 1e-4) - 1e-2  # Charbonnier, eps 0.01
+    return jnp.sum(err * w, (1, 2, 3)) / count
 
 
 def make_train_step(network: Network, optimizer: optax.GradientTransformation, *, devices=None, data=None):
