@@ -34,8 +34,7 @@ from meshfit.amortize.config import TrainConfig
 from meshfit.amortize.inputs import jitter_rig, render_inputs
 from meshfit.amortize.network import Regressor, decode, network_cost
 from meshfit.amortize.task import Task
-from meshfit.mesh import _safe_normalize, vertex_normals
-from meshfit.render import antialias, interpolate, rasterize, sh_irradiance
+from meshfit.render import antialias, normal_image, rasterize, sh_irradiance
 
 __all__ = ["Network", "build_network", "lr_schedule", "make_optimizer", "make_train_step", "pose_errors"]
 
@@ -306,9 +305,7 @@ def _shading_term(task: Task, vertices: jax.Array, frags, images: dict) -> jax.A
     """[b] how well the predicted shape's normals explain the grey images [b, N, H, W] under the
     best order-2 SH light (albedo folded in), solved per sample by ridge-regularised least squares
     on linear intensities over the pixels the prediction and the mask both cover."""
-    n = jax.vmap(lambda v: vertex_normals(v, task.faces))(vertices)  # [b, V, 3]
-    n = jnp.broadcast_to(n[:, None], frags.mask.shape[:2] + n.shape[1:])
-    normals = _safe_normalize(interpolate(n, frags, task.faces))  # [b, N, H, W, 3]
+    normals = normal_image(vertices[:, None], task.faces, frags)  # [b, N, H, W, 3]
     basis = sh_irradiance(normals, jnp.eye(9, dtype=normals.dtype))  # [b, N, H, W, 9]
     grey = jnp.clip(images["grey"], 0.0, 1.0)
     # Clipped pixels (black, or white where the light saturates) say nothing of the linear light.

@@ -17,12 +17,15 @@ _C1, _C2, _C3, _C4, _C5 = 0.429043, 0.511664, 0.743125, 0.886227, 0.247708
 
 def normal_image(vertices: jax.Array, faces: jax.Array, fragments: Fragments) -> jax.Array:
     """World-space unit shading normals [B..., H, W, 3] (interpolated angle-weighted vertex
-    normals, renormalised); zero on background. vertices: [V, 3] or [B..., V, 3]."""
+    normals, renormalised); zero on background. vertices: [V, 3], [B..., V, 3], or with size-1
+    leading dimensions that broadcast to the fragments' (one mesh seen by several views: its
+    normals are computed once)."""
     if vertices.ndim == 2:
         n = vertex_normals(vertices, faces)
     else:
         flat = vertices.reshape((-1,) + vertices.shape[-2:])
         n = jax.vmap(lambda v: vertex_normals(v, faces))(flat).reshape(vertices.shape)
+        n = jnp.broadcast_to(n, fragments.mask.shape[:-2] + n.shape[-2:])
     return _safe_normalize(interpolate(n, fragments, faces))
 
 
