@@ -113,7 +113,9 @@ def _to_trimesh(mesh: Mesh, textured: bool):
         return trimesh.Trimesh(v[pairs[:, 0]], inverse.reshape(-1, 3), visual=visual, process=False)
     tm = trimesh.Trimesh(v, f, process=False, maintain_order=True)
     if mesh.colors is not None:
-        tm.visual = trimesh.visual.ColorVisuals(tm, vertex_colors=np.asarray(mesh.colors))
+        tm.visual = trimesh.visual.ColorVisuals(
+            tm, vertex_colors=np.array(mesh.colors)
+        )  # a writable copy: trimesh edits it
     return tm
 
 

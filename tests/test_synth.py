@@ -103,6 +103,20 @@ def test_other_seed_other_rig_and_untextured(tmp_path):
     assert meshfit.load_mesh(out / "mesh.obj").texture is None
 
 
+def test_synth_renders_vertex_colours(tmp_path):
+    # A Mesh built in Python holds its colours as a read-only JAX array; they must reach pyrender
+    # (trimesh used to drop them with a log line, and the mesh came out grey).
+    src = meshfit.load_mesh(shared("spot"))
+    red = np.tile(np.asarray([[0.9, 0.1, 0.1]], np.float32), (src.num_vertices, 1))
+    mesh = meshfit.Mesh(src.vertices, src.faces, colors=red)
+    rig = meshfit.sphere_rig(2, radius=3.0, width=32, height=32, seed=1)
+    meshfit.synthesize(mesh, tmp_path / "s", cameras=rig, names=["a", "b"], seed=0)
+    rgb = meshfit.read_image(tmp_path / "s" / "rgb" / "a.png")
+    mask = meshfit.read_image(tmp_path / "s" / "mask" / "a.png")[..., 0] > 0.5
+    r, g, b = rgb[mask].mean(0)
+    assert r > 2 * g and r > 2 * b
+
+
 def test_synth_glb_controller(tmp_path):
     out = tmp_path / "c"
     assert (
