@@ -89,6 +89,55 @@ def best_projection(model: BlendshapeModel, truth: np.ndarray, bounds=(0.0, 1.0)
     return posed(fit.x)
 
 
+def place_in_head(head: np.ndarray, region: np.ndarray, k: int = 8) -> np.ndarray:
+    """The full head's vertices [H, 3] with its first ``len(region)`` (the face region) set to
+    ``region`` [R, 3], and the other parts (eyeballs, eyelashes, mouth, neck, back of the head)
+    moved with the face: each by the inverse-distance-weighted displacement of its ``k`` nearest
+    face-region vertices at rest. Only the neutral head exists in full, so without this the
+    eyelashes and eyeballs stay where the neutral face has them and poke through or hang off
+    the eyelids of another identity or a blink, and the neck cuts into another chin."""
+    from scipy.spatial import cKDTree
+
+    head = np.asarray(head, np.float64)
+    rest = head[: len(region)]
+    dist, idx = cKDTree(rest).query(head[len(region) :], k=k)
+    w = 1.0 / np.maximum(dist, 1e-9) ** 2
+    shift = np.einsum("hk,hkc->hc", w / w.sum(1, keepdims=True), np.asarray(region)[idx] - rest[idx])
+    return np.concatenate([region, head[len(region) :] + shift])
+
+
+# Display colours for the head's parts (its OBJ's materials), so that the test images look like a
+# photographed face: skin, white eyes with dark irises, dark lashes, red mouth. The eye's
+# transparent layers (tear film, blend and occlusion shells) are left out: drawn opaque they
+# would ring the eyes.
+PART_COLOURS = {
+    "M_Face": (0.80, 0.62, 0.52), "M_BackHead": (0.80, 0.62, 0.52), "M_GumsTongue": (0.65, 0.30, 0.30),
+    "M_Teeth": (0.90, 0.88, 0.80), "M_ScleraLeft": (0.92, 0.92, 0.90), "M_ScleraRight": (0.92, 0.92, 0.90),
+    "M_IrisLeft": (0.25, 0.17, 0.10), "M_IrisRight": (0.25, 0.17, 0.10), "M_EyeLashes": (0.10, 0.08, 0.07),
+}  # fmt: skip
+
+
+def coloured_head(path: Path) -> meshfit.Mesh:
+    """The ICT full head with its parts in ``PART_COLOURS`` (vertex colours) and without the
+    parts that have none; the vertices keep their order (the face region first)."""
+    vertices, faces, colours = [], [], {}
+    material = None
+    for line in path.read_text().splitlines():
+        if line.startswith("v "):
+            vertices.append([float(x) for x in line.split()[1:4]])
+        elif line.startswith("usemtl"):
+            material = line.split()[1]
+        elif line.startswith("f ") and material in PART_COLOURS:
+            idx = [int(t.split("/")[0]) - 1 for t in line.split()[1:]]
+            faces += [(idx[0], idx[k], idx[k + 1]) for k in range(1, len(idx) - 1)]
+            colours.update(dict.fromkeys(idx, PART_COLOURS[material]))
+    rgb = np.full((len(vertices), 3), PART_COLOURS["M_Face"])
+    rgb[list(colours)] = list(colours.values())
+    return meshfit.Mesh(
+        np.asarray(vertices, np.float32), np.asarray(faces, np.int32), colors=rgb.astype(np.float32)
+    )
+
+
 def _weight(text: str) -> float | None:
     return None if text == "config" else float(text)
 
@@ -104,6 +153,11 @@ def main(argv=None) -> int:
     p.add_argument("--head", action="store_true",
                    help="render the whole ICT head (the face region placed into it) over a background, "
                    "and fit without masks or depth (for configs like face_rgb)")  # fmt: skip
+    p.add_argument(
+        "--colours",
+        action="store_true",
+        help="with --head: colour its parts (skin, eyes, lashes, mouth) instead of uniform grey",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--json", type=Path)
@@ -121,7 +175,7 @@ def main(argv=None) -> int:
         model = BlendshapeModel.load(spec)
         diag = float(np.linalg.norm(np.ptp(np.asarray(model.neutral), 0)))
         base, _ = load_config(args.config, args.set)
-        head = meshfit.load_mesh(HEAD) if args.head else None
+        head = (coloured_head(HEAD) if args.colours else meshfit.load_mesh(HEAD)) if args.head else None
         for case in ("in basis", "out of basis"):
             for i in range(args.cases):
                 ident = np.r_[rng.uniform(-1, 1, 3), 0.0] if case == "in basis" else np.r_[0.0, 0.0, 0.0, 1.0]
@@ -132,10 +186,10 @@ def main(argv=None) -> int:
                 data = tmp / f"{case.replace(' ', '_')}_{i}"
                 shown = meshfit.Mesh(truth.astype(np.float32), model.faces)
                 marks = spec
-                if head is not None:  # the face region is the head's first vertices
-                    v = np.asarray(head.vertices).copy()
-                    v[: len(truth)] = truth
-                    shown = meshfit.Mesh(v, head.faces)
+                if head is not None:
+                    shown = meshfit.Mesh(
+                        place_in_head(head.vertices, truth).astype(np.float32), head.faces, colors=head.colors
+                    )
                     marks = tmp / "head_marks.json"
                     marks.write_text(json.dumps({"landmarks": json.loads(spec.read_text())["landmarks"]}))
                 backdrop = (0.25, 0.3, 0.35) if head is not None else (0.0, 0.0, 0.0)
@@ -163,9 +217,12 @@ def main(argv=None) -> int:
                     )
                     rows.append({"case": case, "frame": i, "landmarks": w, "error_pct": err,
                                  "best_pct": best_err, "ratio": err / best_err, "seconds": secs,
-                                 "coefficient_error_max": coeff_err})  # fmt: skip
+                                 "coefficient_error_max": coeff_err,
+                                 "coefficient_errors": None if coeff_err is None
+                                 else (fitted - np.r_[ident[:3], expr]).round(4).tolist()})  # fmt: skip
+                    coeff = f", coefficients within {coeff_err:.3f}" if coeff_err is not None else ""
                     print(f"{case} #{i} landmarks {w}: {err:.4f}% (best {best_err:.4f}%, "
-                          f"ratio {err / best_err:.2f}) in {secs:.1f} s", flush=True)  # fmt: skip
+                          f"ratio {err / best_err:.2f}{coeff}) in {secs:.1f} s", flush=True)  # fmt: skip
     print("\n| case | landmark weight | vertex error % diag (mean) | best possible % | ratio (mean) "
           "| coefficients, max abs error | s |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")

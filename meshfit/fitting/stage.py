@@ -205,7 +205,8 @@ class PreparedStage:
         params = {**params, **res.state.params}
         _, terms = self.loss(params, (model, {}, self.targets, None))
         entry = {
-            "name": self.stage.name, "steps": res.steps, "stopped_early": res.stopped_early,
+            "name": self.stage.name, "params": sorted(self.free), "steps": res.steps,
+            "stopped_early": res.stopped_early,
             "seconds": res.seconds, "compile_seconds": res.compile_seconds, "losses": res.losses,
             "term_history": res.terms, "terms": {k: float(v) for k, v in terms.items()},
             "resolution": [self.cameras.width, self.cameras.height], "faces": int(model.faces.shape[0]),
