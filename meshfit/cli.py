@@ -170,7 +170,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     summary = train_folder(
         data, args.model, args.cameras, args.out, resume=args.resume, overwrite=args.overwrite,
         progress=not args.quiet, devices=_devices(args.devices), config_path=config_path,
-        command=args.command_line, data=args.data, init=args.init,
+        command=args.command_line, data=args.data, init=args.init, corrects=args.corrects,
     )  # fmt: skip
     v = summary["validation"]
     print(
@@ -423,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, metavar="DIR",
                    help="fine-tune on an unlabelled dataset through the rig (image terms only)")  # fmt: skip
     p.add_argument("--init", default=None, metavar="RUN", help="start from a trained run's best weights")
+    p.add_argument("--corrects", default=None, metavar="RUN",
+                   help="train a network that corrects RUN's predictions (a config with "
+                   "correction_passes, e.g. amortize_face_correct)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. steps=2000 (repeatable)")  # fmt: skip
     p.add_argument("--devices", type=_count, default=None, metavar="N",

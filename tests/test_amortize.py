@@ -485,6 +485,47 @@ def test_predict_writes_what_fit_writes(tiny_run, posed_data, tmp_path):
     assert fitted.num_vertices == _blob().num_vertices  # the model's vertex order
 
 
+def test_a_correcting_network_learns_to_correct_a_run(tiny_run, posed_data, tmp_path):
+    """--corrects RUN: the first network's prediction, rendered beside the views, is corrected;
+    zero passes are the first network's prediction; the run keeps the first network's weights,
+    predicts through predict_folder, and refuses export and mismatched configs. (What the
+    correction gains is measured by bench/amortize.py on trained networks: a tiny first network
+    trained for 24 steps is too far off for a tiny corrector to learn much in a test's time.)"""
+    from meshfit.amortize.predict import predict_folder
+    from meshfit.export.native import write_native
+
+    root, rig, _ = tiny_run
+    first = Regressor.load(root / "run")
+    cfg = TrainConfig.from_dict({"model": "rigid", **TINY, "correction_passes": 2})
+    with pytest.raises(ValueError, match="--corrects RUN"):
+        train(cfg, _blob(), rig, tmp_path / "no", progress=False)
+    other = TrainConfig.from_dict({"model": "rigid", **TINY, "correction_passes": 2, "inputs": ["mask"]})
+    with pytest.raises(ValueError, match="inputs"):
+        train(other, _blob(), rig, tmp_path / "no", corrects=root / "run", progress=False)
+    with pytest.raises(ValueError, match="correction_passes is 0"):
+        train(first.config, _blob(), rig, tmp_path / "no", corrects=root / "run", progress=False)
+
+    shutil.copytree(root / "run", tmp_path / "first")
+    train(cfg, _blob(), rig, tmp_path / "corr", corrects=tmp_path / "first", progress=False)
+    shutil.rmtree(tmp_path / "first")
+    reg = Regressor.load(tmp_path / "corr")  # needs nothing of the first run's folder
+    views = meshfit.load_views(posed_data[0])
+    mask = np.asarray(views.mask, np.float32)[None]
+    x, cams = image_inputs(reg.task, views.cameras, reg.config.inputs, mask=mask, rgb=views.rgb[None])
+    cams = jax.tree.map(lambda a: a[None], cams)
+    present = jnp.ones(x.shape[:2], jnp.float32)
+    base = first.network.predict(first.params, x, cams, present)
+    same = reg.network.predict(reg.params, x, cams, present, passes=0)
+    np.testing.assert_allclose(same["R"], base["R"], atol=1e-6)
+    moved = reg.network.predict(reg.params, x, cams, present)
+    assert float(jnp.abs(moved["offset"] - base["offset"]).max()) > 1e-4
+    metrics = predict_folder(tmp_path / "corr", posed_data[0], tmp_path / "pred", progress=False)
+    assert (tmp_path / "pred" / "mesh.obj").is_file() and metrics["network"]["per_frame_ms"] > 0
+    with pytest.raises(ValueError, match="correcting network"):
+        write_native(tmp_path / "corr", tmp_path / "m.mfr")
+    assert not (tmp_path / "m.mfr").exists()
+
+
 def test_export_cli_runs_in_c_as_predict_does(tiny_run, posed_data, tmp_path, capsys):
     """meshfit export RUN --format native: the C runtime gives predict's vertices; onnx writes a
     checked model; a quantization ONNX does not have is refused."""

@@ -275,6 +275,11 @@ class TrainConfig:
     bounds: blendshape coefficients the network's output is confined to (``{expression: [0,
     1]}``), as in fit configs. refine: the fitting stage ``predict --refine`` runs (its steps
     are set by the command).
+    correction_passes: 0 for a network that predicts from the views; N > 0 for a correcting
+    network (``meshfit train ... --corrects RUN``): RUN's network predicts, the prediction is
+    rendered (mask and depth) beside the views, and this network corrects it, N times in a row
+    at prediction (once per training sample: the next pass sees a smaller error than it was
+    trained on, and still helps).
     """
 
     model: Literal["blendshapes", "rigid"]
@@ -295,6 +300,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = CheckpointConfig()
     validation: ValidationConfig = ValidationConfig()
     log_every: int = 50
+    correction_passes: int = 0
     refine: StageConfig = StageConfig(
         name="refine", steps=50, lr=0.003, weights=LossWeights(silhouette=1.0), patience=0
     )
@@ -340,6 +346,8 @@ class TrainConfig:
             raise ValueError("loss.depth compares with the input depth: add depth to inputs")
         if self.loss.silhouette and "mask" not in self.inputs:
             raise ValueError("loss.silhouette compares with the input mask: add mask to inputs")
+        if not 0 <= self.correction_passes <= 4:
+            raise ValueError(f"correction_passes must be in 0..4; got {self.correction_passes}")
         if not 0 <= self.view_dropout < 1:
             raise ValueError(f"view_dropout must be in [0, 1); got {self.view_dropout}")
         if self.log_every < 1:

@@ -30,7 +30,15 @@ from meshfit.render.lighting import AMBIENT, BASE_COLOR, LIGHT_DIRECTION, LIGHT_
 from meshfit.render.shade import _C2 as SH_C2
 from meshfit.render.shade import _C4 as SH_C4
 
-__all__ = ["SUPERSAMPLE", "jitter_rig", "network_inputs", "ray_channels", "render_inputs", "view_depths"]
+__all__ = [
+    "SUPERSAMPLE",
+    "jitter_rig",
+    "network_inputs",
+    "prediction_channels",
+    "ray_channels",
+    "render_inputs",
+    "view_depths",
+]
 
 # Training renders at this many times the network's resolution and area-averages.
 SUPERSAMPLE = 2
@@ -95,6 +103,21 @@ def network_inputs(mask, grey, depth, cameras: Camera, task: Task, channels) -> 
             out.append(jnp.where(depth > 0, (depth - ref) / task.radius, 0.0))
     rays = jnp.broadcast_to(ray_channels(cameras), mask.shape + (2,))
     return jnp.concatenate([jnp.stack(out, -1), rays], -1).astype(jnp.float32)
+
+
+def prediction_channels(task: Task, cameras: Camera, vertices: jax.Array) -> jax.Array:
+    """[B, N, H, W, 2] the mask and depth channels (as ``network_inputs`` makes them) of predicted
+    meshes ``vertices`` [B, V, 3] seen by ``cameras`` [B, N] at the network's resolution: what a
+    correcting network compares with the observed inputs. Rendered as the training inputs are
+    (the task's proxy, supersampled and area-averaged), without noise; not differentiated."""
+    H, W, k = cameras.height, cameras.width, SUPERSAMPLE
+    big = cameras.resized(W * k, H * k)
+    verts = task.proxy_vertices(jax.lax.stop_gradient(vertices))
+    clip = jax.vmap(lambda c, v: c.to_clip(v, *task.planes))(big, verts)
+    frags = rasterize(clip, task.proxy_faces, height=H * k, width=W * k)
+    mask = _pool(frags.mask.astype(jnp.float32), k)
+    depth = jnp.where(mask > 0, _pool(frags.depth, k) / jnp.maximum(mask, 1e-6), 0.0)
+    return network_inputs(mask, None, depth, cameras, task, ("mask", "depth"))[..., :2]
 
 
 def _draws(keys: jax.Array):

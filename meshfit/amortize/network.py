@@ -11,6 +11,10 @@ runtime implements well, no normalisation to fold). From a view's features come
 - features that are averaged over the views present and give the coefficients and the scale.
 
 So any subset of the rig's views works, and a slightly moved camera only moves its rays.
+
+A correcting network (render and compare) is the same module reading the views and a first
+network's prediction rendered beside them (``inputs.prediction_channels``); its pooled outputs
+are a small correction of that prediction (``decode_correction``).
 ``Regressor.__call__`` gives raw outputs; ``decode`` (pure, given the cameras) gives the Task's
 canonical parameters.
 """
@@ -26,11 +30,20 @@ from meshfit.amortize.config import NetworkConfig
 from meshfit.amortize.inputs import view_depths
 from meshfit.amortize.task import Task, six_d_to_matrix
 from meshfit.camera import Camera
+from meshfit.models import so3_exp
 
-__all__ = ["VIEW_OUTPUTS", "Regressor", "decode", "network_cost"]
+__all__ = ["CORRECTION_OUTPUTS", "VIEW_OUTPUTS", "Regressor", "decode", "decode_correction", "network_cost"]
 
 # Per view: rotation 6-D, centre ray (2), log depth ratio, confidence logit.
 VIEW_OUTPUTS = 10
+# A correcting network's pooled outputs beyond the coefficients: log scale, rotation (world
+# axis-angle), centre (world, object radii).
+CORRECTION_OUTPUTS = 7
+# What a correcting network's raw output of 1 means, as fractions of the sampled ranges: the
+# coefficients' half-range, the largest rotation, the centre's box (half-width, object radii); the
+# log scale in absolute terms. Corrections are small: small output scales keep the first steps of
+# training from throwing a good prediction away.
+_CORRECTION_SCALES = {"coeffs": 0.1, "rotation": 0.1, "centre": 0.3, "log_scale": 0.02}
 # Weight of a view's depth estimate against the rays' intersection (rays decide when views agree).
 _DEPTH_PULL = 0.05
 
@@ -145,6 +158,29 @@ def decode(
         "R": R,
         "offset": (centre - task.target[None]) / task.radius,
         "log_scale": log_scale,
+    }
+
+
+def decode_correction(
+    pred: dict, pooled: jax.Array, *, ranges: np.ndarray, bounds: np.ndarray, rotation: float,
+    translation: float,
+) -> dict:  # fmt: skip
+    """Canonical parameters [B, ...]: ``pred`` corrected by a correcting network's pooled outputs
+    [B, K + CORRECTION_OUTPUTS] (K coefficients, log scale, rotation as a world axis-angle,
+    centre); zero outputs leave ``pred`` as it is. ranges, bounds: [K, 2] as in ``decode``;
+    rotation (degrees), translation (object radii): the sampling's (``SamplingConfig``)."""
+    s = _CORRECTION_SCALES
+    K = ranges.shape[0]
+    half = np.maximum(0.5 * (ranges[:, 1] - ranges[:, 0]), 1e-3)
+    coeffs = jnp.clip(pred["coeffs"] + s["coeffs"] * half[None] * pooled[:, :K], bounds[None, :, 0],
+                      bounds[None, :, 1])  # fmt: skip
+    # Floors: a network trained on one pose still gets corrections of a few degrees / radii %.
+    turn = so3_exp(s["rotation"] * np.radians(max(rotation, 5.0)) * pooled[:, K + 1 : K + 4])
+    return {
+        "coeffs": coeffs,
+        "R": jnp.einsum("bij,bjk->bik", turn, pred["R"]),
+        "offset": pred["offset"] + s["centre"] * max(translation, 0.05) * pooled[:, K + 4 : K + 7],
+        "log_scale": pred["log_scale"] + s["log_scale"] * pooled[:, K],
     }
 
 

@@ -13,6 +13,8 @@ RUN holds::
                           validation (errors: mean, median, 95th percentile)
     checkpoints/last/     orbax checkpoints of the last ``checkpoint.keep`` saves
     checkpoints/best/     the checkpoint with the lowest validation vertex error
+    base/                 a correcting network's (``--corrects RUN``): RUN's config.yaml and
+                          the weights of its best checkpoint (params.npz)
     report.html           training curves, validation tables, predicted-vs-truth overlays
 
 A killed run (Ctrl-C, kill -9, a lost machine) continues with ``resume=True``
@@ -186,7 +188,9 @@ class Regressor:
         model = _load_model(run, config.model)
         rig, names = load_cameras(run / "rig.json")
         task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
-        network = build_network(config, task)
+        network = build_network(
+            config, task, _load_base(run, model, rig) if config.correction_passes else None
+        )
         if checkpoint not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last'; got {checkpoint!r}")
         last, best = _checkpointers(run, config.checkpoint.keep)
@@ -211,12 +215,69 @@ class Regressor:
             best.close()
         return cls(run, config, model, rig, list(names), network, params, int(step), info)
 
+    def check_exportable(self, target: str) -> None:
+        """A network only: a correcting network renders its first network's prediction between
+        its passes, which no exported model can do."""
+        if self.config.correction_passes:
+            raise ValueError(
+                f"{self.path} is a correcting network (it renders a prediction between passes): {target} "
+                "cannot run it; export its first network (the run it corrects)"
+            )
+
     def predict(self, inputs: jax.Array, cameras: Camera, present: jax.Array | None = None) -> dict:
         """Canonical parameters [B, ...] (``Task``) from network inputs [B, N, h, w, C] seen by
         cameras [B, N] at the network's resolution (``inputs.image_inputs`` makes both)."""
         if present is None:
             present = jnp.ones(inputs.shape[:2], jnp.float32)
         return self.network.predict_jit(self.params, inputs, cameras, present)
+
+
+def _save_base(run: Path, base: Regressor) -> None:
+    """Keep a correcting network's first network in its own run (a run needs no other file)."""
+    folder = run / "base"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(to_dict(base.config), sort_keys=False))
+    leaves = jax.tree_util.tree_flatten_with_path(base.params)[0]
+    with atomic_path(folder / "params.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
+
+
+def _load_base(run: Path, model, rig: Camera) -> tuple[Network, dict]:
+    """A correcting run's first network and its weights (``_save_base``)."""
+    folder = run / "base"
+    if not (folder / "params.npz").is_file():
+        raise FileNotFoundError(
+            f"{run} is a correcting network's run but has no base/params.npz (its first network)"
+        )
+    config = TrainConfig.load(folder / "config.yaml")
+    task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
+    network = build_network(config, task)
+    like = network.abstract_params()
+    try:
+        with open(folder / "params.npz", "rb") as fh, np.load(fh) as z:
+            stored = {k: z[k] for k in z.files}
+        paths, tree = jax.tree_util.tree_flatten_with_path(like)
+        leaves = []
+        for k, a in paths:
+            v = stored[jax.tree_util.keystr(k)]
+            if v.shape != a.shape:
+                raise ValueError(f"{jax.tree_util.keystr(k)} has shape {v.shape}, expected {a.shape}")
+            leaves.append(jnp.asarray(v, a.dtype))
+    except (KeyError, ValueError, OSError, EOFError) as e:  # a missing weight, a truncated file
+        raise ValueError(f"cannot read {folder / 'params.npz'} (the first network's weights): {e}") from e
+    return network, jax.tree_util.tree_unflatten(tree, leaves)
+
+
+def _check_base(base: Regressor, config: TrainConfig, model, rig: Camera, corrects) -> None:
+    """The network a correcting network corrects must read the same views of the same model."""
+    b = base.config
+    for key in ("model", "resolution", "inputs"):
+        if getattr(b, key) != getattr(config, key):
+            raise ValueError(
+                f"--corrects {corrects}: its network's {key} is {getattr(b, key)!r}; this config's "
+                f"{getattr(config, key)!r} (a correcting network reads what its first network reads)"
+            )
+    _check_same(f"--corrects {corrects}", "its", base.model, model, base.rig, rig)
 
 
 def _load_model(run: Path, kind: str):
@@ -240,19 +301,22 @@ def _same_run(run: Path, config: TrainConfig, model, rig: Camera) -> None:
         raise ValueError(
             f"--resume: the config differs from the run's in {diff}; resume with the run's config.yaml"
         )
-    old = _load_model(run, saved.model)
-    va = np.asarray(old.neutral if isinstance(old, BlendshapeModel) else old.vertices)
-    vb = np.asarray(model.neutral if isinstance(model, BlendshapeModel) else model.vertices)
+    old_rig, _ = load_cameras(run / "rig.json")
+    _check_same("--resume", "the run's", _load_model(run, saved.model), model, old_rig, rig)
+
+
+def _check_same(flag: str, whose: str, model_a, model_b, rig_a: Camera, rig_b: Camera) -> None:
+    """Raise ValueError unless two models (rest vertices) and two rigs (camera axes) agree."""
+    va = np.asarray(model_a.neutral if isinstance(model_a, BlendshapeModel) else model_a.vertices)
+    vb = np.asarray(model_b.neutral if isinstance(model_b, BlendshapeModel) else model_b.vertices)
     if va.shape != vb.shape or not np.allclose(va, vb, atol=1e-5 * max(1.0, float(np.abs(va).max()))):
         raise ValueError(
-            f"--resume: the model differs from the run's ({va.shape[0]} vs {vb.shape[0]} vertices, "
-            "or moved ones)"
+            f"{flag}: the model differs from {whose} ({va.shape[0]} vs {vb.shape[0]} vertices, or moved ones)"
         )
-    old_rig, _ = load_cameras(run / "rig.json")
-    if old_rig.batch_shape != rig.batch_shape or not np.allclose(
-        np.asarray(old_rig.R), np.asarray(rig.R), atol=1e-5
+    if rig_a.batch_shape != rig_b.batch_shape or not np.allclose(
+        np.asarray(rig_a.R), np.asarray(rig_b.R), atol=1e-5
     ):
-        raise ValueError("--resume: the cameras differ from the run's rig.json")
+        raise ValueError(f"{flag}: the cameras differ from {whose} rig")
 
 
 def train(
@@ -270,6 +334,7 @@ def train(
     command: str | None = None,
     data=None,
     init=None,
+    corrects=None,
 ) -> dict:
     """Train a regressor for ``model`` seen by ``rig`` [N]; write (or continue) the run folder ``out``.
 
@@ -288,6 +353,9 @@ def train(
             frame or a sequence): random frames instead of rendered samples, the loss's image
             terms only (the config must weigh silhouette or depth).
         init: start from the best weights of this trained run (same model, rig and network).
+        corrects: a trained run (or its ``Regressor``) whose predictions this network learns to
+            correct (``config.correction_passes`` > 0; same model, rig, resolution and inputs);
+            its weights are kept in this run's base/. Resuming reads them from there.
     Returns:
         The summary also written to run.json: steps, seconds, samples/s, the last validation.
     """
@@ -309,7 +377,25 @@ def train(
             "loss.landmarks: the model defines no landmarks (a blendshape model's 'landmarks' in its "
             "blendshapes.json; a rigid mesh has none)"
         )
-    network = build_network(config, task)
+    base = None
+    if config.correction_passes:
+        if resume and (out / "base" / "params.npz").is_file():
+            base = _load_base(out, model, rig)
+        elif corrects is None:
+            raise ValueError(
+                "this config trains a correcting network (correction_passes > 0): give the run whose "
+                "predictions it corrects (meshfit train ... --corrects RUN)"
+            )
+        else:
+            first = corrects if isinstance(corrects, Regressor) else Regressor.load(corrects)
+            _check_base(first, config, model, rig, corrects)
+            base = (first.network, first.params)
+    elif corrects is not None:
+        raise ValueError(
+            "--corrects: this config's correction_passes is 0; a correcting network's config sets it "
+            "(e.g. amortize_face_correct)"
+        )
+    network = build_network(config, task, base)
     optimizer = make_optimizer(config)
     params0 = _init_params(network, init) if init is not None else network.init_params()
     batches = None
@@ -342,6 +428,8 @@ def train(
             model.save(out / "model.npz")
         else:
             save_mesh(out / "model.obj", model)
+        if base is not None:
+            _save_base(out, first)
     info = {
         "format_version": RUN_FORMAT, "representation": config.model,
         "vertices": task.num_vertices, "faces": int(task.faces.shape[0]),
@@ -352,6 +440,7 @@ def train(
         "bbox_diagonal": task.diagonal, "network": network.cost, "devices": len(devices or [None]),
         "processes": jax.process_count(),
         "init": None if init is None else str(Path(init).resolve()),
+        "corrects": None if corrects is None else str(Path(getattr(corrects, "path", corrects)).resolve()),
         "data_frames": None if data is None else (len(data.frames) if data.frames is not None else 1),
         "command": command,
     }  # fmt: skip
@@ -513,13 +602,13 @@ def _barrier(name: str) -> None:
 
 def train_folder(config_data: dict, model_path, cameras_path, out, *, resume=False, overwrite=False,
                  progress=True, devices=None, config_path=None, command=None, data=None,
-                 init=None) -> dict:  # fmt: skip
+                 init=None, corrects=None) -> dict:  # fmt: skip
     """What ``meshfit train`` calls: read the config, model and cameras, then ``train``."""
     from meshfit.fitting.folder import check_config_kind
 
     check_config_kind(config_data, "train", config_path or "the config")
     config = TrainConfig.from_dict(config_data)
-    inputs = [p for p in (config_path, model_path, cameras_path, data, init) if p is not None]
+    inputs = [p for p in (config_path, model_path, cameras_path, data, init, corrects) if p is not None]
     if config.model == "blendshapes":
         inputs += BlendshapeModel.source_files(model_path)
     if not resume:
@@ -534,4 +623,5 @@ def train_folder(config_data: dict, model_path, cameras_path, out, *, resume=Fal
 
         views = load_sequence(data) if is_sequence(data) else load_views(data)
     return train(config, model, rig, out, names=names, resume=resume, overwrite=overwrite, progress=progress,
-                 devices=devices, inputs=tuple(inputs), command=command, data=views, init=init)  # fmt: skip
+                 devices=devices, inputs=tuple(inputs), command=command, data=views, init=init,
+                 corrects=corrects)  # fmt: skip

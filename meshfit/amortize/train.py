@@ -31,12 +31,21 @@ from flax import nnx
 
 from meshfit import losses
 from meshfit.amortize.config import TrainConfig
-from meshfit.amortize.inputs import jitter_rig, render_inputs
-from meshfit.amortize.network import Regressor, decode, network_cost
+from meshfit.amortize.inputs import jitter_rig, prediction_channels, render_inputs
+from meshfit.amortize.network import CORRECTION_OUTPUTS, Regressor, decode, decode_correction, network_cost
 from meshfit.amortize.task import Task
 from meshfit.render import antialias, normal_image, rasterize, sh_irradiance
 
-__all__ = ["Network", "build_network", "lr_schedule", "make_optimizer", "make_train_step", "pose_errors"]
+__all__ = [
+    "Network",
+    "build_network",
+    "channels_in",
+    "outputs_of",
+    "lr_schedule",
+    "make_optimizer",
+    "make_train_step",
+    "pose_errors",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +62,17 @@ class Network:
     graphdef: Any
     template: Any
     cost: dict
+    # A correcting network's first network (frozen) and its weights.
+    base: Network | None = dataclasses.field(default=None, compare=False)
+    base_params: dict | None = dataclasses.field(default=None, compare=False)
 
     @property
     def in_channels(self) -> int:
-        return len(self.config.inputs) + 2
+        return channels_in(self.config)
+
+    @property
+    def num_outputs(self) -> int:
+        return outputs_of(self.config, self.task)
 
     def init_params(self) -> dict:
         """The initial weights (the config's seed), made in one compiled call: eagerly, every
@@ -64,7 +80,7 @@ class Network:
         return jax.jit(self._make_params)()
 
     def _make_params(self) -> dict:
-        net = Regressor(self.in_channels, self.task.num_coeffs + 1, self._resolution, self.config.network,
+        net = Regressor(self.in_channels, self.num_outputs, self._resolution, self.config.network,
                         rngs=nnx.Rngs(self.config.seed))  # fmt: skip
         return nnx.to_pure_dict(nnx.split(net, nnx.Param)[1])
 
@@ -86,18 +102,50 @@ class Network:
         """``predict`` jitted once per network (evaluating every checkpoint must not recompile)."""
         return jax.jit(self.predict)
 
-    def predict(self, params: dict, inputs: jax.Array, cameras, present: jax.Array) -> dict:
-        """Canonical parameters [B, ...] from inputs [B, N, H, W, C] seen by cameras [B, N]."""
-        per_view, pooled = self.apply(params, inputs, present)
+    def predict(
+        self, params: dict, inputs: jax.Array, cameras, present: jax.Array, passes: int | None = None
+    ) -> dict:
+        """Canonical parameters [B, ...] from inputs [B, N, H, W, C] seen by cameras [B, N].
+        A correcting network corrects its first network's prediction ``passes`` times (default:
+        the config's ``correction_passes``)."""
         c = self.config
-        return decode(
-            self.task, cameras, per_view, pooled, present, ranges=self.task.coeff_ranges(c.sampling),
-            bounds=self.task.coeff_bounds(c.bounds), scale_range=c.sampling.scale,
+        ranges, bounds = self.task.coeff_ranges(c.sampling), self.task.coeff_bounds(c.bounds)
+        if self.base is None:
+            per_view, pooled = self.apply(params, inputs, present)
+            return decode(self.task, cameras, per_view, pooled, present, ranges=ranges, bounds=bounds,
+                          scale_range=c.sampling.scale)  # fmt: skip
+        pred = jax.lax.stop_gradient(self.base.predict(self.base_params, inputs, cameras, present))
+        for _ in range(c.correction_passes if passes is None else passes):
+            verts = jax.vmap(self.task.vertices)(pred)
+            seen = jnp.concatenate([inputs, prediction_channels(self.task, cameras, verts)], -1)
+            _, pooled = self.apply(params, seen, present)
+            pred = decode_correction(pred, pooled, ranges=ranges, bounds=bounds, rotation=c.sampling.rotation,
+                                     translation=c.sampling.translation)  # fmt: skip
+        return pred
+
+
+def channels_in(config: TrainConfig) -> int:
+    """Channels per pixel a config's network reads: its inputs and the two rays (and, correcting,
+    the prediction's mask and depth)."""
+    return len(config.inputs) + 2 + (2 if config.correction_passes else 0)
+
+
+def outputs_of(config: TrainConfig, task: Task) -> int:
+    """A config's network's pooled outputs."""
+    return task.num_coeffs + (CORRECTION_OUTPUTS if config.correction_passes else 1)
+
+
+def build_network(config: TrainConfig, task: Task, base: tuple[Network, dict] | None = None) -> Network:
+    """The Network for a config and a task whose rig is at the network's resolution; a correcting
+    network (``config.correction_passes``) takes its first network and that one's weights, ``base``."""
+    if bool(config.correction_passes) != (base is not None):
+        raise ValueError(
+            "a correcting network (correction_passes > 0) is trained on a first network's predictions "
+            "(meshfit train --corrects RUN)" if base is None else
+            "--corrects: this config's correction_passes is 0; a correcting network's config sets it (e.g. 2)"
         )  # fmt: skip
-
-
-def build_network(config: TrainConfig, task: Task) -> Network:
-    """The Network for a config and a task whose rig is at the network's resolution."""
+    if base is not None and base[0].base is not None:
+        raise ValueError("--corrects: that run is itself a correcting network; give its first network's run")
     rig = task.rig
     if max(rig.width, rig.height) != config.resolution:
         raise ValueError(
@@ -109,13 +157,13 @@ def build_network(config: TrainConfig, task: Task) -> Network:
                 f"the network's input {rig.width}x{rig.height} must divide by 2^network.stages = "
                 f"{2**config.network.stages} (choose a resolution that keeps the rig's aspect)"
             )
-    in_channels = len(config.inputs) + 2
+    in_channels, outputs = channels_in(config), outputs_of(config, task)
     # Only the structure: the weights come from init_params or a checkpoint.
     graphdef, template = nnx.split(
         nnx.eval_shape(
             lambda: Regressor(
                 in_channels,
-                task.num_coeffs + 1,
+                outputs,
                 (rig.height, rig.width),
                 config.network,
                 rngs=nnx.Rngs(config.seed),
@@ -123,9 +171,10 @@ def build_network(config: TrainConfig, task: Task) -> Network:
         ),  # fmt: skip
         nnx.Param,
     )
-    cost = network_cost(config.network, in_channels, task.num_coeffs + 1, (rig.height, rig.width),
-                        rig.batch_shape[0])  # fmt: skip
-    return Network(config, task, graphdef, template, cost)
+    cost = network_cost(config.network, in_channels, outputs, (rig.height, rig.width), rig.batch_shape[0])
+    if base is None:
+        return Network(config, task, graphdef, template, cost)
+    return Network(config, task, graphdef, template, cost, base=base[0], base_params=base[1])
 
 
 def lr_schedule(config: TrainConfig) -> optax.Schedule:
@@ -190,7 +239,8 @@ def _per_sample_loss(network: Network, params: dict, keys: jax.Array, data=None)
     present = jax.vmap(lambda k: _present(jax.random.fold_in(k, 11), cams.batch_shape[1], c.view_dropout))(
         keys
     )
-    pred = network.predict(params, inputs, cams, present)
+    # A correcting network learns one correction of its first network's prediction.
+    pred = network.predict(params, inputs, cams, present, passes=1)
     terms = {}
     vp = jax.vmap(task.vertices)(pred)
     if data is None:

@@ -96,6 +96,7 @@ def runtime_tensors(reg, quant: str = "fp32", basis: str | None = None) -> tuple
     basis = basis or {"fp32": "fp32", "fp16": "fp16", "int8": "int16"}[quant]
     if basis not in ("fp32", "fp16", "int16"):
         raise ValueError(f"basis must be fp32, fp16 or int16; got {basis!r}")
+    reg.check_exportable("the native runtime")
     task, cfg, p = reg.task, reg.config, reg.params
     net = cfg.network
     small = task.rig  # the rig at the network's resolution

@@ -42,6 +42,7 @@ def onnx_model(reg):
     from meshfit import __version__
     from meshfit.amortize.inputs import ray_channels, view_depths
 
+    reg.check_exportable("ONNX")
     task, cfg, p = reg.task, reg.config, reg.params
     small = task.rig
     N, H, W = small.batch_shape[0], reg.rig.height, reg.rig.width
