@@ -40,10 +40,11 @@ VIEW_OUTPUTS = 10
 # axis-angle), centre (world, object radii).
 CORRECTION_OUTPUTS = 7
 # What a correcting network's raw output of 1 means, as fractions of the sampled ranges: the
-# coefficients' half-range, the largest rotation, the centre's box (half-width, object radii); the
-# log scale in absolute terms. Corrections are small: small output scales keep the first steps of
-# training from throwing a good prediction away.
-_CORRECTION_SCALES = {"coeffs": 0.1, "rotation": 0.1, "centre": 0.3, "log_scale": 0.02}
+# coefficients' half-range, the largest rotation, the centre's box (half-width, object radii), the
+# log scale's half-range (0 when the scale is not sampled: the truth's is then known, and a fit's
+# refinement does not free it). Corrections are small: small output scales keep the first steps
+# of training from throwing a good prediction away.
+_CORRECTION_SCALES = {"coeffs": 0.1, "rotation": 0.1, "centre": 0.3, "log_scale": 0.1}
 # Weight of a view's depth estimate against the rays' intersection (rays decide when views agree).
 _DEPTH_PULL = 0.05
 
@@ -163,12 +164,13 @@ def decode(
 
 def decode_correction(
     pred: dict, pooled: jax.Array, *, ranges: np.ndarray, bounds: np.ndarray, rotation: float,
-    translation: float,
+    translation: float, scale_range: tuple[float, float],
 ) -> dict:  # fmt: skip
     """Canonical parameters [B, ...]: ``pred`` corrected by a correcting network's pooled outputs
     [B, K + CORRECTION_OUTPUTS] (K coefficients, log scale, rotation as a world axis-angle,
     centre); zero outputs leave ``pred`` as it is. ranges, bounds: [K, 2] as in ``decode``;
-    rotation (degrees), translation (object radii): the sampling's (``SamplingConfig``)."""
+    rotation (degrees), translation (object radii), scale_range: the sampling's
+    (``SamplingConfig``)."""
     s = _CORRECTION_SCALES
     K = ranges.shape[0]
     half = np.maximum(0.5 * (ranges[:, 1] - ranges[:, 0]), 1e-3)
@@ -180,7 +182,8 @@ def decode_correction(
         "coeffs": coeffs,
         "R": jnp.einsum("bij,bjk->bik", turn, pred["R"]),
         "offset": pred["offset"] + s["centre"] * max(translation, 0.05) * pooled[:, K + 4 : K + 7],
-        "log_scale": pred["log_scale"] + s["log_scale"] * pooled[:, K],
+        "log_scale": pred["log_scale"]
+        + s["log_scale"] * 0.5 * float(np.log(scale_range[1] / scale_range[0])) * pooled[:, K],
     }
 
 

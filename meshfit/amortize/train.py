@@ -119,8 +119,9 @@ class Network:
             verts = jax.vmap(self.task.vertices)(pred)
             seen = jnp.concatenate([inputs, prediction_channels(self.task, cameras, verts)], -1)
             _, pooled = self.apply(params, seen, present)
-            pred = decode_correction(pred, pooled, ranges=ranges, bounds=bounds, rotation=c.sampling.rotation,
-                                     translation=c.sampling.translation)  # fmt: skip
+            s = c.sampling
+            pred = decode_correction(pred, pooled, ranges=ranges, bounds=bounds, rotation=s.rotation,
+                                     translation=s.translation, scale_range=s.scale)  # fmt: skip
         return pred
 
 
