@@ -11,12 +11,12 @@ runtime implements well, no normalisation to fold). From a view's features come
 - features that are averaged over the views present and give the coefficients and the scale.
 
 So any subset of the rig's views works, and a slightly moved camera only moves its rays.
+``Regressor.__call__`` gives raw outputs; ``decode`` (pure, given the cameras) gives the Task's
+canonical parameters.
 
 A correcting network (render and compare) is the same module reading the views and a first
 network's prediction rendered beside them (``inputs.prediction_channels``); its pooled outputs
 are a small correction of that prediction (``decode_correction``).
-``Regressor.__call__`` gives raw outputs; ``decode`` (pure, given the cameras) gives the Task's
-canonical parameters.
 """
 
 from __future__ import annotations

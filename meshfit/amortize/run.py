@@ -189,7 +189,7 @@ class Regressor:
         rig, names = load_cameras(run / "rig.json")
         task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
         network = build_network(
-            config, task, _load_base(run, model, rig) if config.correction_passes else None
+            config, task, _load_base(run, model, rig, task, config) if config.correction_passes else None
         )
         if checkpoint not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last'; got {checkpoint!r}")
@@ -242,15 +242,17 @@ def _save_base(run: Path, base: Regressor) -> None:
         np.savez(fh, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
 
 
-def _load_base(run: Path, model, rig: Camera) -> tuple[Network, dict]:
-    """A correcting run's first network and its weights (``_save_base``)."""
+def _load_base(run: Path, model, rig: Camera, task: Task, own: TrainConfig) -> tuple[Network, dict]:
+    """A correcting run's first network and its weights (``_save_base``); ``task``, ``own``: the
+    correcting network's, its task reused when the first network's resolution and proxy are its."""
     folder = run / "base"
     if not (folder / "params.npz").is_file():
         raise FileNotFoundError(
             f"{run} is a correcting network's run but has no base/params.npz (its first network)"
         )
     config = TrainConfig.load(folder / "config.yaml")
-    task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
+    if (config.resolution, config.proxy_faces) != (own.resolution, own.proxy_faces):
+        task = Task.create(model, _network_rig(rig, config.resolution), proxy_faces=config.proxy_faces)
     network = build_network(config, task)
     like = network.abstract_params()
     try:
@@ -380,13 +382,8 @@ def train(
     base = None
     if config.correction_passes:
         if resume and (out / "base" / "params.npz").is_file():
-            base = _load_base(out, model, rig)
-        elif corrects is None:
-            raise ValueError(
-                "this config trains a correcting network (correction_passes > 0): give the run whose "
-                "predictions it corrects (meshfit train ... --corrects RUN)"
-            )
-        else:
+            base = _load_base(out, model, rig, task, config)
+        elif corrects is not None:  # (without it, build_network names what is missing)
             first = corrects if isinstance(corrects, Regressor) else Regressor.load(corrects)
             _check_base(first, config, model, rig, corrects)
             base = (first.network, first.params)

@@ -40,10 +40,10 @@ __all__ = [
     "Network",
     "build_network",
     "channels_in",
-    "outputs_of",
     "lr_schedule",
     "make_optimizer",
     "make_train_step",
+    "outputs_of",
     "pose_errors",
 ]
 
@@ -115,11 +115,11 @@ class Network:
             return decode(self.task, cameras, per_view, pooled, present, ranges=ranges, bounds=bounds,
                           scale_range=c.sampling.scale)  # fmt: skip
         pred = jax.lax.stop_gradient(self.base.predict(self.base_params, inputs, cameras, present))
+        s = c.sampling
         for _ in range(c.correction_passes if passes is None else passes):
             verts = jax.vmap(self.task.vertices)(pred)
             seen = jnp.concatenate([inputs, prediction_channels(self.task, cameras, verts)], -1)
             _, pooled = self.apply(params, seen, present)
-            s = c.sampling
             pred = decode_correction(pred, pooled, ranges=ranges, bounds=bounds, rotation=s.rotation,
                                      translation=s.translation, scale_range=s.scale)  # fmt: skip
         return pred
