@@ -5,6 +5,7 @@ optimisation alone (the shipped fit config), on test frames rendered by pyrender
         --cameras configs/rig_face4.json --out runs/face_net          # ~30 min on 2 cores
     python bench/amortize.py runs/face_net --fit face_blendshapes     # ~10 min
     python bench/amortize.py runs/controller_net --fit rigid_pose
+    python bench/amortize.py runs/face_net --timing-only     # times only: no pyrender, any device
 
 Test frames: ``--frames`` random parameter sets drawn from the run's sampling ranges with a seed
 of their own (not the validation set's), rendered by ``meshfit synth --cameras`` (pyrender) at
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import platform
 import sys
@@ -92,12 +94,46 @@ def time_breakdown(reg: Regressor, repeats: int = 5) -> dict:
     return out
 
 
+def _median_ms(fn, repeats: int) -> tuple[float, float]:
+    """(median ms of ``repeats`` calls after the first, first call's seconds: compile + run)."""
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times)), first
+
+
+def timing_only(reg: Regressor, frames: int, repeats: int = 20) -> dict:
+    """Prediction latency on inputs rendered by meshfit (not pyrender): ``frames`` frames in one
+    call and one frame alone, for every number of correction passes; and a training step's parts.
+    Needs no OpenGL, so it runs on any JAX device."""
+    net = reg.network
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1), i))(jnp.arange(frames))
+    _, cams, inputs, _ = jax.jit(lambda k: sample_batch(net, k))(keys)
+    present = jnp.ones(cams.batch_shape, jnp.float32)
+    out = {"frames": frames, "passes": {}}
+    one = jax.tree.map(lambda a: a[:1], (inputs, cams, present))
+    for passes in range(reg.config.correction_passes + 1):
+        fn = jax.jit(functools.partial(net.predict, reg.params, passes=passes))
+        batched, compile_s = _median_ms(functools.partial(fn, inputs, cams, present), repeats)
+        single, _ = _median_ms(functools.partial(fn, *one), repeats)
+        out["passes"][passes] = {"per_frame_ms": batched / frames, "single_frame_ms": single,
+                                 "compile_seconds": compile_s}  # fmt: skip
+    out["breakdown"] = time_breakdown(reg)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a training run folder (meshfit train --out)")
-    p.add_argument(
-        "--fit", required=True, help="the shipped fit config to compare with (face_blendshapes, rigid_pose)"
-    )
+    p.add_argument("--fit", help="the shipped fit config to compare with (face_blendshapes, rigid_pose)")
+    p.add_argument("--timing-only", action="store_true",
+                   help="only the network's latency and a training step's parts, on inputs rendered by "
+                   "meshfit (no pyrender: runs on any device)")  # fmt: skip
     p.add_argument("--frames", type=int, default=16, help="test frames (default 16)")
     p.add_argument("--steps", type=int, nargs="+", default=[5, 20, 50], help="refinement steps K")
     p.add_argument("--fit-fractions", type=float, nargs="*", default=[0.1, 0.25, 0.5, 1.0],
@@ -111,8 +147,26 @@ def main(argv=None) -> int:
     print(
         f"# {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}"
     )
+    if args.fit is None and not args.timing_only:
+        p.error("--fit is required (or --timing-only)")
     reg = Regressor.load(args.run)
     task, cfg = reg.task, reg.config
+    if args.timing_only:
+        t = timing_only(reg, args.frames)
+        print(f"run: {args.run}, network on {jax.devices()[0].device_kind}, {args.frames} frames of inputs "
+              "rendered by meshfit")  # fmt: skip
+        for passes, r in t["passes"].items():
+            what = "network" if passes == 0 else f"{passes} correction pass{'es' if passes > 1 else ''}"
+            print(f"  {what}: {r['per_frame_ms']:.3f} ms per frame batched, {r['single_frame_ms']:.3f} ms "
+                  f"for one frame (compile + first call {r['compile_seconds']:.1f} s)")  # fmt: skip
+        b = t["breakdown"]
+        print(
+            f"  one training step (batch {cfg.batch}), parts jitted alone: render {b['render_ms']:.1f} "
+            f"ms, network forward+backward {b['network_ms']:.1f} ms, optimiser {b['optimiser_ms']:.2f} ms"
+        )
+        if args.json:
+            args.json.write_text(json.dumps(t, indent=1) + "\n")
+        return 0
     refine = cfg.refine
     if args.refine_config is not None:
         from meshfit.amortize import TrainConfig

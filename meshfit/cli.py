@@ -528,9 +528,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"meshfit train: error: {e}", file=sys.stderr)
             return 2
     if args.command in ("fit", "demo", "render", "train", "predict"):
+        import jax
+
         from meshfit.render import _native
 
-        reason = _native._load()
+        # Only where they would run: on a GPU every op runs its pure-JAX implementation anyway.
+        reason = _native._load() if jax.default_backend() == "cpu" else None
         if reason is not None:
             import logging
 
