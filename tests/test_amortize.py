@@ -92,6 +92,11 @@ def test_shipped_configs_load():
         ({"model": "rigid", "loss": {"depth": 1}}, "add depth to inputs"),
         ({"model": "blendshapes", "sampling": {"expression": [1, 0]}}, "low <= high"),
         ({"model": "rigid", "optim": {"lr": -1}}, "lr must be"),
+        ({"model": "rigid", "correction_faces": 500}, "need correction_passes > 0"),
+        ({"model": "rigid", "correction_passes": 1, "correction_supersample": 0}, "correction_supersample"),
+        ({"model": "rigid", "correction_passes": 1, "correction_faces": 20}, "correction_faces must be"),
+        ({"model": "rigid", "correction_noise_rotation": 2}, "need correction_passes > 0"),
+        ({"model": "rigid", "correction_passes": 1, "correction_noise_rotation": 90}, "small misalignments"),
     ],
 )
 def test_config_errors_name_the_key(data, match):
@@ -157,6 +162,36 @@ def test_decode_zero_output_is_the_rest_pose():
     np.testing.assert_allclose(
         out["coeffs"][0], [0.0, 0.0, 0.5], atol=1e-6
     )  # identity [-1, 1], expression [0, 1]
+
+
+def test_a_correction_in_the_cameras_axes_is_one_in_the_world():
+    """correction_frame cameras: a turn and a centre shift each view gives in its own axes
+    (R_cam v) decode to the same world correction, with any subset of the views; zero outputs
+    leave the prediction as it is."""
+    from meshfit.amortize.network import CORRECTION_OUTPUTS, decode_correction
+
+    task = Task.create(_blob(), _rig(16))
+    cams = jax.tree.map(lambda a: a[None], task.rig)
+    pred = {"coeffs": jnp.zeros((1, 0)), "R": jnp.eye(3)[None], "offset": jnp.zeros((1, 3)),
+            "log_scale": jnp.zeros((1,))}  # fmt: skip
+    turn, shift = np.array([0.3, -0.2, 0.5]), np.array([-0.4, 0.1, 0.2])
+    per_view = np.zeros((1, 3, VIEW_OUTPUTS), np.float32)
+    per_view[0, :, 0:3] = np.einsum("nij,j->ni", np.asarray(task.rig.R), turn)
+    per_view[0, :, 3:6] = np.einsum("nij,j->ni", np.asarray(task.rig.R), shift)
+    pooled = jnp.zeros((1, CORRECTION_OUTPUTS))
+    kw = {"ranges": np.zeros((0, 2), np.float32), "bounds": np.zeros((0, 2), np.float32), "rotation": 20.0,
+          "translation": 0.1, "scale_range": (1.0, 1.0)}  # fmt: skip
+    world = decode_correction(pred, pooled.at[0, 1:4].set(turn).at[0, 4:7].set(shift), **kw)
+    for present in ([1, 1, 1], [0, 1, 0], [1, 0, 1]):
+        views = (jnp.asarray(per_view), cams, jnp.asarray([present], jnp.float32))
+        out = decode_correction(pred, pooled, views=views, **kw)
+        np.testing.assert_allclose(out["R"], world["R"], atol=1e-5)
+        np.testing.assert_allclose(out["offset"], world["offset"], atol=1e-5)
+    still = decode_correction(
+        pred, pooled, views=(jnp.zeros((1, 3, VIEW_OUTPUTS)), cams, jnp.ones((1, 3))), **kw
+    )
+    np.testing.assert_allclose(still["R"], pred["R"], atol=1e-6)
+    np.testing.assert_allclose(still["offset"], pred["offset"], atol=1e-6)
 
 
 def test_decode_recovers_a_pose_every_view_agrees_on():
@@ -236,6 +271,9 @@ def test_proxy_follows_the_blendshapes():
     assert np.array_equal(whole.proxy_faces, whole.faces)
     task = Task.create(model, _rig(16), proxy_faces=160)
     assert 150 <= task.proxy_faces.shape[0] <= 160 and task.proxy_index.shape[0] < task.num_vertices
+    again = whole.with_proxy(160)  # another proxy of the same task: what Task.create would make
+    for name in ("proxy_index", "proxy_weights", "proxy_offset", "proxy_faces"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(task, name))
     np.testing.assert_allclose(np.asarray(task.proxy_weights).sum(1), 1.0, atol=1e-5)
 
     def gap(task, canon):  # [P] distance of the proxy's vertices to the posed model, in radii
@@ -496,7 +534,19 @@ def test_a_correcting_network_learns_to_correct_a_run(tiny_run, posed_data, tmp_
 
     root, rig, _ = tiny_run
     first = Regressor.load(root / "run")
-    cfg = TrainConfig.from_dict({"model": "rigid", **TINY, "correction_passes": 2})
+    # (the prediction rendered from a coarser proxy, one sample per pixel: the cheap setting)
+    cfg = TrainConfig.from_dict(
+        {
+            "model": "rigid",
+            **TINY,
+            "correction_passes": 2,
+            "correction_faces": 160,
+            "correction_supersample": 1,
+            "correction_noise_rotation": 5.0,
+            "correction_noise_translation": 0.05,
+            "correction_frame": "cameras",
+        }
+    )
     with pytest.raises(ValueError, match="--corrects RUN"):
         train(cfg, _blob(), rig, tmp_path / "no", progress=False)
     other = TrainConfig.from_dict({"model": "rigid", **TINY, "correction_passes": 2, "inputs": ["mask"]})
@@ -509,6 +559,7 @@ def test_a_correcting_network_learns_to_correct_a_run(tiny_run, posed_data, tmp_
     train(cfg, _blob(), rig, tmp_path / "corr", corrects=tmp_path / "first", progress=False)
     shutil.rmtree(tmp_path / "first")
     reg = Regressor.load(tmp_path / "corr")  # needs nothing of the first run's folder
+    assert reg.network.render_task.proxy_faces.shape[0] <= 160 < reg.task.proxy_faces.shape[0]
     views = meshfit.load_views(posed_data[0])
     mask = np.asarray(views.mask, np.float32)[None]
     x, cams = image_inputs(reg.task, views.cameras, reg.config.inputs, mask=mask, rgb=views.rgb[None])
@@ -517,6 +568,13 @@ def test_a_correcting_network_learns_to_correct_a_run(tiny_run, posed_data, tmp_
     base = first.network.predict(first.params, x, cams, present)
     same = reg.network.predict(reg.params, x, cams, present, passes=0)
     np.testing.assert_allclose(same["R"], base["R"], atol=1e-6)
+    # Training moves the first network's prediction by the configured noise before correcting it.
+    keys = jax.random.split(jax.random.key(0), 1)
+    moved0 = reg.network.predict(reg.params, x, cams, present, passes=0, perturb=keys)
+    rel = np.einsum("bji,bjk->bik", np.asarray(moved0["R"]), np.asarray(base["R"]))
+    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert 0.1 < float(angle[0]) < 30, angle
+    assert 1e-3 < float(np.abs(moved0["offset"] - base["offset"]).max()) < 0.5
     moved = reg.network.predict(reg.params, x, cams, present)
     assert float(jnp.abs(moved["offset"] - base["offset"]).max()) > 1e-4
     metrics = predict_folder(tmp_path / "corr", posed_data[0], tmp_path / "pred", progress=False)

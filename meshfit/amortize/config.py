@@ -279,7 +279,17 @@ class TrainConfig:
     network (``meshfit train ... --corrects RUN``): RUN's network predicts, the prediction is
     rendered (mask and depth) beside the views, and this network corrects it, N times in a row
     at prediction (once per training sample: the next pass sees a smaller error than it was
-    trained on, and still helps).
+    trained on, and still helps). correction_faces, correction_supersample: how a correcting
+    network renders the prediction it compares with the views: from a decimation of the model with
+    about this many faces (null: the inputs' ``proxy_faces``), at this many times the network's
+    resolution, area-averaged (1: one sample per pixel). That render is most of a pass's cost.
+    correction_noise_rotation (degrees), correction_noise_translation (object radii): in training
+    only, the first network's prediction is turned and moved by Gaussian noise of these standard
+    deviations (per axis) before it is corrected, so the corrector also sees misalignments large
+    enough to be plain in the images (as render-and-compare refiners are trained on perturbed
+    poses); 0 trains on the first network's predictions alone. correction_frame: "world" (the
+    turn and centre corrections from the views' pooled features) or "cameras" (each view's own,
+    in its camera's axes, averaged in the world: ``decode_correction``).
     """
 
     model: Literal["blendshapes", "rigid"]
@@ -301,6 +311,11 @@ class TrainConfig:
     validation: ValidationConfig = ValidationConfig()
     log_every: int = 50
     correction_passes: int = 0
+    correction_faces: int | None = None
+    correction_supersample: int = 2
+    correction_noise_rotation: float = 0.0
+    correction_noise_translation: float = 0.0
+    correction_frame: Literal["world", "cameras"] = "world"
     refine: StageConfig = StageConfig(
         name="refine", steps=50, lr=0.003, weights=LossWeights(silhouette=1.0), patience=0
     )
@@ -348,6 +363,29 @@ class TrainConfig:
             raise ValueError("loss.silhouette compares with the input mask: add mask to inputs")
         if not 0 <= self.correction_passes <= 4:
             raise ValueError(f"correction_passes must be in 0..4; got {self.correction_passes}")
+        if self.correction_faces is not None and self.correction_faces < 100:
+            raise ValueError(f"correction_faces must be at least 100 (or null); got {self.correction_faces}")
+        if not 1 <= self.correction_supersample <= 4:
+            raise ValueError(f"correction_supersample must be in 1..4; got {self.correction_supersample}")
+        _finite(self.correction_noise_rotation, "correction_noise_rotation", nonnegative=True)
+        _finite(self.correction_noise_translation, "correction_noise_translation", nonnegative=True)
+        if self.correction_noise_rotation > 30 or self.correction_noise_translation > 0.5:
+            raise ValueError(
+                "correction noise is for small misalignments: correction_noise_rotation <= 30 degrees, "
+                "correction_noise_translation <= 0.5 radii"
+            )
+        if not self.correction_passes and (
+            self.correction_faces is not None
+            or self.correction_supersample != 2
+            or self.correction_noise_rotation
+            or self.correction_noise_translation
+            or self.correction_frame != "world"
+        ):
+            raise ValueError(
+                "correction_faces, correction_supersample, correction_noise_* and correction_frame set how "
+                "a correcting network renders and learns its first network's prediction: they need "
+                "correction_passes > 0"
+            )
         if not 0 <= self.view_dropout < 1:
             raise ValueError(f"view_dropout must be in [0, 1); got {self.view_dropout}")
         if self.log_every < 1:

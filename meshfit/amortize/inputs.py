@@ -105,12 +105,14 @@ def network_inputs(mask, grey, depth, cameras: Camera, task: Task, channels) -> 
     return jnp.concatenate([jnp.stack(out, -1), rays], -1).astype(jnp.float32)
 
 
-def prediction_channels(task: Task, cameras: Camera, vertices: jax.Array) -> jax.Array:
+def prediction_channels(
+    task: Task, cameras: Camera, vertices: jax.Array, supersample: int = SUPERSAMPLE
+) -> jax.Array:
     """[B, N, H, W, 2] the mask and depth channels (as ``network_inputs`` makes them) of predicted
     meshes ``vertices`` [B, V, 3] seen by ``cameras`` [B, N] at the network's resolution: what a
-    correcting network compares with the observed inputs. Rendered as the training inputs are
-    (the task's proxy, supersampled and area-averaged), without noise; not differentiated."""
-    H, W, k = cameras.height, cameras.width, SUPERSAMPLE
+    correcting network compares with the observed inputs. Rasterized from the task's proxy at
+    ``supersample`` times the resolution and area-averaged, without noise; not differentiated."""
+    H, W, k = cameras.height, cameras.width, supersample
     big = cameras.resized(W * k, H * k)
     verts = task.proxy_vertices(jax.lax.stop_gradient(vertices))
     clip = jax.vmap(lambda c, v: c.to_clip(v, *task.planes))(big, verts)

@@ -164,15 +164,25 @@ def decode(
 
 def decode_correction(
     pred: dict, pooled: jax.Array, *, ranges: np.ndarray, bounds: np.ndarray, rotation: float,
-    translation: float, scale_range: tuple[float, float],
+    translation: float, scale_range: tuple[float, float], views: tuple | None = None,
 ) -> dict:  # fmt: skip
     """Canonical parameters [B, ...]: ``pred`` corrected by a correcting network's pooled outputs
     [B, K + CORRECTION_OUTPUTS] (K coefficients, log scale, rotation as a world axis-angle,
     centre); zero outputs leave ``pred`` as it is. ranges, bounds: [K, 2] as in ``decode``;
     rotation (degrees), translation (object radii), scale_range: the sampling's
-    (``SamplingConfig``)."""
+    (``SamplingConfig``). ``views`` = (per_view [B, N, VIEW_OUTPUTS], cameras [B, N], present
+    [B, N]): the rotation and centre corrections come instead from each view, in its camera's
+    axes (outputs 0-2 and 3-5), turned into the world and averaged with the views' confidences
+    (output 9): what a view sees of a misalignment is in its own axes."""
     s = _CORRECTION_SCALES
     K = ranges.shape[0]
+    if views is not None:
+        per_view, cameras, present = views
+        w = jax.nn.softmax(jnp.where(present > 0, per_view[..., 9], -1e9), -1)  # [B, N]
+        local = jnp.stack([per_view[..., 0:3], per_view[..., 3:6]], -1)  # [B, N, 3, (turn, centre)]
+        world = jnp.einsum("bnji,bnjc->bnic", cameras.R, local)  # R_cam^T v
+        turn_centre = jnp.einsum("bn,bnic->bci", w, world).reshape(pooled.shape[0], 6)
+        pooled = jnp.concatenate([pooled[:, : K + 1], turn_centre], -1)
     half = np.maximum(0.5 * (ranges[:, 1] - ranges[:, 0]), 1e-3)
     coeffs = jnp.clip(pred["coeffs"] + s["coeffs"] * half[None] * pooled[:, :K], bounds[None, :, 0],
                       bounds[None, :, 1])  # fmt: skip

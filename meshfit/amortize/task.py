@@ -224,6 +224,17 @@ class Task:
             kind, planes, tuple(ids), tuple(exps),
         )  # fmt: skip
 
+    def with_proxy(self, proxy_faces: int | None) -> Task:
+        """This task with another proxy: a decimation of the model with about ``proxy_faces``
+        faces (None: the model's own mesh)."""
+        index, weights, offset, faces = _surface_proxy(
+            np.asarray(self.base), np.asarray(self.faces), proxy_faces, weld=self.kind == "rigid"
+        )
+        return dataclasses.replace(
+            self, proxy_index=jnp.asarray(index), proxy_weights=jnp.asarray(weights),
+            proxy_offset=jnp.asarray(offset), proxy_faces=jnp.asarray(faces),
+        )  # fmt: skip
+
     # ---- sizes and names ------------------------------------------------------------------
     @property
     def num_coeffs(self) -> int:

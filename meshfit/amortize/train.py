@@ -34,6 +34,7 @@ from meshfit.amortize.config import TrainConfig
 from meshfit.amortize.inputs import jitter_rig, prediction_channels, render_inputs
 from meshfit.amortize.network import CORRECTION_OUTPUTS, Regressor, decode, decode_correction, network_cost
 from meshfit.amortize.task import Task
+from meshfit.models import so3_exp
 from meshfit.render import antialias, normal_image, rasterize, sh_irradiance
 
 __all__ = [
@@ -62,9 +63,11 @@ class Network:
     graphdef: Any
     template: Any
     cost: dict
-    # A correcting network's first network (frozen) and its weights.
+    # A correcting network's first network (frozen) and its weights, and the task whose proxy
+    # renders the prediction it compares (``config.correction_faces``).
     base: Network | None = dataclasses.field(default=None, compare=False)
     base_params: dict | None = dataclasses.field(default=None, compare=False)
+    render_task: Task | None = dataclasses.field(default=None, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -103,11 +106,13 @@ class Network:
         return jax.jit(self.predict)
 
     def predict(
-        self, params: dict, inputs: jax.Array, cameras, present: jax.Array, passes: int | None = None
-    ) -> dict:
+        self, params: dict, inputs: jax.Array, cameras, present: jax.Array, passes: int | None = None,
+        perturb: jax.Array | None = None,
+    ) -> dict:  # fmt: skip
         """Canonical parameters [B, ...] from inputs [B, N, H, W, C] seen by cameras [B, N].
         A correcting network corrects its first network's prediction ``passes`` times (default:
-        the config's ``correction_passes``)."""
+        the config's ``correction_passes``); ``perturb`` [B] keys (training): first move that
+        prediction by the config's ``correction_noise_*``."""
         c = self.config
         ranges, bounds = self.task.coeff_ranges(c.sampling), self.task.coeff_bounds(c.bounds)
         if self.base is None:
@@ -115,13 +120,20 @@ class Network:
             return decode(self.task, cameras, per_view, pooled, present, ranges=ranges, bounds=bounds,
                           scale_range=c.sampling.scale)  # fmt: skip
         pred = jax.lax.stop_gradient(self.base.predict(self.base_params, inputs, cameras, present))
+        if perturb is not None and (c.correction_noise_rotation or c.correction_noise_translation):
+            noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 23), (2, 3)))(perturb)
+            turn = so3_exp(np.radians(c.correction_noise_rotation) * noise[:, 0])
+            pred = {**pred, "R": jnp.einsum("bij,bjk->bik", turn, pred["R"]),
+                    "offset": pred["offset"] + c.correction_noise_translation * noise[:, 1]}  # fmt: skip
         s = c.sampling
         for _ in range(c.correction_passes if passes is None else passes):
             verts = jax.vmap(self.task.vertices)(pred)
-            seen = jnp.concatenate([inputs, prediction_channels(self.task, cameras, verts)], -1)
-            _, pooled = self.apply(params, seen, present)
+            drawn = prediction_channels(self.render_task, cameras, verts, c.correction_supersample)
+            seen = jnp.concatenate([inputs, drawn], -1)
+            per_view, pooled = self.apply(params, seen, present)
+            views = (per_view, cameras, present) if c.correction_frame == "cameras" else None
             pred = decode_correction(pred, pooled, ranges=ranges, bounds=bounds, rotation=s.rotation,
-                                     translation=s.translation, scale_range=s.scale)  # fmt: skip
+                                     translation=s.translation, scale_range=s.scale, views=views)  # fmt: skip
         return pred
 
 
@@ -175,7 +187,14 @@ def build_network(config: TrainConfig, task: Task, base: tuple[Network, dict] | 
     cost = network_cost(config.network, in_channels, outputs, (rig.height, rig.width), rig.batch_shape[0])
     if base is None:
         return Network(config, task, graphdef, template, cost)
-    return Network(config, task, graphdef, template, cost, base=base[0], base_params=base[1])
+    render = (
+        task
+        if config.correction_faces in (None, config.proxy_faces)
+        else task.with_proxy(config.correction_faces)
+    )
+    return Network(
+        config, task, graphdef, template, cost, base=base[0], base_params=base[1], render_task=render
+    )
 
 
 def lr_schedule(config: TrainConfig) -> optax.Schedule:
@@ -241,7 +260,7 @@ def _per_sample_loss(network: Network, params: dict, keys: jax.Array, data=None)
         keys
     )
     # A correcting network learns one correction of its first network's prediction.
-    pred = network.predict(params, inputs, cams, present, passes=1)
+    pred = network.predict(params, inputs, cams, present, passes=1, perturb=keys if data is None else None)
     terms = {}
     vp = jax.vmap(task.vertices)(pred)
     if data is None:
