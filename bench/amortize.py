@@ -118,9 +118,10 @@ def timing_only(reg: Regressor, frames: int, repeats: int = 20) -> dict:
     out = {"frames": frames, "passes": {}}
     one = jax.tree.map(lambda a: a[:1], (inputs, cams, present))
     for passes in range(reg.config.correction_passes + 1):
-        fn = jax.jit(functools.partial(net.predict, reg.params, passes=passes))
-        batched, compile_s = _median_ms(functools.partial(fn, inputs, cams, present), repeats)
-        single, _ = _median_ms(functools.partial(fn, *one), repeats)
+        # The weights are an argument, as in Regressor.predict (closed over, XLA would fold them in).
+        fn = jax.jit(functools.partial(net.predict, passes=passes))
+        batched, compile_s = _median_ms(functools.partial(fn, reg.params, inputs, cams, present), repeats)
+        single, _ = _median_ms(functools.partial(fn, reg.params, *one), repeats)
         out["passes"][passes] = {"per_frame_ms": batched / frames, "single_frame_ms": single,
                                  "compile_seconds": compile_s}  # fmt: skip
     out["breakdown"] = time_breakdown(reg)
