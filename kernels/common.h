@@ -139,6 +139,17 @@ void ParallelFor(int64_t n, Fn fn) {
   Pool::Get().Run(n, f);
 }
 
+// ParallelFor when `parallel`, else fn(0) .. fn(n - 1) on the calling thread: for work too small
+// to pay for waking the pool (tens of microseconds a wake on a small VM).
+template <typename Fn>
+void ParallelForIf(bool parallel, int64_t n, Fn fn) {
+  if (parallel) {
+    ParallelFor(n, fn);
+  } else {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+  }
+}
+
 // Scatter-add buffers for per-row contributions to out[0, n) without atomics: rows are split
 // into one contiguous chunk per worker, each with a private zeroed buffer of n floats; fn(row,
 // buffer) adds into it and the buffers are summed into out. Memory: min(workers, rows) * n

@@ -86,6 +86,20 @@ def test_native_and_jax_and_brute_force_identical(case, icosphere):
     assert a.mask.any()
 
 
+def test_native_small_and_large_calls_identical_to_jax():
+    """The native kernel resolves small calls on the calling thread and large ones on its pool,
+    four pixels at a time: both equal the JAX path, also on tiles cut by the image's edges."""
+    require_native()
+    v, f = _random_soup(n=40, seed=3)
+    for views, W, H in ((1, 37, 29), (6, 250, 203)):  # 2.6k box pixels to test; 0.4M (the pool: > 2^18)
+        cams, near, far = _framing(v, views=views, W=W, H=H, seed=1, dist=2.4)
+        clip = cams.to_clip(jnp.asarray(v), near, far)
+        a = rasterize(clip, f, height=H, width=W, backend="native")
+        b = rasterize(clip, f, height=H, width=W, backend="jax")
+        np.testing.assert_array_equal(a.face_id, b.face_id)
+        assert 0.2 < float(a.mask.mean()) < 0.95
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_matches_reference_rasterizer(backend):
     backend = _backend(backend)
