@@ -213,11 +213,15 @@ def photometric_loss(
     mask: jax.Array | None = None,
     norm: str = "l1",
     eps: float = 0.01,
+    scale: float | None = None,
 ) -> jax.Array:
     """Colour error of images [..., H, W, C] averaged over the pixels where ``mask`` [..., H, W]
     is true (all pixels without a mask): "l1" (mean absolute), "l2" (mean squared) or
     "charbonnier" (sqrt(d^2 + eps^2) - eps: L1 away from 0, smooth at it; robust to the pixels
-    a model cannot explain, e.g. specular highlights)."""
+    a model cannot explain, e.g. specular highlights). ``scale`` (colour units) makes it
+    redescending: an error e counts scale * log(1 + e / scale), as e below ``scale`` and
+    growing only logarithmically past it, so that what the image model cannot produce
+    (eyelashes on a uniform skin albedo) pulls the shape about scale / e as hard."""
     _check_images(pred, target, "photometric_loss")
     diff = pred - target
     if norm == "l1":
@@ -228,6 +232,8 @@ def photometric_loss(
         err = jnp.sqrt(diff * diff + eps * eps) - eps
     else:
         raise ValueError(f"norm must be 'l1', 'l2' or 'charbonnier'; got {norm!r}")
+    if scale is not None:
+        err = scale * jnp.log1p(err / scale)
     return _masked_mean(err, mask)
 
 

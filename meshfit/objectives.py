@@ -45,9 +45,10 @@ class LossWeights:
         rendered grey (``BASE_COLOR``) under meshfit synth's studio light
         (``render.studio_lighting``), antialiased: shape from shading for untextured synthetic
         data. One channel, since the light and the albedo are grey.
-    photometric: Charbonnier error between the target colour and the model rendered with its
-        fitted appearance: per-vertex linear albedo ``params["albedo"]`` [V, 3] (or a UV texture
-        ``params["texture"]`` [Ht, Wt, 3], sampled trilinearly at the model's ``uvs``) lit by 2nd-order
+    photometric: Charbonnier error (logarithmic past ``photometric_scale``, when given) between
+        the target colour and the model rendered with its fitted appearance: per-vertex linear
+        albedo ``params["albedo"]`` [V, 3] (or a UV texture ``params["texture"]`` [Ht, Wt, 3],
+        sampled trilinearly at the model's ``uvs``) lit by 2nd-order
         spherical-harmonic irradiance ``params["light"]`` [9, 3] (or a directional light:
         ``light_direction``, ``light_colour``, ``ambient`` [3]; ``render.lighting.lit_colour``),
         times ``params["gain"]`` [N, 3] per camera when present (rigs are never colour-matched),
@@ -153,6 +154,7 @@ def image_objective(
     depth_max_error: float | None = None,
     landmark_scale: float | None = None,
     pixel_size: float = 1.0,
+    photometric_scale: float | None = None,
 ) -> Callable[[Any, Targets], tuple[jax.Array, dict]]:
     """The weighted sum of image and regularisation terms for ``model`` seen by ``cameras`` [N].
 
@@ -167,6 +169,8 @@ def image_objective(
         landmark_scale: the landmark term's robust scale in the data's pixels (None: squared
             error); pixel_size: the cameras' pixel in the data's pixels (a coarse stage's
             cameras see the detections, made at the data's resolution, through it).
+        photometric_scale: the photometric term's robust scale (colour units; None: Charbonnier
+            throughout; ``losses.photometric_loss``).
     Returns:
         ``loss_fn(params, targets, model_now=None) -> (loss, terms)`` with one scalar per active
         term. ``model_now`` (optional) replaces ``model`` for the vertices: a model with the same
@@ -221,7 +225,7 @@ def image_objective(
                 plate = targets.background
                 if "background" in params:  # a fitted backdrop colour per camera [N, 3]
                     plate = jnp.broadcast_to(params["background"][:, None, None, :], targets.rgb.shape)
-                if plate is None and "light" in params:
+                if plate is None and "light" in params and photometric_scale is None:
                     # SH light over the interior: the fused shading + error (native on the CPU).
                     weight = _interior(frags.mask).astype(albedo.dtype)
                     raw = interpolate(vertex_normals(v, faces), frags, faces)
@@ -231,8 +235,9 @@ def image_objective(
                 elif plate is None:
                     colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
                     terms["photometric"] = losses.photometric_loss(
-                        colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier"
-                    )
+                        colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier",
+                        scale=photometric_scale,
+                    )  # fmt: skip
                 else:
                     if "light" in params:  # SH light: the native kernel on the CPU
                         raw = interpolate(vertex_normals(v, faces), frags, faces)
@@ -241,7 +246,9 @@ def image_objective(
                         colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
                     composite = jnp.where(frags.mask[..., None], colour, plate)
                     composite = antialias(composite, frags, clip, faces)
-                    terms["photometric"] = losses.photometric_loss(composite, targets.rgb, norm="charbonnier")
+                    terms["photometric"] = losses.photometric_loss(
+                        composite, targets.rgb, norm="charbonnier", scale=photometric_scale
+                    )
         if weights.landmarks:
             if targets.landmarks is None:
                 raise ValueError("the landmarks term needs landmark detections")

@@ -68,6 +68,13 @@ def test_photometric_term_is_zero_at_the_truth_and_has_true_gradients():
     assert abs(float(fd)) > 1e-4
     np.testing.assert_allclose(g[2, 0], fd, rtol=0.05)
     assert np.isfinite(np.asarray(jax.grad(lambda p: objective(p, targets)[0])(off)["expression"])).all()
+    # A robust scale: the JAX path (not the fused kernel); a huge scale is plain Charbonnier, and
+    # a small one weighs the large errors less.
+    plain = float(objective(off, targets)[0])
+    loose = image_objective(model, cams, near=1.0, far=8.0, weights=w, photometric_scale=1e4)
+    np.testing.assert_allclose(float(loose(off, targets)[0]), plain, rtol=1e-4)
+    tight = image_objective(model, cams, near=1.0, far=8.0, weights=w, photometric_scale=0.01)
+    assert 0 < float(tight(off, targets)[0]) < 0.9 * plain
     with pytest.raises(ValueError, match=r"fits an albedo \(params 'albedo' \[V, 3\] or 'texture'"):
         objective(model.init_params(), targets)
     with pytest.raises(ValueError, match="needs target colour images"):

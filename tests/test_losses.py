@@ -143,6 +143,13 @@ def test_image_losses():
         losses.silhouette_loss(pred, target[..., :1])
     with pytest.raises(ValueError, match="norm must be"):
         losses.photometric_loss(rgb, rgb, norm="l3")
+    # Robust scale: e counts s log(1 + e / s); a pixel 0.7 off pulls ~s / 0.7 as hard as one 0.01 off.
+    off = jnp.array([0.01, 0.7]).reshape(1, 1, 2, 1) * jnp.ones((1, 1, 2, 3))
+    robust = losses.photometric_loss(rgb[:, :1] - off, rgb[:, :1], scale=0.05)
+    np.testing.assert_allclose(robust, np.mean(0.05 * np.log1p([0.2, 14.0])), rtol=1e-6)
+    g = jax.grad(lambda p: losses.photometric_loss(p, rgb[:, :1], scale=0.05))(rgb[:, :1] - off)
+    pull = np.abs(np.asarray(g))[0, 0, :, 0]
+    np.testing.assert_allclose(pull[1] / pull[0], (1 + 0.2) / (1 + 14.0), rtol=1e-5)
 
 
 def test_landmark_loss_and_prior():

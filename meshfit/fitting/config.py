@@ -73,6 +73,11 @@ class StageConfig:
     landmark_scale: the landmark term's robust (Cauchy) scale in the data's pixels: a detection
         this far off counts log 2, a far outlier little more (``losses.landmark_loss``);
         None = squared error in pixels^2.
+    photometric_scale: the photometric term's robust scale in display colour (0-1): an error
+        beyond it counts logarithmically (``losses.photometric_loss``), so that what the
+        appearance model cannot produce (eyelashes over a uniform skin albedo) does not pull
+        the shape; None = Charbonnier throughout (with an SH light and no plates, only None
+        takes the fused native shading kernel).
     params: parameters optimised (rigid/blendshapes: any of rotation, translation, log_scale,
         identity, expression); empty = the representation's default set.
     remesh: free mesh only: before the stage, remesh to this target edge length, as a fraction
@@ -92,6 +97,7 @@ class StageConfig:
     weights: LossWeights = LossWeights(silhouette=1.0)
     depth_max_error: float | None = 0.1
     landmark_scale: float | None = 2.0
+    photometric_scale: float | None = None
     params: tuple[str, ...] = ()
     remesh: float | None = None
     lam: float = 19.0
@@ -117,6 +123,8 @@ class StageConfig:
             _finite(self.depth_max_error, "depth_max_error", positive=True)
         if self.landmark_scale is not None:
             _finite(self.landmark_scale, "landmark_scale", positive=True)
+        if self.photometric_scale is not None:
+            _finite(self.photometric_scale, "photometric_scale", positive=True)
         if self.views_per_step is not None and self.views_per_step < 1:
             raise ValueError(f"views_per_step must be >= 1; got {self.views_per_step}")
         if self.remesh is not None:

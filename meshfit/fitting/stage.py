@@ -140,6 +140,7 @@ def _objective(template, cameras: Camera, problem: Problem, stage: StageConfig):
     return image_objective(
         template, cameras, near=problem.near, far=problem.far, weights=weights, depth_max_error=trunc,
         landmark_scale=stage.landmark_scale, pixel_size=problem.cameras.width / cameras.width,
+        photometric_scale=stage.photometric_scale,
     )  # fmt: skip
 
 
