@@ -289,7 +289,8 @@ def test_stage_config_checks_its_values():
     for bad, message in [({"lr": 0}, "lr must be a finite number > 0"),
                          ({"views_per_step": 0}, "views_per_step"),
                          ({"remesh": -1.0}, "remesh"), ({"resolution": 4}, "resolution"),
-                         ({"photometric_scale": 0.0}, "photometric_scale must be a finite")]:  # fmt: skip
+                         ({"photometric_scale": 0.0}, "photometric_scale must be a finite"),
+                         ({"photometric_scale": 0.05}, "does not weigh the photometric term")]:  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             FitConfig.from_dict({"model": "free_mesh", "stages": [bad]})
     with pytest.raises(ConfigError, match=r"stages\[0\].lr_scale: \['u'\]"):

@@ -125,6 +125,11 @@ class StageConfig:
             _finite(self.landmark_scale, "landmark_scale", positive=True)
         if self.photometric_scale is not None:
             _finite(self.photometric_scale, "photometric_scale", positive=True)
+            if not self.weights.photometric:
+                raise ValueError(
+                    "photometric_scale: this stage does not weigh the photometric term; give it a weight "
+                    "(weights.photometric) or drop the scale"
+                )
         if self.views_per_step is not None and self.views_per_step < 1:
             raise ValueError(f"views_per_step must be >= 1; got {self.views_per_step}")
         if self.remesh is not None:
