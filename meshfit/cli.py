@@ -29,7 +29,25 @@ def _count(text: str) -> int:
     return n
 
 
+def _light(text: str) -> tuple[list[float], float]:
+    """``--light X,Y,Z[:INTENSITY]`` -> (direction, intensity)."""
+    from meshfit import synth
+
+    direction, _, intensity = text.partition(":")
+    try:
+        d = [float(x) for x in direction.split(",")]
+        i = float(intensity) if intensity else synth.LIGHT_INTENSITY
+    except ValueError:
+        d, i = [], 0.0
+    if len(d) != 3:
+        raise ValueError(
+            f"--light must be X,Y,Z or X,Y,Z:INTENSITY (the direction the light travels); got {text!r}"
+        )
+    return d, i
+
+
 def _cmd_synth(args: argparse.Namespace) -> None:
+    from meshfit import synth
     from meshfit.synth import synthesize
 
     texture = args.texture if isinstance(args.texture, str) else None
@@ -53,12 +71,14 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         if given:
             raise ValueError(f"--cameras gives the views, their size and placement; drop {', '.join(given)}")
         cameras, names = load_cameras(args.cameras)
+    lights = synth.DEFAULT_LIGHTS if not args.light else [_light(text) for text in args.light]
     out = synthesize(
         args.mesh, args.out, views=args.views or 16, size=args.size or (256, 256), seed=args.seed,
         textured=args.texture is not None, texture=texture, distance=args.distance,
         fov=args.fov or 45.0, overwrite=args.overwrite, cameras=cameras, names=names,
         landmarks=args.landmarks, landmark_noise=args.landmark_noise,
         landmark_outliers=args.landmark_outliers, background=background, plate=args.plate,
+        lights=lights, ambient=synth.AMBIENT if args.ambient is None else args.ambient,
     )  # fmt: skip
     count = len(names) if names is not None else args.views or 16
     print(f"wrote {count} views of {args.mesh} to {out}")
@@ -365,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plate", default=None, metavar="IMAGE",
                    help="render over crops of this image instead, and write each view's crop to background/ "
                    "as its clean plate")  # fmt: skip
+    p.add_argument("--light", action="append", default=None, metavar="X,Y,Z[:INTENSITY]",
+                   help="a directional light: the direction it travels (the mesh's frame) and its strength "
+                   "(default 3); repeat for up to 4 (default: one key light -0.3,-0.8,-0.5:3)")  # fmt: skip
+    p.add_argument("--ambient", type=float, default=None, help="ambient light strength (default 0.3)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier meshfit output at --out")
     p.set_defaults(func=_cmd_synth)
 

@@ -4,7 +4,7 @@
 mesh and writes a dataset folder (the layout ``meshfit synth`` documents)::
 
     DIR/cameras.json      cameras (OpenCV convention, meshfit's format; near/far as extra keys)
-    DIR/rgb/NNN.png       shaded (Lambert-like, fixed world light) or textured colour, 8-bit sRGB
+    DIR/rgb/NNN.png       shaded (Lambert, directional lights + ambient) or textured colour, 8-bit sRGB
     DIR/mask/NNN.png      coverage, 0 or 255
     DIR/depth/NNN.npy     camera-space z, float32 [H, W], 0 where empty
     DIR/landmarks/NNN.json  with a landmark definition: its points projected (optionally noisy,
@@ -12,7 +12,7 @@ mesh and writes a dataset folder (the layout ``meshfit synth`` documents)::
     DIR/background/NNN.png  with a plate image: each view's clean background plate (the object
                           is rendered over it in rgb/)
     DIR/mesh.obj          the ground-truth mesh, in its own frame, units and vertex order
-    DIR/scene.json        how it was made (seed, light, rig, source mesh)
+    DIR/scene.json        how it was made (seed, lights, rig, source mesh)
 
 pyrender needs an OpenGL context: headless by EGL (Mesa's software rasteriser on a machine
 without a GPU) unless ``PYOPENGL_PLATFORM`` says otherwise (``osmesa``). Multisampling is off,
@@ -50,6 +50,33 @@ __all__ = ["MAX_SIZE", "MAX_VIEWS", "PyrenderViews", "pyrender_views", "synthesi
 # What one synth call may ask for: OpenGL's offscreen buffers and memory set the size.
 MAX_SIZE = 8192
 MAX_VIEWS = 2000
+# pyrender's shaders take at most four directional lights (it drops the rest without a word).
+MAX_LIGHTS = 4
+# meshfit's studio light: one key light from above, front and side (render.lighting's).
+DEFAULT_LIGHTS = ((LIGHT_DIRECTION, LIGHT_INTENSITY),)
+
+
+def _check_lights(lights) -> list[tuple[np.ndarray, float]]:
+    """``((direction, intensity), ...)`` -> the same with unit float64 directions, checked: 1 to
+    ``MAX_LIGHTS`` lights, each direction a finite non-zero 3-vector, each intensity finite >= 0."""
+    lights = list(lights)
+    if not 1 <= len(lights) <= MAX_LIGHTS:
+        raise ValueError(f"give 1 to {MAX_LIGHTS} directional lights (pyrender's limit); got {len(lights)}")
+    out = []
+    for i, light in enumerate(lights):
+        try:
+            direction, intensity = light
+            d = np.asarray(direction, np.float64)
+            intensity = float(intensity)
+        except (TypeError, ValueError):
+            raise ValueError(f"light {i}: expected (direction [3], intensity); got {light!r}") from None
+        norm = np.linalg.norm(d) if d.shape == (3,) and np.all(np.isfinite(d)) else 0.0
+        if norm == 0.0:
+            raise ValueError(f"light {i}: the direction must be a finite non-zero 3-vector; got {d.tolist()}")
+        if not (np.isfinite(intensity) and intensity >= 0):
+            raise ValueError(f"light {i}: the intensity must be a finite number >= 0; got {intensity}")
+        out.append((d / norm, intensity))
+    return out
 
 
 class PyrenderViews(NamedTuple):
@@ -143,8 +170,7 @@ def pyrender_views(
     far: float,
     textured: bool = False,
     face_ids: bool = False,
-    light_direction=LIGHT_DIRECTION,
-    light_intensity: float = LIGHT_INTENSITY,
+    lights=DEFAULT_LIGHTS,
     ambient: float = AMBIENT,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> PyrenderViews:
@@ -159,8 +185,10 @@ def pyrender_views(
         textured: use the mesh's texture (requires uvs + texture).
         face_ids: also render the index of the visible face per pixel (an unlit pass with
             each face's index encoded in its colour).
-        light_direction: direction the directional light travels, in world space.
-        light_intensity, ambient: light strengths.
+        lights: directional lights, ``((direction, intensity), ...)``: each the direction its
+            light travels (world space) and its strength (``_check_lights``; default meshfit's
+            studio key light).
+        ambient: the ambient light's strength.
         background: the colour behind the mesh, display RGB in [0, 1].
     """
     if len(cameras.batch_shape) != 1:
@@ -184,15 +212,14 @@ def pyrender_views(
                 prim.material.roughnessFactor = 1.0
     scene = pyrender.Scene(bg_color=(*background, 0.0), ambient_light=(ambient, ambient, ambient))
     scene.add(pmesh)
-    d = -np.asarray(light_direction, np.float64)
-    d /= np.linalg.norm(d)
-    # pyrender's directional light shines along its node's -z axis.
-    z = d
-    x = np.cross([0.0, 1.0, 0.0], z) if abs(z[1]) < 0.99 else np.cross([1.0, 0.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    light_pose = np.eye(4)
-    light_pose[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity), pose=light_pose)
+    for direction, intensity in _check_lights(lights):
+        # pyrender's directional light shines along its node's -z axis.
+        z = -np.asarray(direction)
+        x = np.cross([0.0, 1.0, 0.0], z) if abs(z[1]) < 0.99 else np.cross([1.0, 0.0, 0.0], z)
+        x /= np.linalg.norm(x)
+        light_pose = np.eye(4)
+        light_pose[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=intensity), pose=light_pose)
     id_scene = None
     if face_ids:
         id_scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(1.0, 1.0, 1.0))
@@ -290,6 +317,8 @@ def synthesize(
     landmark_outliers: float = 0.0,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     plate: str | os.PathLike | None = None,
+    lights=DEFAULT_LIGHTS,
+    ambient: float = AMBIENT,
 ) -> Path:
     """Render a mesh from ``views`` cameras spread on a sphere around it and write a dataset.
 
@@ -319,6 +348,11 @@ def synthesize(
             different crop of it (a quarter of its size, resized to the view's; the crop moves
             with the view, as a real backdrop seen from another camera), written to background/
             as that view's clean plate.
+        lights: directional lights ``((direction, intensity), ...)``, 1 to 4: each the direction
+            its light travels, in the mesh's frame, and its strength (default: meshfit's studio
+            key light, ``render.lighting.LIGHT_DIRECTION`` at ``LIGHT_INTENSITY``; a fill light
+            from the other side lights what the key light leaves to the ambient).
+        ambient: the ambient light's strength (default ``AMBIENT``).
     Returns:
         The dataset folder.
     """
@@ -348,6 +382,10 @@ def synthesize(
     background = tuple(float(c) for c in background)
     if len(background) != 3 or not all(np.isfinite(c) and 0 <= c <= 1 for c in background):
         raise ValueError(f"background is an RGB colour with values in [0, 1]; got {background}")
+    lights = _check_lights(lights)
+    ambient = float(ambient)
+    if not (np.isfinite(ambient) and ambient >= 0):
+        raise ValueError(f"ambient must be a finite number >= 0; got {ambient}")
     if landmarks is None and (landmark_noise or landmark_outliers):
         raise ValueError("landmark noise and outliers need a landmark definition (--landmarks DEF)")
     inputs = [] if isinstance(mesh, Mesh) else [mesh]
@@ -389,7 +427,8 @@ def synthesize(
         cams = cameras
         near, far = clip_range(cams, center, radius)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="synth") as tmp:
-        r = pyrender_views(mesh, cams, near=near, far=far, textured=textured, background=background)
+        r = pyrender_views(mesh, cams, near=near, far=far, textured=textured, background=background,
+                           lights=lights, ambient=ambient)  # fmt: skip
         rgb = r.rgb
         if plates is not None:
             # No multisampling: an edge pixel is object or plate, so laying it over afterwards is exact.
@@ -411,8 +450,8 @@ def synthesize(
             "cameras": "given" if cameras is not None else "sphere_rig", "bounding_radius": radius,
             "near": near, "far": far, "textured": textured, "background": list(background),
             "plate": None if plate is None else str(plate),
-            "light": {"direction": list(LIGHT_DIRECTION), "intensity": LIGHT_INTENSITY,
-                      "ambient": AMBIENT},
+            "lights": [{"direction": d.round(6).tolist(), "intensity": i} for d, i in lights],
+            "ambient": ambient,
             "renderer": "pyrender (OpenGL)", "landmarks": landmark_info,
         }  # fmt: skip
         (tmp / "scene.json").write_text(json.dumps(info, indent=1) + "\n")

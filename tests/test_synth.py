@@ -176,3 +176,54 @@ def test_load_views_reads_the_dataset_and_names_bad_files(spot_dataset, tmp_path
     meshfit.write_image(broken / "rgb" / "002.png", np.zeros((10, 10, 3)))
     with pytest.raises(ValueError, match=r"002.png is 10x10 but its camera in .* says 96x72"):
         meshfit.load_views(broken)
+
+
+def test_synth_lights_are_lambert_sums_with_ambient(tmp_path):
+    # Two lights from opposite sides and a dim ambient: every covered pixel of a sphere is
+    # sum_i I_i (1 - 0.04) / pi max(0, n . -d_i) + ambient, times the base colour, gamma 2.2
+    # (the model render.lighting.studio_lighting writes for the default light).
+    import trimesh
+
+    from meshfit.render.lighting import BASE_COLOR
+
+    s = trimesh.creation.icosphere(subdivisions=4)
+    mesh = meshfit.Mesh(np.asarray(s.vertices, np.float32), np.asarray(s.faces, np.int32))
+    lights = [((-0.3, -0.8, -0.5), 3.0), ((0.6, 0.2, 0.4), 1.2)]
+    out = meshfit.synthesize(mesh, tmp_path / "s", views=2, size=(64, 64), seed=3, lights=lights, ambient=0.1)
+    info = json.loads((out / "scene.json").read_text())
+    assert [x["intensity"] for x in info["lights"]] == [3.0, 1.2] and info["ambient"] == 0.1
+    unit = np.array([0.6, 0.2, 0.4]) / np.sqrt(0.56)
+    np.testing.assert_allclose(info["lights"][1]["direction"], unit, atol=1e-6)
+    views = meshfit.load_views(out)
+    ij = np.stack(np.meshgrid(np.arange(64), np.arange(64)), -1).reshape(1, -1, 2).astype(np.float32)
+    for n in range(2):
+        mask = np.asarray(views.mask[n]).reshape(-1)
+        depth = np.asarray(views.depth[n]).reshape(1, -1)
+        points = np.asarray(views.cameras[n : n + 1].unproject(ij, depth))[0]
+        normals = points / np.linalg.norm(points, axis=1, keepdims=True)
+        linear = 0.1 + sum(i * 0.96 / np.pi * np.maximum(0, normals @ (-np.asarray(d) / np.linalg.norm(d)))
+                           for d, i in lights)  # fmt: skip
+        expected = np.clip(linear[:, None] * np.asarray(BASE_COLOR), 0, 1) ** (1 / 2.2)
+        err = np.abs(np.asarray(views.rgb[n]).reshape(-1, 3) - expected)[mask]
+        assert mask.sum() > 500 and np.median(err) < 0.01 and np.percentile(err, 95) < 0.03
+
+
+def test_synth_light_options_and_their_errors(tmp_path, capsys):
+    out = tmp_path / "lit"
+    argv = ["synth", str(shared("spot")), "--views", "1", "--size", "24", "--out", str(out)]
+    assert main([*argv, "--light", "0,-1,0", "--light", "0,1,0:1.5", "--ambient", "0"]) == 0
+    info = json.loads((out / "scene.json").read_text())
+    assert info["lights"] == [{"direction": [0.0, -1.0, 0.0], "intensity": 3.0},
+                              {"direction": [0.0, 1.0, 0.0], "intensity": 1.5}]  # fmt: skip
+    assert info["ambient"] == 0.0
+    for bad, message in (
+        (["--light", "0,1"], "--light must be X,Y,Z"),
+        (["--light", "0,0,0"], "non-zero 3-vector"),
+        (["--light", "0,1,0:-2"], "intensity must be a finite number >= 0"),
+        (["--light", "0,1,0:x"], "--light must be X,Y,Z"),
+        (["--light", "1,0,0"] * 5, "1 to 4 directional lights"),
+        (["--ambient", "nan"], "ambient must be a finite number >= 0"),
+    ):
+        assert main([*argv[:-1], str(tmp_path / "bad"), *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
