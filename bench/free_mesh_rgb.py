@@ -95,8 +95,8 @@ def profile(views, gt) -> None:
     def bench(name: str, weights: LossWeights, backend: str = "auto") -> None:
         import meshfit.objectives as objectives
 
-        original = objectives.sh_charbonnier_error
-        objectives.sh_charbonnier_error = functools.partial(lighting.sh_charbonnier_error, backend=backend)
+        original = objectives.sh_colour
+        objectives.sh_colour = functools.partial(lighting.sh_colour, backend=backend)
         try:
             obj = image_objective(model, cams, near=near, far=far, weights=weights)
             step = jax.jit(jax.value_and_grad(lambda p: obj(p, targets)[0]))
@@ -109,7 +109,7 @@ def profile(views, gt) -> None:
                 jax.block_until_ready(step(params))
                 times.append(time.perf_counter() - t)
         finally:
-            objectives.sh_charbonnier_error = original
+            objectives.sh_colour = original
         print(f"| {name} | {1000 * sorted(times)[2]:.0f} | compile {compile_s:.1f} s |")
 
     both = LossWeights(silhouette=1, photometric=1, albedo_tv=0.1)

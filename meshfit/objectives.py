@@ -53,8 +53,11 @@ class LossWeights:
         ``light_direction``, ``light_colour``, ``ambient`` [3]; ``render.lighting.lit_colour``),
         times ``params["gain"]`` [N, 3] per camera when present (rigs are never colour-matched),
         gamma 2.2 out (as synth's images), over the pixels inside the rendered surface (its
-        edge pixels, which may mix in what lies behind, are left out: no background model is
-        needed, and data without masks works). With ``targets.background`` (clean plates), or a
+        outline pixels, which may mix in what lies behind, are left out: no background model is
+        needed, and data without masks works); with masks, antialiased at the occlusion edges
+        inside the outline (a leg over the belly), so that those edges move the vertices too
+        (without masks the model may be part of what is seen, a face in a head, and what lies
+        behind its edges is not rendered). With ``targets.background`` (clean plates), or a
         fitted backdrop colour per camera ``params["background"]`` [N, 3] (display colour), it
         compares whole images instead: the render laid over the plate and antialiased, so the
         outline is fitted from colour alone (no masks needed).
@@ -197,12 +200,54 @@ def image_objective(
         clip = cameras.to_clip(v, near, far)
         if weights.silhouette or weights.soft_iou or weights.depth or weights.shading or weights.photometric:
             frags = rasterize(clip, faces, height=H, width=W)
-            if weights.silhouette or weights.soft_iou:  # depth, shading, photometric: no antialiased mask
-                sil = antialias(frags.mask[..., None].astype(clip.dtype), frags, clip, faces)[..., 0]
+            # Images to antialias, as channels of one pass: the coverage (silhouette terms) and
+            # the photometric term's render laid over what lies behind it.
+            layers: dict[str, jax.Array] = {}
+            if weights.silhouette or weights.soft_iou:
+                layers["coverage"] = frags.mask[..., None].astype(clip.dtype)
+            if weights.photometric:
+                if targets.rgb is None:
+                    raise ValueError("the photometric term needs target colour images")
+                albedo = _albedo_image(params, frags, faces, model if model_now is None else model_now)
+                albedo = albedo if "gain" not in params else albedo * params["gain"][:, None, None, :]
+                plate = targets.background
+                if "background" in params:  # a fitted backdrop colour per camera [N, 3]
+                    plate = jnp.broadcast_to(params["background"][:, None, None, :], targets.rgb.shape)
+                # Occlusion edges are antialiased (so that they move the vertices) where the
+                # model is all the images show: over a plate, or inside masks. Without either
+                # the model may be part of what is seen (a face in a head), and what lies
+                # behind its edges is not rendered.
+                edges = plate is not None or targets.mask is not None
+                if not edges and "light" in params and photometric_scale is None:
+                    # SH light over the interior: the fused shading + error (native on the CPU).
+                    weight = _interior(frags.mask).astype(albedo.dtype)
+                    raw = interpolate(vertex_normals(v, faces), frags, faces)
+                    total = sh_charbonnier_error(albedo, raw, params["light"], targets.rgb, weight)
+                    terms["photometric"] = total / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
+                else:
+                    if "light" in params:  # SH light: the native kernel on the CPU
+                        raw = interpolate(vertex_normals(v, faces), frags, faces)
+                        colour = sh_colour(albedo, raw, params["light"])
+                    else:
+                        colour = lit_colour(albedo, normal_image(v, faces, frags), params)
+                    if edges:
+                        # With masks the target stands in behind the surface: its outline's
+                        # pixels, which would need a background model, are left out below.
+                        behind = targets.rgb if plate is None else plate
+                        layers["colour"] = jnp.where(frags.mask[..., None], colour, behind)
+            if layers:
+                sizes = [x.shape[-1] for x in layers.values()]
+                smooth = antialias(jnp.concatenate(list(layers.values()), -1), frags, clip, faces)
+                layers = dict(zip(layers, jnp.split(smooth, np.cumsum(sizes)[:-1], -1)))
             if weights.silhouette:
-                terms["silhouette"] = losses.silhouette_loss(sil, targets.mask)
+                terms["silhouette"] = losses.silhouette_loss(layers["coverage"][..., 0], targets.mask)
             if weights.soft_iou:
-                terms["soft_iou"] = losses.soft_iou_loss(sil, targets.mask)
+                terms["soft_iou"] = losses.soft_iou_loss(layers["coverage"][..., 0], targets.mask)
+            if weights.photometric and "photometric" not in terms:
+                terms["photometric"] = losses.photometric_loss(
+                    layers.get("colour", colour), targets.rgb, norm="charbonnier", scale=photometric_scale,
+                    mask=_interior(frags.mask) if plate is None else None,
+                )  # fmt: skip
             if weights.depth:
                 if targets.depth is None:
                     raise ValueError("the depth term needs target depth images")
@@ -216,39 +261,6 @@ def image_objective(
                 grey = antialias(grey, frags, clip, faces)
                 target = jnp.mean(targets.rgb, -1, keepdims=True)
                 terms["shading"] = losses.photometric_loss(grey, target, norm="l1")
-            if weights.photometric:
-                if targets.rgb is None:
-                    raise ValueError("the photometric term needs target colour images")
-                albedo = _albedo_image(params, frags, faces, model if model_now is None else model_now)
-                gain = params.get("gain")
-                gain = None if gain is None else gain[:, None, None, :]
-                plate = targets.background
-                if "background" in params:  # a fitted backdrop colour per camera [N, 3]
-                    plate = jnp.broadcast_to(params["background"][:, None, None, :], targets.rgb.shape)
-                if plate is None and "light" in params and photometric_scale is None:
-                    # SH light over the interior: the fused shading + error (native on the CPU).
-                    weight = _interior(frags.mask).astype(albedo.dtype)
-                    raw = interpolate(vertex_normals(v, faces), frags, faces)
-                    total = sh_charbonnier_error(albedo if gain is None else albedo * gain, raw,
-                                                 params["light"], targets.rgb, weight)  # fmt: skip
-                    terms["photometric"] = total / jnp.maximum(3.0 * jnp.sum(weight), 1.0)
-                elif plate is None:
-                    colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
-                    terms["photometric"] = losses.photometric_loss(
-                        colour, targets.rgb, mask=_interior(frags.mask), norm="charbonnier",
-                        scale=photometric_scale,
-                    )  # fmt: skip
-                else:
-                    if "light" in params:  # SH light: the native kernel on the CPU
-                        raw = interpolate(vertex_normals(v, faces), frags, faces)
-                        colour = sh_colour(albedo if gain is None else albedo * gain, raw, params["light"])
-                    else:
-                        colour = lit_colour(albedo, normal_image(v, faces, frags), params, gain)
-                    composite = jnp.where(frags.mask[..., None], colour, plate)
-                    composite = antialias(composite, frags, clip, faces)
-                    terms["photometric"] = losses.photometric_loss(
-                        composite, targets.rgb, norm="charbonnier", scale=photometric_scale
-                    )
         if weights.landmarks:
             if targets.landmarks is None:
                 raise ValueError("the landmarks term needs landmark detections")
