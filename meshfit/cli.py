@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 
@@ -537,12 +538,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--light -0.3,-0.8,-0.5`` as ``--light=-0.3,-0.8,-0.5``: argparse takes a value that starts
+    with a minus sign and is not one plain number for an option, and stops with "expected one
+    argument"; a light travelling down is the common case."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--light" and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+            out.append(f"--light={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import shlex
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(argv))
     args.command_line = shlex.join(["meshfit", *argv])
     _log_to_stderr()
     if args.command == "train":
