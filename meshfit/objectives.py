@@ -218,7 +218,8 @@ def image_objective(
                 # the model may be part of what is seen (a face in a head), and what lies
                 # behind its edges is not rendered.
                 edges = plate is not None or targets.mask is not None
-                if not edges and "light" in params and photometric_scale is None:
+                fused = not edges and "light" in params and photometric_scale is None
+                if fused:
                     # SH light over the interior: the fused shading + error (native on the CPU).
                     weight = _interior(frags.mask).astype(albedo.dtype)
                     raw = interpolate(vertex_normals(v, faces), frags, faces)
@@ -243,7 +244,7 @@ def image_objective(
                 terms["silhouette"] = losses.silhouette_loss(layers["coverage"][..., 0], targets.mask)
             if weights.soft_iou:
                 terms["soft_iou"] = losses.soft_iou_loss(layers["coverage"][..., 0], targets.mask)
-            if weights.photometric and "photometric" not in terms:
+            if weights.photometric and not fused:
                 terms["photometric"] = losses.photometric_loss(
                     layers.get("colour", colour), targets.rgb, norm="charbonnier", scale=photometric_scale,
                     mask=_interior(frags.mask) if plate is None else None,

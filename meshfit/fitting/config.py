@@ -76,8 +76,8 @@ class StageConfig:
     photometric_scale: the photometric term's robust scale in display colour (0-1): an error
         beyond it counts logarithmically (``losses.photometric_loss``), so that what the
         appearance model cannot produce (eyelashes over a uniform skin albedo) does not pull
-        the shape; None = Charbonnier throughout (with an SH light and no plates, only None
-        takes the fused native shading kernel).
+        the shape; None = Charbonnier throughout (with an SH light and neither masks nor
+        plates, only None takes the fused native shading kernel).
     params: parameters optimised (rigid/blendshapes: any of rotation, translation, log_scale,
         identity, expression); empty = the representation's default set.
     remesh: free mesh only: before the stage, remesh to this target edge length, as a fraction
