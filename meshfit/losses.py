@@ -19,6 +19,7 @@ __all__ = [
     "chamfer_distance",
     "depth_loss",
     "edge_length_loss",
+    "image_gradient_loss",
     "l2_prior",
     "landmark_loss",
     "laplacian_loss",
@@ -235,6 +236,26 @@ def photometric_loss(
     if scale is not None:
         err = scale * jnp.log1p(err / scale)
     return _masked_mean(err, mask)
+
+
+def image_gradient_loss(
+    pred: jax.Array, target: jax.Array, *, mask: jax.Array | None = None, eps: float = 0.01
+) -> jax.Array:
+    """Charbonnier error between the image gradients of images [..., H, W, C]: the differences of
+    horizontally and of vertically neighbouring pixels, averaged over the pairs whose pixels are
+    both in ``mask`` [..., H, W] (all pairs without a mask). Edges (texture, occlusion) weigh
+    by their contrast, while an error that is smooth across the image (a shading or gain error)
+    barely counts."""
+    _check_images(pred, target, "image_gradient_loss")
+    diff = pred - target
+    dx, dy = diff[..., :, 1:, :] - diff[..., :, :-1, :], diff[..., 1:, :, :] - diff[..., :-1, :, :]
+    ex, ey = (jnp.sqrt(d * d + eps * eps) - eps for d in (dx, dy))
+    if mask is None:
+        return (jnp.sum(ex) + jnp.sum(ey)) / (ex.size + ey.size)
+    mx = (mask[..., :, 1:] & mask[..., :, :-1])[..., None].astype(diff.dtype)
+    my = (mask[..., 1:, :] & mask[..., :-1, :])[..., None].astype(diff.dtype)
+    count = (jnp.sum(mx) + jnp.sum(my)) * diff.shape[-1]
+    return (jnp.sum(ex * mx) + jnp.sum(ey * my)) / jnp.maximum(count, 1.0)
 
 
 def depth_loss(

@@ -61,6 +61,10 @@ class LossWeights:
         fitted backdrop colour per camera ``params["background"]`` [N, 3] (display colour), it
         compares whole images instead: the render laid over the plate and antialiased, so the
         outline is fitted from colour alone (no masks needed).
+    photometric_gradient: Charbonnier error between the image gradients (neighbouring pixels'
+        differences) of the photometric term's image and the target's, over the same pixels
+        (``losses.image_gradient_loss``): texture and occlusion edges weigh by their contrast,
+        a smooth shading or gain error barely; needs the photometric term in the same stage.
     albedo_smoothness: uniform-Laplacian smoothness of the fitted albedo (smooth skin); of a
         texture, the squared differences of neighbouring texels.
     albedo_tv: total variation of the fitted albedo over the mesh's edges
@@ -82,6 +86,7 @@ class LossWeights:
     depth: float = 0.0
     shading: float = 0.0
     photometric: float = 0.0
+    photometric_gradient: float = 0.0
     albedo_smoothness: float = 0.0
     albedo_tv: float = 0.0
     landmarks: float = 0.0
@@ -97,6 +102,11 @@ class LossWeights:
             w = getattr(self, f.name)
             if not (np.isfinite(w) and w >= 0):
                 raise ValueError(f"weights.{f.name} must be a finite number >= 0; got {w}")
+        if self.photometric_gradient and not self.photometric:
+            raise ValueError(
+                "weights.photometric_gradient compares the photometric term's image: "
+                "weigh weights.photometric in the same stage too"
+            )
 
 
 class Targets(NamedTuple):
@@ -218,7 +228,12 @@ def image_objective(
                 # the model may be part of what is seen (a face in a head), and what lies
                 # behind its edges is not rendered.
                 edges = plate is not None or targets.mask is not None
-                fused = not edges and "light" in params and photometric_scale is None
+                fused = (
+                    not edges
+                    and "light" in params
+                    and photometric_scale is None
+                    and not weights.photometric_gradient
+                )
                 if fused:
                     # SH light over the interior: the fused shading + error (native on the CPU).
                     weight = _interior(frags.mask).astype(albedo.dtype)
@@ -245,10 +260,15 @@ def image_objective(
             if weights.soft_iou:
                 terms["soft_iou"] = losses.soft_iou_loss(layers["coverage"][..., 0], targets.mask)
             if weights.photometric and not fused:
+                image = layers.get("colour", colour)
+                region = _interior(frags.mask) if plate is None else None
                 terms["photometric"] = losses.photometric_loss(
-                    layers.get("colour", colour), targets.rgb, norm="charbonnier", scale=photometric_scale,
-                    mask=_interior(frags.mask) if plate is None else None,
-                )  # fmt: skip
+                    image, targets.rgb, norm="charbonnier", scale=photometric_scale, mask=region
+                )
+                if weights.photometric_gradient:
+                    terms["photometric_gradient"] = losses.image_gradient_loss(
+                        image, targets.rgb, mask=region
+                    )
             if weights.depth:
                 if targets.depth is None:
                     raise ValueError("the depth term needs target depth images")

@@ -62,6 +62,17 @@ def test_photometric_term_is_zero_at_the_truth_and_has_true_gradients():
     mask = frags.mask.astype(jnp.float32)
     assert float(render(truth, Targets(mask, rgb=antialias(rgb, frags, clip, model.faces)))[0]) < 1e-7
     assert float(render(truth, Targets(mask, rgb=rgb))[0]) > 1e-5
+    # The gradient term compares the same image: zero at the truth, growing off it.
+    both = image_objective(
+        model, cams, near=1.0, far=8.0, weights=LossWeights(photometric=1, photometric_gradient=1)
+    )
+    for t in (targets, Targets(mask, rgb=antialias(rgb, frags, clip, model.faces))):
+        loss, terms = both(truth, t)
+        assert float(loss) < 1e-7 and set(terms) == {"photometric", "photometric_gradient"}
+    moved = {**truth, "expression": truth["expression"].at[0].add(0.3)}
+    assert float(both(moved, targets)[1]["photometric_gradient"]) > 1e-4
+    with pytest.raises(ValueError, match="photometric_gradient compares the photometric term's image"):
+        LossWeights(silhouette=1, photometric_gradient=1)
     # Off the truth it grows, and its gradient in the light matches central differences.
     off = {**truth, "light": truth["light"].at[0, 0].add(0.2)}
     assert float(objective(off, targets)[0]) > 1e-3

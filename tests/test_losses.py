@@ -152,6 +152,34 @@ def test_image_losses():
     np.testing.assert_allclose(pull[1] / pull[0], (1 + 0.2) / (1 + 14.0), rtol=1e-5)
 
 
+def test_image_gradient_loss():
+    rng = np.random.default_rng(3)
+    target = jnp.asarray(rng.uniform(0.2, 0.8, (2, 6, 7, 3)), jnp.float32)
+    # An offset or a smooth ramp (a gain or shading error) has no gradient error; an edge does.
+    ramp = 0.002 * jnp.arange(7.0)[None, None, :, None]
+    assert float(losses.image_gradient_loss(target + 0.2, target)) < 1e-7
+    assert float(losses.photometric_loss(target + 0.2, target)) > 0.1
+    assert (
+        float(losses.image_gradient_loss(target + ramp, target))
+        < 2e-4
+        < float(losses.photometric_loss(target + ramp, target))
+    )
+    edge = target.at[:, :, 3:, :].add(0.3)
+    # One step of 0.3 per row, along x only: (0.3 - eps) over one x-pair in 6 of the 6*6 + 5*7.
+    np.testing.assert_allclose(
+        losses.image_gradient_loss(edge, target), (np.hypot(0.3, 0.01) - 0.01) * 6 / (36 + 35), rtol=1e-5
+    )
+    # Pairs with a pixel outside the mask do not count, whatever is there.
+    mask = jnp.zeros((2, 6, 7), bool).at[:, :, :3].set(True)
+    assert float(losses.image_gradient_loss(edge, target, mask=mask)) < 1e-7
+    wider = mask.at[:, :, 3].set(True)  # the step's pairs in, of 6 * 3 x-pairs and 5 * 4 y-pairs
+    np.testing.assert_allclose(
+        losses.image_gradient_loss(edge, target, mask=wider), (np.hypot(0.3, 0.01) - 0.01) * 6 / 38, rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="image_gradient_loss: prediction .* differ in shape"):
+        losses.image_gradient_loss(target, target[..., :1])
+
+
 def test_landmark_loss_and_prior():
     cams = meshfit.sphere_rig(3, radius=4.0, width=64, height=64, seed=0)
     pts = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (5, 3)), jnp.float32)
