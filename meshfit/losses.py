@@ -133,6 +133,11 @@ def laplacian_loss(vertices: jax.Array, laplacian: LaplacianOp) -> jax.Array:
     return jnp.mean(jnp.sum((laplacian @ vertices) ** 2, -1))
 
 
+def _charbonnier(squared: jax.Array, eps: float) -> jax.Array:
+    """sqrt(squared + eps^2) - eps: L1 away from 0, smooth at it."""
+    return jnp.sqrt(squared + eps * eps) - eps
+
+
 def total_variation_loss(
     values: jax.Array, edges: jax.Array | None = None, *, eps: float = 0.01
 ) -> jax.Array:
@@ -152,7 +157,7 @@ def total_variation_loss(
                              (values[1:] - values[:-1]).reshape(-1, C)])  # fmt: skip
     else:
         d = values[edges[:, 1]] - values[edges[:, 0]]
-    return jnp.mean(jnp.sqrt(jnp.sum(d * d, -1) + eps * eps) - eps)
+    return jnp.mean(_charbonnier(jnp.sum(d * d, -1), eps))
 
 
 def edge_length_loss(vertices: jax.Array, edges: jax.Array, *, target: float | jax.Array = 0.0) -> jax.Array:
@@ -230,7 +235,7 @@ def photometric_loss(
     elif norm == "l2":
         err = diff * diff
     elif norm == "charbonnier":
-        err = jnp.sqrt(diff * diff + eps * eps) - eps
+        err = _charbonnier(diff * diff, eps)
     else:
         raise ValueError(f"norm must be 'l1', 'l2' or 'charbonnier'; got {norm!r}")
     if scale is not None:
@@ -249,7 +254,7 @@ def image_gradient_loss(
     _check_images(pred, target, "image_gradient_loss")
     diff = pred - target
     dx, dy = diff[..., :, 1:, :] - diff[..., :, :-1, :], diff[..., 1:, :, :] - diff[..., :-1, :, :]
-    ex, ey = (jnp.sqrt(d * d + eps * eps) - eps for d in (dx, dy))
+    ex, ey = _charbonnier(dx * dx, eps), _charbonnier(dy * dy, eps)
     if mask is None:
         return (jnp.sum(ex) + jnp.sum(ey)) / (ex.size + ey.size)
     mx = (mask[..., :, 1:] & mask[..., :, :-1])[..., None].astype(diff.dtype)
