@@ -52,6 +52,24 @@ def test_uv_seams_are_kept_without_splitting_vertices():
     np.testing.assert_allclose(np.asarray(m.uvs)[uf], vt[f_vt], atol=1e-6)  # each corner keeps its file UV
 
 
+def test_uvs_of_an_obj_with_more_uvs_than_vertices_and_no_material():
+    """ICT-FaceKit's layout: quads, seams (9,547 ``vt`` for 9,409 ``v``), no .mtl. A load that
+    keeps the vertex order still has every corner's file UV."""
+    path = shared("ict_face/face_region/neutral_uv.obj")
+    m = meshfit.load_mesh(path)
+    plain = meshfit.load_mesh(shared("ict_face/face_region/neutral.obj"))
+    np.testing.assert_array_equal(m.faces, plain.faces)
+    np.testing.assert_array_equal(m.vertices, plain.vertices)
+    assert m.uvs.shape == (9547, 2) and m.uv_faces.shape == m.faces.shape
+    lines = path.read_text().splitlines()
+    vt = np.array([[float(x) for x in ln.split()[1:3]] for ln in lines if ln.startswith("vt ")], np.float32)
+    pairs = {(int(v) - 1, tuple(vt[int(t) - 1])) for ln in lines if ln.startswith("f ")
+             for v, t in (c.split("/")[:2] for c in ln.split()[1:])}  # fmt: skip
+    uvs = np.asarray(m.uvs, np.float32)
+    corners = zip(np.asarray(m.faces).ravel(), np.asarray(m.uv_faces).ravel())
+    assert all((int(v), tuple(uvs[t])) in pairs for v, t in corners)
+
+
 def test_materials_give_textures():
     assert meshfit.load_mesh(shared("bob")).texture.shape == (2048, 2048, 3)
     assert meshfit.load_mesh(shared("controller")).texture.shape == (1024, 1024, 3)

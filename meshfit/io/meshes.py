@@ -47,6 +47,7 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
             f"unsupported mesh format {path.suffix!r} for {path}; expected one of {MESH_SUFFIXES}"
         )
     kind = path.suffix.lower()[1:].upper()
+    merged = False  # an OBJ of several parts, whose texture coordinates are dropped
     try:
         with warnings.catch_warnings():  # trimesh's parse warnings: the checks below say it plainly
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -54,7 +55,8 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
         if isinstance(loaded, trimesh.Scene):
             if not loaded.geometry:
                 raise MeshIOError(f"{path} contains no geometry")
-            if path.suffix.lower() == ".obj" and len(loaded.geometry) > 1:
+            merged = path.suffix.lower() == ".obj" and len(loaded.geometry) > 1
+            if merged:
                 loaded = _merged_obj(path)
             else:
                 loaded = loaded.to_mesh()
@@ -70,8 +72,9 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
     if len(loaded.faces) == 0:
         raise MeshIOError(f"{path} has no faces ({len(loaded.vertices)} vertices)")
 
+    uv_records = 0
     if path.suffix.lower() == ".obj":
-        _check_obj_records(path, len(loaded.vertices), len(loaded.faces))
+        uv_records = _check_obj_records(path, len(loaded.vertices), len(loaded.faces))
     elif path.suffix.lower() == ".off":
         _check_off_counts(path, len(loaded.vertices), len(loaded.faces))
     vertices = np.asarray(loaded.vertices, np.float32)
@@ -82,13 +85,18 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
         rgba = np.asarray(visual.vertex_colors, np.float32) / 255.0
         colors = rgba if (rgba[:, 3] < 1).any() else rgba[:, :3]
     uv = getattr(visual, "uv", None)
+    split = None
+    if uv_records and not merged and (uv is None or not len(uv)):
+        # maintain_order keeps no UVs at all when the file has more `vt` than `v` records (a
+        # layout with seams, such as ICT-FaceKit's): the plain load below still reads them.
+        split = _plain_obj(path)
+        visual = split.visual
+        uv = getattr(visual, "uv", None)
     if uv is not None and len(uv):
         if path.suffix.lower() == ".obj":
             # maintain_order keeps one UV per vertex and loses seams; a plain load splits
             # vertices at seams instead, face for face, which gives the per-corner UV indices.
-            split = trimesh.load(path, process=False)
-            if isinstance(split, trimesh.Scene):
-                split = split.to_mesh()
+            split = split if split is not None else _plain_obj(path)
             if len(split.faces) != len(faces) or not np.allclose(
                 split.vertices[split.faces], vertices[faces]
             ):
@@ -108,6 +116,16 @@ def load_mesh(path: str | os.PathLike, *, texture: str | os.PathLike | None = No
             raise MeshIOError(f"{path} has no texture coordinates, so a texture cannot be bound")
         tex = read_image(texture)
     return Mesh(vertices, faces, colors=colors, uvs=uvs, uv_faces=uv_faces, texture=tex)
+
+
+def _plain_obj(path: Path):
+    """The OBJ loaded without ``maintain_order``: vertices split at UV seams, one trimesh."""
+    import trimesh
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        split = trimesh.load(path, process=False)
+    return split.to_mesh() if isinstance(split, trimesh.Scene) else split
 
 
 def _merged_obj(path: Path):
@@ -155,10 +173,11 @@ def _check_off_counts(path: Path, num_vertices: int, num_faces: int) -> None:
         )
 
 
-def _check_obj_records(path: Path, num_vertices: int, num_faces: int) -> None:
+def _check_obj_records(path: Path, num_vertices: int, num_faces: int) -> int:
     """trimesh skips OBJ records it cannot parse (a truncated file loses faces without a word):
-    count the file's own ``v`` and ``f`` records and refuse a load that lost any."""
-    v_records = f_records = 0
+    count the file's own ``v`` and ``f`` records and refuse a load that lost any. Returns the
+    number of ``vt`` records."""
+    v_records = f_records = vt_records = 0
     last = b""
     with open(path, "rb") as fh:
         for line in fh:
@@ -168,6 +187,8 @@ def _check_obj_records(path: Path, num_vertices: int, num_faces: int) -> None:
                 v_records += 1
             elif head == b"f " or head == b"f\t":
                 f_records += 1
+            elif line.lstrip()[:3] in (b"vt ", b"vt\t"):
+                vt_records += 1
     truncated = last and not last.endswith(b"\n") and last.lstrip()[:2] in (b"v ", b"f ", b"vt", b"vn")
     if num_vertices != v_records or num_faces < f_records:
         raise MeshIOError(
@@ -180,6 +201,7 @@ def _check_obj_records(path: Path, num_vertices: int, num_faces: int) -> None:
         fields = last_text.split()
         if (fields[0] == "v" and len(fields) < 4) or (fields[0] == "f" and len(fields) < 4):
             raise MeshIOError(f"{path} looks truncated: its last line is {last_text!r}")
+    return vt_records
 
 
 def save_mesh(path: str | os.PathLike, mesh: Mesh) -> None:
