@@ -29,6 +29,10 @@ class ConfigError(ValueError):
 def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
+    if tp is bool:
+        return "true or false"
+    if typing.get_origin(tp) is typing.Literal:
+        return " or ".join(repr(c) for c in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp))
 
 

@@ -396,7 +396,8 @@ def test_free_mesh_fit_against_background_plates_without_masks(tmp_path):
     photometric = history[0]["term_history"]["photometric"]  # the sphere grows to the outline
     assert photometric[-1] < 0.3 * photometric[0]
     # What cannot work without masks says so, and leaves nothing behind.
-    rc = main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet"])
+    rc = main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet",
+               "--set", "plates=true"])  # fmt: skip
     assert rc == 2 and not (tmp_path / "x").exists()
     rc = main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet",
                "--set", "plates=false"])  # fmt: skip
@@ -404,6 +405,51 @@ def test_free_mesh_fit_against_background_plates_without_masks(tmp_path):
     shutil.rmtree(data / "background")
     rc = main(["fit", "free_mesh_plate", "--data", str(data), "--out", str(tmp_path / "y"), "--quiet"])
     assert rc == 2 and not (tmp_path / "y").exists()
+
+
+def test_free_mesh_rgb_keys_its_masks_from_background_plates(tmp_path, capsys):
+    """plates: key (free_mesh_rgb): without a mask/ folder the plates key the masks, as
+    ``meshfit import --plates`` does; they carve the visual hull and are the silhouettes'
+    targets, and the photometric term compares the surface's interior, as with given masks."""
+    from meshfit.fitting.recipes import _plate_masks
+
+    mesh = _coloured_sphere(4)
+    stretched = meshfit.Mesh(np.asarray(mesh.vertices) * [1.0, 0.7, 0.85], mesh.faces, colors=mesh.colors)
+    data = meshfit.synthesize(stretched, tmp_path / "data", views=6, size=(64, 64), seed=4,
+                              plate=_plate_image(tmp_path / "backdrop.png"))  # fmt: skip
+    views = meshfit.load_views(data)
+    keyed = _plate_masks(views._replace(mask=None))
+    iou = (keyed & views.mask).sum((1, 2)) / (keyed | views.mask).sum((1, 2))
+    assert keyed.shape == views.mask.shape and iou.min() > 0.95
+    shutil.rmtree(data / "depth")
+    steps = ["--set", "stages.0.steps=40", "--set", "stages.1.steps=60", "--set", "stages.2.steps=10",
+             "--set", "stages.1.views_per_step=4", "--set", "stages.2.remesh=0.1",
+             "--set", "init.hull_resolution=48", "--set", "init.hull_edge=0.1"]  # fmt: skip
+
+    def fit(out):
+        assert main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(out), "--quiet", *steps,
+                     "--gt", str(data / "mesh.obj")]) == 0  # fmt: skip
+        return json.loads((out / "metrics.json").read_text())["ground_truth"]["rms_point_to_mesh"]
+
+    given = fit(tmp_path / "given")  # the rendered masks; the plates are then not used
+    shutil.rmtree(data / "mask")
+    out = tmp_path / "fit"
+    keyed_rms = fit(out)
+    assert keyed_rms < 1.2 * given + 0.002
+    history = json.loads((out / "history.json").read_text())
+    assert "silhouette" in history[0]["term_history"]  # the keyed masks are its targets
+    # plates: true weighs the silhouette against masks that are not there: a named error.
+    capsys.readouterr()
+    rc = main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet", *steps,
+               "--set", "plates=true"])  # fmt: skip
+    assert rc == 2 and not (tmp_path / "x").exists()
+    assert "plates: key keys masks from its background/ plates" in capsys.readouterr().err
+    # A sequence's frames are keyed one by one against the rig's plates.
+    seq = views._replace(rgb=np.stack([views.rgb, views.background]), frames=["0000", "0001"], mask=None)
+    with pytest.raises(ValueError, match=r"frame 0001: views \['000', '001', .*\] do not differ"):
+        _plate_masks(seq)
+    seq = views._replace(rgb=np.stack([views.rgb, views.rgb[::-1]]), frames=["0000", "0001"], mask=None)
+    np.testing.assert_array_equal(_plate_masks(seq)[0], keyed)
 
 
 def test_free_mesh_fit_in_front_of_a_uniform_backdrop_fits_its_colour(tmp_path):
@@ -458,6 +504,13 @@ def test_plates_need_the_photometric_term_and_an_object():
         _check_without_masks(config, views, None)
     with pytest.raises(ValueError, match=r"views \['a', 'b'\] do not differ from their background plates"):
         _plate_masks(views)
+    with pytest.raises(ValueError, match=r"config\.plates: expected true or false or 'key'; got 'kee'"):
+        FitConfig.from_dict({"model": "free_mesh", "plates": "kee", "stages": [{}]})
+    config = FitConfig.from_dict(
+        {"model": "free_mesh", "plates": "key", "stages": [{"weights": {"silhouette": 1}}]}
+    )
+    with pytest.raises(ValueError, match=r"no mask/ folder nor background/ plates to key them from"):
+        _check_without_masks(config, views._replace(background=None), None)
 
 
 def test_rigid_pose_by_colour_where_the_silhouette_says_nothing(tmp_path):

@@ -218,7 +218,10 @@ class FitConfig:
     ``plates``: when the dataset has background plates, the photometric term compares whole
     images, the render laid over them
     (false: only the surface's interior pixels, for a model that covers part of what the
-    cameras see, such as a face region without its hair and neck).
+    cameras see, such as a face region without its hair and neck; "key": a dataset without
+    masks gets them from where the views differ from their plates, as ``meshfit import
+    --plates`` keys them, and is then fitted as one with masks: silhouettes and the interior
+    pixels).
     ``appearance``: what the albedo is: "vertex" (per-vertex colour, written as the mesh's vertex
     colours) or, for a rigid fit of a mesh with texture coordinates, "texture" (a UV texture
     map ``texture_size`` texels square, sampled trilinearly from its mip pyramid, written as
@@ -240,7 +243,7 @@ class FitConfig:
     light: Literal["sh", "directional"] = "sh"
     gain: bool = False
     albedo_start: Literal["views", "grey", "model"] = "views"
-    plates: bool = True
+    plates: bool | Literal["key"] = True
     appearance: Literal["vertex", "texture"] = "vertex"
     texture_size: int = 512
     background_colour: bool = False

@@ -432,8 +432,12 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> str:
     for i, s in enumerate(config.stages):
         w = s.weights
         if w.silhouette or w.soft_silhouette or w.soft_iou:
+            if views.background is not None:
+                hint = " (plates: key keys masks from its background/ plates)"
+            else:
+                hint = " nor background/ plates to key them from" if config.plates == "key" else ""
             raise ValueError(
-                f"stages[{i}] ({s.name}) weighs the silhouette but the dataset has no mask/ folder"
+                f"stages[{i}] ({s.name}) weighs the silhouette but the dataset has no mask/ folder{hint}"
             )
     landmarks = views.landmarks is not None and isinstance(model, BlendshapeModel) and model.num_landmarks
     if config.model == "blendshapes" and landmarks:
@@ -486,18 +490,27 @@ def _backdrop_plates(views: Views) -> Views:
 
 
 def _plate_masks(views: Views) -> np.ndarray:
-    """[N, H, W] bool: the object where each view differs from its background plate
-    (``meshfit.capture.plate_mask``), for placing a fit and carving its visual hull."""
+    """[(T,) N, H, W] bool: the object where each view differs from its background plate
+    (``meshfit.capture.plate_mask``, as ``meshfit import --plates`` keys them), for placing a
+    fit and carving its visual hull, or as its masks (``plates: key``)."""
     from meshfit.capture import plate_mask
 
     def u8(img):
         return np.clip(np.rint(np.asarray(img) * 255), 0, 255).astype(np.uint8)
 
-    masks = np.stack([plate_mask(u8(rgb), u8(bg)) > 0 for rgb, bg in zip(views.rgb, views.background)])
-    empty = [views.names[i] for i in np.flatnonzero(~masks.any((1, 2)))]
-    if empty:
-        raise ValueError(f"views {empty} do not differ from their background plates: no object to place")
-    return masks
+    frames = [None] if views.frames is None else list(views.frames)
+    rgbs = [views.rgb] if views.frames is None else list(views.rgb)
+    out = []
+    for frame, rgb in zip(frames, rgbs):
+        masks = np.stack([plate_mask(u8(image), u8(bg)) > 0 for image, bg in zip(rgb, views.background)])
+        empty = [views.names[i] for i in np.flatnonzero(~masks.any((1, 2)))]
+        if empty:
+            where = "" if frame is None else f"frame {frame}: "
+            raise ValueError(
+                f"{where}views {empty} do not differ from their background plates: no object to place"
+            )
+        out.append(masks)
+    return out[0] if views.frames is None else np.stack(out)
 
 
 def _check_landmark_count(views: Views, model: BlendshapeModel) -> None:
@@ -537,7 +550,11 @@ def fit_views(
     A sequence fits per-frame pose (and expression) with shared shape (identity, scale), plus
     ``config.smoothness``; a free mesh fits one frame only.
     """
-    if not config.plates:
+    if config.plates == "key" and views.mask is None and views.background is not None:
+        # Masks keyed from the plates stand in for the mask/ folder: the silhouettes they give
+        # fit the outline more closely than the render laid over a busy plate does.
+        views = views._replace(mask=_plate_masks(views))
+    if config.plates is not True:
         views = views._replace(background=None)
     if config.background_colour:
         views = _backdrop_plates(views)
