@@ -87,6 +87,29 @@ def test_blendshape_model_from_ict_files(ict_folder, tmp_path):
     # jit and grad over the coefficients
     g = jax.grad(lambda q: jnp.sum(model.vertices(q)[:, 1]))(p)
     assert float(jnp.abs(g["expression"][0])) > 0
+    assert model.uvs is None and back.uvs is None  # neutral.obj has no texture coordinates
+
+
+def test_blendshape_model_keeps_its_neutral_uvs(tmp_path):
+    """A neutral with texture coordinates (ICT's own layout, seams and all) gives the model its
+    UVs, for a fitted texture; the .npz keeps them, and refuses broken ones by name."""
+    src = shared("ict_face/face_region/neutral.obj").parent
+    spec = {"neutral": str(src / "neutral_uv.obj"), "expression": [str(src / "jawOpen.obj")]}
+    (tmp_path / "blendshapes.json").write_text(json.dumps(spec))
+    model = BlendshapeModel.load(tmp_path)
+    uv_mesh = meshfit.load_mesh(src / "neutral_uv.obj")
+    np.testing.assert_array_equal(model.uvs, uv_mesh.uvs)
+    np.testing.assert_array_equal(model.uv_faces, uv_mesh.uv_faces)
+    assert model.uvs.shape == (9547, 2) and model.uv_faces.shape == model.faces.shape
+    model.save(tmp_path / "m.npz")
+    back = BlendshapeModel.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.uvs, model.uvs)
+    np.testing.assert_array_equal(back.uv_faces, model.uv_faces)
+    with np.load(tmp_path / "m.npz") as z:
+        data = dict(z)
+    np.savez(tmp_path / "bad.npz", **{**data, "uv_faces": data["uv_faces"] + len(data["uvs"])})
+    with pytest.raises(ValueError, match=r"bad.npz: uvs/uv_faces must be \[T, 2\] finite and \[18460, 3\]"):
+        BlendshapeModel.load(tmp_path / "bad.npz")
 
 
 def test_blendshape_model_errors(tmp_path):

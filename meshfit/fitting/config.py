@@ -26,10 +26,11 @@ Representation = Literal["free_mesh", "blendshapes", "rigid"]
 # per light model (FitConfig.light); ``gain`` only when the config asks for it.
 APPEARANCE = {model: ("albedo", *light) for model, light in LIGHT_PARAMS.items()}
 _APPEARANCE_PARAMS = ("albedo", *(k for light in LIGHT_PARAMS.values() for k in light), "gain", "background")
+_POSE = ("rotation", "translation", "log_scale")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "free_mesh": ("u", *_APPEARANCE_PARAMS),
-    "rigid": ("rotation", "translation", "log_scale", "texture", *_APPEARANCE_PARAMS),
-    "blendshapes": ("identity", "expression", "rotation", "translation", "log_scale", *_APPEARANCE_PARAMS),
+    "rigid": (*_POSE, "texture", *_APPEARANCE_PARAMS),
+    "blendshapes": ("identity", "expression", *_POSE, "texture", *_APPEARANCE_PARAMS),
 }
 
 # Bounds on what a config may ask for, so that a typo cannot ask for hours of work or gigabytes.
@@ -223,7 +224,8 @@ class FitConfig:
     --plates`` keys them, and is then fitted as one with masks: silhouettes and the interior
     pixels).
     ``appearance``: what the albedo is: "vertex" (per-vertex colour, written as the mesh's vertex
-    colours) or, for a rigid fit of a mesh with texture coordinates, "texture" (a UV texture
+    colours) or, for a rigid fit of a mesh with texture coordinates or a blendshape model with
+    them (its neutral's), "texture" (a UV texture
     map ``texture_size`` texels square, sampled trilinearly from its mip pyramid, written as
     mesh.png beside mesh.obj; its smoothness priors act between neighbouring texels). The
     texture's albedo starts as ``albedo_start`` says ("model": the mesh's own texture).
@@ -271,10 +273,10 @@ class FitConfig:
                         "or blendshape fit; a free mesh's vertices are thousands (use adam_uniform)"
                     )
                 check_gauss_newton(s.weights, s.params, f"stages[{i}]")
-        if self.appearance == "texture" and self.model != "rigid":
+        if self.appearance == "texture" and self.model == "free_mesh":
             raise ValueError(
-                "appearance: texture needs texture coordinates: a rigid fit's known mesh has them; "
-                f"a {self.model} fit's surface has none (use appearance: vertex)"
+                "appearance: texture needs texture coordinates: a rigid fit's known mesh or a blendshape "
+                "model has them; a free_mesh fit's surface has none (use appearance: vertex)"
             )
         if not 8 <= self.texture_size <= MAX_TEXTURE:
             raise ValueError(f"texture_size must be in 8..{MAX_TEXTURE} texels; got {self.texture_size}")

@@ -260,12 +260,7 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
         M = np.asarray(model.object_to_world(p), np.float64)
         return {"object_to_world": (M @ shift).tolist(), "scale": float(np.exp(p["log_scale"]))}
 
-    look = {}
-    if "albedo" in params:
-        look["colors"] = np.clip(np.asarray(params["albedo"]), 0.0, 1.0)
-    elif "texture" in params:  # written as a texture is read: sRGB-encoded
-        tex = np.asarray(linear_to_srgb(params["texture"]))
-        look = {"uvs": mesh.uvs, "uv_faces": mesh.uv_faces, "texture": tex}
+    look = _look(params, mesh)
     if T is None:
         out = {**frame_out(params), **appearance_out(params)}
         return Mesh(np.asarray(model.vertices(params)), mesh.faces, **look), out, history, None
@@ -274,19 +269,29 @@ def _fit_rigid(config: FitConfig, problem: Problem, centres, mesh: Mesh, progres
     return meshes[0], {"frames": [frame_out(p) for p in frames], **appearance_out(params)}, history, meshes
 
 
-def _initial_texture(config: FitConfig, mesh: Mesh) -> jax.Array:
-    """The linear albedo texture [S, S, 3] a rigid fit with ``appearance: texture`` starts from:
+def _look(params: dict, mesh: Mesh) -> dict:
+    """The fitted appearance as Mesh fields: linear vertex colours (as ``render_views`` reads
+    them), or ``mesh``'s texture coordinates and the texture, sRGB-encoded as textures are read."""
+    if "albedo" in params:
+        return {"colors": np.clip(np.asarray(params["albedo"]), 0.0, 1.0)}
+    if "texture" in params:
+        tex = np.asarray(linear_to_srgb(params["texture"]))
+        return {"uvs": mesh.uvs, "uv_faces": mesh.uv_faces, "texture": tex}
+    return {}
+
+
+def _initial_texture(config: FitConfig, mesh: Mesh, what: str = "the mesh") -> jax.Array:
+    """The linear albedo texture [S, S, 3] a fit with ``appearance: texture`` starts from:
     the mesh's own texture (``albedo_start: model``) resized, or grey (a ``views`` start is
-    baked when the first photometric stage begins)."""
+    baked when the first photometric stage begins). ``what`` names the mesh in errors."""
     if mesh.uvs is None:
         raise ValueError(
-            "appearance: texture needs a mesh with texture coordinates; this one has none "
-            "(use appearance: vertex)"
+            f"appearance: texture needs texture coordinates; {what} has none (use appearance: vertex)"
         )
     uv = np.asarray(mesh.uvs)
     if uv.min() < -1.0 or uv.max() > 2.0:
         raise ValueError(
-            "appearance: texture fits one texture repeated over UV space; this mesh's texture coordinates "
+            f"appearance: texture fits one texture repeated over UV space; {what}'s texture coordinates "
             f"run from {uv.min():.3g} to {uv.max():.3g} (tiled or UDIM layouts are not supported)"
         )
     S = config.texture_size
@@ -365,9 +370,13 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
             if k in config.bounds:
                 params[k] = jnp.clip(params[k], *config.bounds[k])
     appearance = _fits_appearance(config)
+    surface = Mesh(np.asarray(model.neutral), np.asarray(model.faces), uvs=model.uvs, uv_faces=model.uv_faces)
     if appearance:
         start_appearance, problem = _appearance_start(config, problem, model.num_vertices)
         params.update(start_appearance)
+        if config.appearance == "texture":
+            params.pop("albedo")
+            params["texture"] = _initial_texture(config, surface, "the blendshape model's neutral")
     _, params, history = _run_stages(config, problem, model, params, progress)
     id_names = model.identity_names or [f"identity{i}" for i in range(model.num_identity)]
     exp_names = model.expression_names or [f"expression{i}" for i in range(model.num_expression)]
@@ -381,16 +390,15 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
 
     shared = {"identity": dict(zip(id_names, np.asarray(params["identity"]).tolist())),
               "scale": float(np.exp(params["log_scale"]))}  # fmt: skip
-    colors = None
+    look = _look(params, surface) if appearance else {}
     if appearance:
         shared.update(appearance_out(params))
-        colors = np.clip(np.asarray(params["albedo"]), 0.0, 1.0)  # linear albedo, as render_views reads it
     if T is None:
         out = {"identity": shared["identity"], **frame_out(params), "scale": shared["scale"],
                **appearance_out(params)}  # fmt: skip
-        return Mesh(np.asarray(model.vertices(params)), model.faces, colors=colors), out, history, None
+        return Mesh(np.asarray(model.vertices(params)), model.faces, **look), out, history, None
     frames = [_frame_params(params, i, _PER_FRAME["blendshapes"]) for i in range(T)]
-    meshes = [Mesh(np.asarray(model.vertices(p)), model.faces, colors=colors) for p in frames]
+    meshes = [Mesh(np.asarray(model.vertices(p)), model.faces, **look) for p in frames]
     return meshes[0], {**shared, "frames": [frame_out(p) for p in frames]}, history, meshes
 
 

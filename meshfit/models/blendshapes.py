@@ -11,11 +11,12 @@ On disk a model is either
 
   naming full meshes in vertex correspondence with the neutral (deltas are taken against it;
   paths relative to the folder; "identity" and "expression" may be empty; "landmarks", optional,
-  defines the surface points that 2-D landmark detections see: ``meshfit.io.landmarks``), or
+  defines the surface points that 2-D landmark detections see: ``meshfit.io.landmarks``; the
+  neutral's texture coordinates, when it has them, are the model's, for a fitted UV texture), or
 - an ``.npz`` written by ``BlendshapeModel.save``: arrays ``neutral`` [V, 3], ``faces`` [F, 3],
   ``identity`` [I, V, 3], ``expression`` [E, V, 3] (deltas), string arrays ``identity_names``,
   ``expression_names``, optionally ``landmark_vertices`` [L, 3], ``landmark_weights`` [L, 3] and
-  ``landmark_names``, and ``format_version``.
+  ``landmark_names``, ``uvs`` [T, 2] and ``uv_faces`` [F, 3], and ``format_version``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class BlendshapeModel:
         identity_names, expression_names: tuples of names (static).
         landmark_vertices, landmark_weights: [L, 3] int32 vertex indices and [L, 3] barycentric
             weights of L landmarks (``landmarks(params)``), or None. landmark_names (static).
+        uvs, uv_faces: texture coordinates [T, 2] and their faces [F, 3] (the neutral's), or None.
     Params (``init_params``): identity [I], expression [E], rotation [3] (axis-angle, radians),
     translation [3], log_scale [].
     """
@@ -62,6 +64,8 @@ class BlendshapeModel:
     landmark_vertices: jax.Array | None = None
     landmark_weights: jax.Array | None = None
     landmark_names: tuple = static_field(default=())
+    uvs: jax.Array | None = None
+    uv_faces: jax.Array | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BlendshapeModel:
@@ -110,9 +114,12 @@ class BlendshapeModel:
                 spec["landmarks"], np.asarray(neutral.faces), neutral.num_vertices, str(spec_path)
             )
             marks = (jnp.asarray(idx), jnp.asarray(w), names)
+        uv = (None, None)
+        if neutral.uvs is not None and neutral.uv_faces is not None:
+            uv = (jnp.asarray(neutral.uvs, jnp.float32), jnp.asarray(neutral.uv_faces, jnp.int32))
         return cls(
             neutral.vertices, neutral.faces, jnp.asarray(deltas(ids)), jnp.asarray(deltas(exps)),
-            tuple(Path(n).stem for n in ids), tuple(Path(n).stem for n in exps), *marks,
+            tuple(Path(n).stem for n in ids), tuple(Path(n).stem for n in exps), *marks, *uv,
         )  # fmt: skip
 
     @staticmethod
@@ -157,11 +164,20 @@ class BlendshapeModel:
                 raise ValueError(f"{path}: landmark_vertices/landmark_weights must be [L, 3] (indices < {V})")
             names = tuple(str(s) for s in data.get("landmark_names", []))
             marks = (jnp.asarray(idx, jnp.int32), jnp.asarray(w, jnp.float32), names)
+        uv = (None, None)
+        if "uvs" in data or "uv_faces" in data:
+            uvs, uv_faces = data.get("uvs"), data.get("uv_faces")
+            F = data["faces"].shape[0]
+            if (uvs is None or uv_faces is None or uvs.ndim != 2 or uvs.shape[1:] != (2,)
+                    or not np.isfinite(uvs).all() or uv_faces.shape != (F, 3)
+                    or not ((uv_faces >= 0) & (uv_faces < len(uvs))).all()):  # fmt: skip
+                raise ValueError(f"{path}: uvs/uv_faces must be [T, 2] finite and [{F}, 3] indices < T")
+            uv = (jnp.asarray(uvs, jnp.float32), jnp.asarray(uv_faces, jnp.int32))
         return cls(
             jnp.asarray(data["neutral"]), jnp.asarray(data["faces"], jnp.int32),
             jnp.asarray(data["identity"]), jnp.asarray(data["expression"]),
             tuple(str(s) for s in data.get("identity_names", [])),
-            tuple(str(s) for s in data.get("expression_names", [])), *marks,
+            tuple(str(s) for s in data.get("expression_names", [])), *marks, *uv,
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:
@@ -177,6 +193,8 @@ class BlendshapeModel:
                         "landmark_vertices": np.asarray(self.landmark_vertices),
                         "landmark_weights": np.asarray(self.landmark_weights),
                         "landmark_names": np.array(self.landmark_names, str)}),
+                    **({} if self.uvs is None else {
+                        "uvs": np.asarray(self.uvs), "uv_faces": np.asarray(self.uv_faces)}),
                 )  # fmt: skip
 
     @property
