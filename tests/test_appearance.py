@@ -438,6 +438,9 @@ def test_free_mesh_rgb_keys_its_masks_from_background_plates(tmp_path, capsys):
     assert keyed_rms < 1.2 * given + 0.002
     history = json.loads((out / "history.json").read_text())
     assert "silhouette" in history[0]["term_history"]  # the keyed masks are its targets
+    metrics = json.loads((out / "metrics.json").read_text())  # and what the output measures
+    assert metrics["masks"] == "keyed from the background plates"
+    assert metrics["images"]["mask_iou_min"] > 0.9 and metrics["images"]["rgb_psnr"] > 22.0
     # plates: true weighs the silhouette against masks that are not there: a named error.
     capsys.readouterr()
     rc = main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet", *steps,

@@ -214,6 +214,8 @@ def write_fit_output(
     model, whose landmarks (if any) are measured against the dataset's. Returns the metrics."""
     from meshfit.report import write_report
 
+    if result.keyed_masks is not None and views.mask is None:
+        views = views._replace(mask=result.keyed_masks)  # measured against the masks the fit used
     images, rendered = _image_metrics(result, views)
     warnings_ = [h["resolution_note"] for h in result.history if "resolution_note" in h]
     if smoothness_unused:
@@ -235,6 +237,7 @@ def write_fit_output(
         "images": images,
         "warnings": warnings_,
         "data": str(Path(data).resolve()),
+        **({"masks": "keyed from the background plates"} if result.keyed_masks is not None else {}),
         "command": command,
         **(extra or {}),
     }

@@ -54,7 +54,10 @@ class FitResult(NamedTuple):
     ``object_to_world`` 4x4 for the model file's frame; blendshapes: coefficients and pose; a
     sequence: the shared ones and a ``frames`` list). history: one dict per stage (name, steps,
     losses, term_history, final terms, seconds, compile_seconds, resolution, faces).
-    near, far: the clip range used. meshes: a sequence's fitted mesh per frame (else None)."""
+    near, far: the clip range used. meshes: a sequence's fitted mesh per frame (else None).
+    keyed_masks: [(T,) N, H, W] bool, the masks keyed from the background plates that a
+    ``plates: key`` fit of data without masks used (its output measures the fit against them),
+    else None."""
 
     mesh: Mesh
     params: dict
@@ -62,6 +65,7 @@ class FitResult(NamedTuple):
     near: float
     far: float
     meshes: list[Mesh] | None = None
+    keyed_masks: np.ndarray | None = None
 
 
 def _targets(views: Views) -> Targets:
@@ -558,10 +562,12 @@ def fit_views(
     A sequence fits per-frame pose (and expression) with shared shape (identity, scale), plus
     ``config.smoothness``; a free mesh fits one frame only.
     """
+    keyed = None
     if config.plates == "key" and views.mask is None and views.background is not None:
         # Masks keyed from the plates stand in for the mask/ folder: the silhouettes they give
         # fit the outline more closely than the render laid over a busy plate does.
-        views = views._replace(mask=_plate_masks(views))
+        keyed = _plate_masks(views)
+        views = views._replace(mask=keyed)
     if config.plates is not True:
         views = views._replace(background=None)
     if config.background_colour:
@@ -639,4 +645,4 @@ def fit_views(
         mesh, params, history, meshes = _fit_blendshapes(
             config, problem, placed, model, progress, start, None if start is not None else poses
         )
-    return FitResult(mesh, params, history, near, far, meshes)
+    return FitResult(mesh, params, history, near, far, meshes, keyed)
