@@ -372,6 +372,40 @@ def test_texture_sampling_and_gradients(x64):
     check_grads(lambda t: jnp.sum(texture(t, uv_img * 0.9 + 0.03, filter="trilinear")), (tex,), order=1)
 
 
+@pytest.mark.parametrize("wrap", ["repeat", "clamp"])
+def test_trilinear_gathers_the_two_levels_it_blends(x64, wrap):
+    """Trilinear sampling reads only the two mip levels about each pixel's level of detail: the
+    same values and gradients (texture and UVs) as blending every level by its tent weight, on
+    an odd-sized texture, with UVs past the border and levels of detail from 0 to the coarsest."""
+    from meshfit.render.texture import _bilinear, _screen_derivatives
+
+    rng = np.random.default_rng(5)
+    tex = jnp.asarray(rng.uniform(size=(37, 20, 3)))
+    ys, xs = np.mgrid[0:6, 0:9]
+    scale = np.geomspace(0.02, 60.0, 6)[:, None]  # rows from magnified to minified past 1 x 1
+    uv = jnp.asarray(
+        np.stack([xs * scale / 9 - 0.3, 1.1 - ys * scale / 6], -1) + rng.normal(0, 0.01, (6, 9, 2))
+    )
+
+    def every_level(t, u):
+        levels = mip_pyramid(t)
+        dx, dy = _screen_derivatives(jax.lax.stop_gradient(u), None)
+        size = jnp.asarray(t.shape[1::-1], u.dtype).reshape(1, 1, 2)
+        footprint = jnp.maximum(jnp.linalg.norm(dx * size, axis=-1), jnp.linalg.norm(dy * size, axis=-1))
+        lod = jnp.clip(jnp.log2(jnp.maximum(footprint, 1e-12)), 0.0, len(levels) - 1.0)
+        return sum(jnp.clip(1.0 - jnp.abs(lod - i), 0.0, 1.0)[..., None] * _bilinear(level, u, wrap)
+                   for i, level in enumerate(levels))  # fmt: skip
+
+    probe = jnp.asarray(rng.normal(size=(6, 9, 3)))
+    ours = lambda t, u: jnp.sum(texture(t, u, filter="trilinear", wrap=wrap) * probe)  # noqa: E731
+    ref = lambda t, u: jnp.sum(every_level(t, u) * probe)  # noqa: E731
+    np.testing.assert_allclose(
+        texture(tex, uv, filter="trilinear", wrap=wrap), every_level(tex, uv), atol=1e-12
+    )
+    for g, g_ref in zip(jax.grad(ours, (0, 1))(tex, uv), jax.grad(ref, (0, 1))(tex, uv)):
+        np.testing.assert_allclose(g, g_ref, atol=1e-10)
+
+
 def test_antialias_gradients_match_finite_differences(x64):
     m, faces, cams, near, far, verts, frags = _fixed_visibility_setup()
     color = jnp.asarray(np.random.default_rng(3).uniform(size=(m.num_vertices, 3)))

@@ -113,8 +113,41 @@ def texture(
     size = jnp.asarray(tex.shape[1::-1], uv.dtype).reshape((1,) * (dx.ndim - 1) + (2,))  # (Wt, Ht)
     footprint = jnp.maximum(jnp.linalg.norm(dx * size, axis=-1), jnp.linalg.norm(dy * size, axis=-1))
     lod = jnp.clip(jnp.log2(jnp.maximum(footprint, 1e-12)), 0.0, len(levels) - 1.0)
-    out = 0.0
-    for i, level in enumerate(levels):
-        weight = jnp.clip(1.0 - jnp.abs(lod - i), 0.0, 1.0)[..., None]
-        out = out + weight * _bilinear(level, uv, wrap)
-    return out
+    return _two_levels(levels, uv, lod, wrap)
+
+
+def _two_levels(levels: list[jax.Array], uv: jax.Array, lod: jax.Array, wrap: str) -> jax.Array:
+    """Bilinear samples [..., C] of the two mip levels about ``lod`` [...], blended: the levels
+    laid end to end in one array, so each pixel gathers its 8 taps (and the gradient scatters
+    them) instead of sampling every level at every pixel."""
+    C = levels[0].shape[-1]
+    flat = jnp.concatenate([level.reshape(-1, C) for level in levels])
+    heights = jnp.asarray([level.shape[0] for level in levels], jnp.int32)
+    widths = jnp.asarray([level.shape[1] for level in levels], jnp.int32)
+    starts = [0]
+    for level in levels[:-1]:
+        starts.append(starts[-1] + level.shape[0] * level.shape[1])
+    starts = jnp.asarray(starts, jnp.int32)
+    l0 = jnp.clip(jnp.floor(lod).astype(jnp.int32), 0, len(levels) - 1)
+    l1 = jnp.minimum(l0 + 1, len(levels) - 1)
+    t = (lod - l0.astype(lod.dtype))[..., None]
+
+    def sample(li: jax.Array) -> jax.Array:  # as _bilinear does, in level li per pixel
+        h, w = heights[li], widths[li]
+        x = uv[..., 0] * w.astype(uv.dtype) - 0.5
+        y = (1.0 - uv[..., 1]) * h.astype(uv.dtype) - 0.5
+        x0, y0 = jnp.floor(x), jnp.floor(y)
+        fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+        x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
+
+        def idx(i, n):
+            return jnp.mod(i, n) if wrap == "repeat" else jnp.clip(i, 0, n - 1)
+
+        xa, xb = idx(x0, w), idx(x0 + 1, w)
+        ya, yb = idx(y0, h), idx(y0 + 1, h)
+        base = starts[li]
+        top = flat[base + ya * w + xa] * (1 - fx) + flat[base + ya * w + xb] * fx
+        bottom = flat[base + yb * w + xa] * (1 - fx) + flat[base + yb * w + xb] * fx
+        return top * (1 - fy) + bottom * fy
+
+    return sample(l0) * (1 - t) + sample(l1) * t
