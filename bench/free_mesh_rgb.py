@@ -61,7 +61,8 @@ def run(name: str, overrides: list[str], views, held, gt, case: str) -> dict:
     wall = time.perf_counter() - t
     acc = evaluate(result.mesh, gt)
     light = result.params.get("light")
-    rendered = render_views(result.mesh, held.cameras, near=result.near, far=result.far, light=light)
+    rendered = render_views(result.mesh, held.cameras, near=result.near, far=result.far, light=light,
+                            textured=result.mesh.texture is not None)  # fmt: skip
     out = {
         "config": name, "case": case, "overrides": overrides, "faces": int(result.mesh.faces.shape[0]),
         "seconds": sum(h["seconds"] for h in result.history),
