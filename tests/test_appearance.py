@@ -447,6 +447,9 @@ def test_free_mesh_rgb_keys_its_masks_from_background_plates(tmp_path, capsys):
                "--set", "plates=true"])  # fmt: skip
     assert rc == 2 and not (tmp_path / "x").exists()
     assert "plates: key keys masks from its background/ plates" in capsys.readouterr().err
+    rc = main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(tmp_path / "x"), "--quiet", *steps,
+               "--set", "plates=false"])  # fmt: skip
+    assert rc == 2 and "plates: false leaves its background/ plates unused" in capsys.readouterr().err
     # A sequence's frames are keyed one by one against the rig's plates.
     seq = views._replace(rgb=np.stack([views.rgb, views.background]), frames=["0000", "0001"], mask=None)
     with pytest.raises(ValueError, match=r"frame 0001: views \['000', '001', .*\] do not differ"):

@@ -435,7 +435,7 @@ def _check_data(config: FitConfig, views: Views, targets: Targets, model) -> Non
         check_views_per_step(s, n, f"stages[{i}]")
 
 
-def _check_without_masks(config: FitConfig, views: Views, model) -> str:
+def _check_without_masks(config: FitConfig, views: Views, model, *, unused_plates: bool = False) -> str:
     """Data without masks: a blendshape fit placed by its landmarks, or a free-mesh or
     blendshape fit placed from its background plates (``background/``), with no silhouette
     term. Returns how it is placed: "landmarks" or "plates"."""
@@ -446,6 +446,10 @@ def _check_without_masks(config: FitConfig, views: Views, model) -> str:
         if w.silhouette or w.soft_silhouette or w.soft_iou:
             if views.background is not None:
                 hint = " (plates: key keys masks from its background/ plates)"
+            elif unused_plates:
+                hint = (
+                    " (plates: false leaves its background/ plates unused; plates: key keys masks from them)"
+                )
             else:
                 hint = " nor background/ plates to key them from" if config.plates == "key" else ""
             raise ValueError(
@@ -568,6 +572,7 @@ def fit_views(
         # fit the outline more closely than the render laid over a busy plate does.
         keyed = _plate_masks(views)
         views = views._replace(mask=keyed)
+    unused_plates = config.plates is False and views.background is not None
     if config.plates is not True:
         views = views._replace(background=None)
     if config.background_colour:
@@ -588,7 +593,11 @@ def fit_views(
         )
     poses = None
     masks = None if views.mask is None else np.asarray(views.mask)
-    placed_by = "masks" if views.mask is not None else _check_without_masks(config, views, model)
+    placed_by = (
+        "masks"
+        if views.mask is not None
+        else _check_without_masks(config, views, model, unused_plates=unused_plates)
+    )
     if placed_by == "plates":
         # No masks but clean plates: the object is where the views differ from them (for the
         # placement and the visual hull only; the photometric term compares whole images).
