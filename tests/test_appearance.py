@@ -426,16 +426,12 @@ def test_free_mesh_rgb_keys_its_masks_from_background_plates(tmp_path, capsys):
              "--set", "stages.1.views_per_step=4", "--set", "stages.2.remesh=0.1",
              "--set", "init.hull_resolution=48", "--set", "init.hull_edge=0.1"]  # fmt: skip
 
-    def fit(out):
-        assert main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(out), "--quiet", *steps,
-                     "--gt", str(data / "mesh.obj")]) == 0  # fmt: skip
-        return json.loads((out / "metrics.json").read_text())["ground_truth"]["rms_point_to_mesh"]
-
-    given = fit(tmp_path / "given")  # the rendered masks; the plates are then not used
     shutil.rmtree(data / "mask")
     out = tmp_path / "fit"
-    keyed_rms = fit(out)
-    assert keyed_rms < 1.2 * given + 0.002
+    assert main(["fit", "free_mesh_rgb", "--data", str(data), "--out", str(out), "--quiet", *steps,
+                 "--gt", str(data / "mesh.obj")]) == 0  # fmt: skip
+    # Seen 0.0236, as with the rendered masks (at 64^2 the keyed ones are the same pixels).
+    assert json.loads((out / "metrics.json").read_text())["ground_truth"]["rms_point_to_mesh"] < 0.03
     history = json.loads((out / "history.json").read_text())
     assert "silhouette" in history[0]["term_history"]  # the keyed masks are its targets
     metrics = json.loads((out / "metrics.json").read_text())  # and what the output measures
