@@ -26,9 +26,15 @@ def mip_pyramid(tex: jax.Array) -> list[jax.Array]:
 
 def _bilinear(tex: jax.Array, uv: jax.Array, wrap: str) -> jax.Array:
     h, w = tex.shape[:2]
+    return _taps(tex.reshape(h * w, -1), 0, h, w, uv, wrap)
+
+
+def _taps(flat: jax.Array, base, h, w, uv: jax.Array, wrap: str) -> jax.Array:
+    """Bilinear samples [..., C] of the texture whose rows lie in ``flat`` [P, C] from index
+    ``base``, ``h`` x ``w`` texels (ints, or int arrays of uv's pixel shape: a level per pixel)."""
     # UV (0, 0) is the bottom-left corner of the texture; texel (i, j) centre at ((i+.5)/w, 1-(j+.5)/h).
-    x = uv[..., 0] * w - 0.5
-    y = (1.0 - uv[..., 1]) * h - 0.5
+    x = uv[..., 0] * jnp.asarray(w, uv.dtype) - 0.5
+    y = (1.0 - uv[..., 1]) * jnp.asarray(h, uv.dtype) - 0.5
     x0, y0 = jnp.floor(x), jnp.floor(y)
     fx, fy = (x - x0)[..., None], (y - y0)[..., None]
     x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
@@ -37,9 +43,9 @@ def _bilinear(tex: jax.Array, uv: jax.Array, wrap: str) -> jax.Array:
         return jnp.mod(i, n) if wrap == "repeat" else jnp.clip(i, 0, n - 1)
 
     xa, xb = idx(x0, w), idx(x0 + 1, w)
-    ya, yb = idx(y0, h), idx(y0 + 1, h)
-    top = tex[ya, xa] * (1 - fx) + tex[ya, xb] * fx
-    bottom = tex[yb, xa] * (1 - fx) + tex[yb, xb] * fx
+    ya, yb = base + idx(y0, h) * w, base + idx(y0 + 1, h) * w
+    top = flat[ya + xa] * (1 - fx) + flat[ya + xb] * fx
+    bottom = flat[yb + xa] * (1 - fx) + flat[yb + xb] * fx
     return top * (1 - fy) + bottom * fy
 
 
@@ -132,22 +138,7 @@ def _two_levels(levels: list[jax.Array], uv: jax.Array, lod: jax.Array, wrap: st
     l1 = jnp.minimum(l0 + 1, len(levels) - 1)
     t = (lod - l0.astype(lod.dtype))[..., None]
 
-    def sample(li: jax.Array) -> jax.Array:  # as _bilinear does, in level li per pixel
-        h, w = heights[li], widths[li]
-        x = uv[..., 0] * w.astype(uv.dtype) - 0.5
-        y = (1.0 - uv[..., 1]) * h.astype(uv.dtype) - 0.5
-        x0, y0 = jnp.floor(x), jnp.floor(y)
-        fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-        x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
-
-        def idx(i, n):
-            return jnp.mod(i, n) if wrap == "repeat" else jnp.clip(i, 0, n - 1)
-
-        xa, xb = idx(x0, w), idx(x0 + 1, w)
-        ya, yb = idx(y0, h), idx(y0 + 1, h)
-        base = starts[li]
-        top = flat[base + ya * w + xa] * (1 - fx) + flat[base + ya * w + xb] * fx
-        bottom = flat[base + yb * w + xa] * (1 - fx) + flat[base + yb * w + xb] * fx
-        return top * (1 - fy) + bottom * fy
+    def sample(li: jax.Array) -> jax.Array:
+        return _taps(flat, starts[li], heights[li], widths[li], uv, wrap)
 
     return sample(l0) * (1 - t) + sample(l1) * t
