@@ -394,7 +394,7 @@ def _fit_blendshapes(config: FitConfig, problem: Problem, centres, model: Blends
 
     shared = {"identity": dict(zip(id_names, np.asarray(params["identity"]).tolist())),
               "scale": float(np.exp(params["log_scale"]))}  # fmt: skip
-    look = _look(params, surface) if appearance else {}
+    look = _look(params, surface)
     if appearance:
         shared.update(appearance_out(params))
     if T is None:
