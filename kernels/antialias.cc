@@ -5,9 +5,14 @@
 // edge functions u = a x b (a_i = x_i - px w_i, b_i = y_i - py w_i); the crossing t (0 at the
 // front pixel, 1 at the other) blends the colours: t > 1/2 moves (t - 1/2) of the front colour
 // into the other pixel, t < 1/2 moves (1/2 - t) of the other colour into the front pixel.
-// Skipped: edges shared with the face seen in the other pixel (the surface continues), and
-// edges cut more squarely by the other pair direction (steep edges by horizontal pairs, flat
-// ones by vertical pairs), so each edge is blended once. Mirrors antialias.py:_pair_deltas.
+// The edge must be a visibility edge: a boundary edge or one whose neighbouring face turns away
+// (its projected winding flips). Where the segment leaves through an edge the surface continues
+// across (slivers seen at grazing angles, narrower than a pixel), the crossing is followed into
+// the neighbours (faces [F, 3] -> neighbours [F, 3], up to kWalk of them) to the visibility edge.
+// After kWalk faces the edge reached stands in. Skipped: edges shared with the face seen in the
+// other pixel (the surface continues), walks that pass the other pixel's centre, and edges cut more squarely by the other
+// pair direction (steep edges by horizontal pairs, flat ones by vertical pairs), so each edge is
+// blended once. Mirrors antialias.py:_pair_deltas.
 //
 // Each work item owns one image row and recomputes the pairs that touch it, so colour outputs
 // need no synchronisation; vertex gradients go to per-worker buffers, each pair counted once
@@ -15,10 +20,11 @@
 // view's vertices), so its scratch is min(workers, H) x V x 4 floats.
 //
 // Buffers: color [B, H, W, C] f32; face_id [B, H, W] s32; depth [B, H, W] f32; clip [B, V, 4]
-// f32; faces [F, 3] s32. Outputs: out [B, H, W, C]; backward: g_out [B, H, W, C] in,
+// f32; faces [F, 3] s32; neighbours [F, 3] s32 (-1: boundary). Outputs: out [B, H, W, C]; backward: g_out [B, H, W, C] in,
 // g_color [B, H, W, C] and g_clip [B, V, 4] out. Every buffer's dimensions, every face index and
 // every face id are checked before use.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -30,6 +36,8 @@ namespace ffi = xla::ffi;
 
 namespace {
 
+constexpr int kWalk = 16;  // antialias.py:WALK
+
 struct Image {
   int64_t views, height, width, channels, verts;
   const float* color;
@@ -37,8 +45,23 @@ struct Image {
   const float* depth;
   const float* clip;
   const int32_t* faces;
+  const int32_t* neighbours;
   std::vector<float> xs, ys;
 };
+
+// Sign of a face's projected winding in view b: det of its corners' (x, y, w) rows, summed in
+// antialias.py:_orientation's order.
+inline float Orientation(const Image& im, int64_t b, int32_t face) {
+  const int32_t* t = im.faces + 3 * int64_t(face);
+  const float* c0 = im.clip + (b * im.verts + t[0]) * 4;
+  const float* c1 = im.clip + (b * im.verts + t[1]) * 4;
+  const float* c2 = im.clip + (b * im.verts + t[2]) * 4;
+  const float d0 = c0[0] * (c1[1] * c2[3] - c1[3] * c2[1]);
+  const float d1 = c0[1] * (c1[3] * c2[0] - c1[0] * c2[3]);
+  const float d2 = c0[3] * (c1[0] * c2[1] - c1[1] * c2[0]);
+  const float d = d0 + d1 + d2;
+  return d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f);
+}
 
 // One pair's blend, everything the forward and backward passes need.
 struct Pair {
@@ -93,12 +116,39 @@ Pair Evaluate(const Image& im, int64_t b, int64_t p, int64_t q, bool horizontal)
     }
   }
   if (k < 0 || best > 1.0f) return r;
-  const int32_t ea = tri[(k + 1) % 3], eb = tri[(k + 2) % 3];
-  if (other >= 0) {
-    const int32_t* ot = im.faces + 3 * int64_t(other);
-    const bool has_a = ot[0] == ea || ot[1] == ea || ot[2] == ea;
-    const bool has_b = ot[0] == eb || ot[1] == eb || ot[2] == eb;
-    if (has_a && has_b) return r;
+  // Follow the segment across edges the surface continues over, to the visibility edge.
+  int32_t face = front;
+  float o_face = Orientation(im, b, face);
+  for (int step = 0;; ++step) {
+    const int32_t ea = tri[(k + 1) % 3], eb = tri[(k + 2) % 3];
+    if (other >= 0) {
+      const int32_t* ot = im.faces + 3 * int64_t(other);
+      const bool has_a = ot[0] == ea || ot[1] == ea || ot[2] == ea;
+      const bool has_b = ot[0] == eb || ot[1] == eb || ot[2] == eb;
+      if (has_a && has_b) return r;
+    }
+    const int32_t nb = im.neighbours[3 * int64_t(face) + k];
+    const float o_nb = nb >= 0 ? Orientation(im, b, nb) : 0.0f;
+    // After kWalk faces the edge reached stands in (the closest to the visibility edge known).
+    if (nb < 0 || o_nb != o_face || o_nb == 0.0f || step == kWalk) break;
+    const int32_t* ntri = im.faces + 3 * int64_t(nb);
+    const float* nc[3];
+    for (int i = 0; i < 3; ++i) nc[i] = im.clip + (b * im.verts + ntri[i]) * 4;
+    EdgeValues(nc, r.fx, r.fy, uf);
+    EdgeValues(nc, r.ox, r.oy, uo);
+    int kn = 0;
+    float tn = 2.0f;
+    for (int i = 0; i < 3; ++i) {
+      const float f = uf[i] * o_nb, o = uo[i] * o_nb;
+      if (f - o > 0) {  // the segment leaves the face through this edge
+        const float t = f / (f - o);
+        if (t < tn) tn = t, kn = i;
+      }
+    }
+    tn = std::max(tn, best);
+    if (tn > 1.0f) return r;
+    face = nb, tri = ntri, k = kn, best = tn, o_face = o_nb, r.sign = o_nb;
+    for (int i = 0; i < 3; ++i) c[i] = nc[i];
   }
   const float* cj = c[(k + 1) % 3];
   const float* cm = c[(k + 2) % 3];
@@ -126,7 +176,7 @@ void PairsOfRow(const Image& im, int64_t row, Fn fn) {
 
 ffi::Error Setup(const ffi::Buffer<ffi::F32>& color, const ffi::Buffer<ffi::S32>& fid,
                  const ffi::Buffer<ffi::F32>& depth, const ffi::Buffer<ffi::F32>& clip,
-                 const ffi::Buffer<ffi::S32>& faces, Image* im) {
+                 const ffi::Buffer<ffi::S32>& faces, const ffi::Buffer<ffi::S32>& neighbours, Image* im) {
   const auto cd = color.dimensions();
   const auto kd = clip.dimensions();
   if (cd.size() != 4) return ffi::Error::InvalidArgument("color must be [B, H, W, C]");
@@ -140,6 +190,8 @@ ffi::Error Setup(const ffi::Buffer<ffi::F32>& color, const ffi::Buffer<ffi::S32>
   if (nd.size() != 2 || nd[1] != 3) return ffi::Error::InvalidArgument("faces must be [F, 3]");
   if (auto e = meshfit::CheckFaces(faces.typed_data(), nd[0], kd[1]); e.failure()) return e;
   if (auto e = meshfit::CheckFaceIds(fid.typed_data(), int64_t(fid.element_count()), nd[0]); e.failure()) return e;
+  if (auto e = meshfit::CheckDims(neighbours, {nd[0], 3}, "neighbours", "[F, 3] like faces"); e.failure()) return e;
+  if (auto e = meshfit::CheckFaceIds(neighbours.typed_data(), 3 * nd[0], nd[0]); e.failure()) return e;
   *im = Image{cd[0],
               cd[1],
               cd[2],
@@ -150,13 +202,15 @@ ffi::Error Setup(const ffi::Buffer<ffi::F32>& color, const ffi::Buffer<ffi::S32>
               depth.typed_data(),
               clip.typed_data(),
               faces.typed_data(),
+              neighbours.typed_data(),
               meshfit::PixelNdc(cd[2]),
               meshfit::PixelNdc(cd[1])};
   return ffi::Error::Success();
 }
 
 ffi::Error AntialiasFwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, ffi::Buffer<ffi::F32> depth,
-                        ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::ResultBuffer<ffi::F32> out) {
+                        ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> neighbours,
+                        ffi::ResultBuffer<ffi::F32> out) {
   if (auto e = meshfit::CheckDims(
           *out, {color.dimensions()[0], color.dimensions()[1], color.dimensions()[2], color.dimensions()[3]}, "out",
           "[B, H, W, C] like color");
@@ -164,7 +218,7 @@ ffi::Error AntialiasFwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, 
     return e;
   return meshfit::Guarded("meshfit_antialias_fwd", [&] {
     Image im;
-    if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
+    if (auto e = Setup(color, fid, depth, clip, faces, neighbours, &im); e.failure()) return e;
     float* o = out->typed_data();
     const int64_t C = im.channels;
     meshfit::ParallelFor(im.views * im.height, [&](int64_t row) {
@@ -199,7 +253,8 @@ inline void EdgeGrad(const float* cj, const float* cm, float px, float py, float
 }
 
 ffi::Error AntialiasBwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, ffi::Buffer<ffi::F32> depth,
-                        ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::F32> g_out,
+                        ffi::Buffer<ffi::F32> clip, ffi::Buffer<ffi::S32> faces, ffi::Buffer<ffi::S32> neighbours,
+                        ffi::Buffer<ffi::F32> g_out,
                         ffi::ResultBuffer<ffi::F32> g_color, ffi::ResultBuffer<ffi::F32> g_clip) {
   if (color.dimensions().size() != 4) return ffi::Error::InvalidArgument("color must be [B, H, W, C]");
   const auto cd = color.dimensions();
@@ -214,7 +269,7 @@ ffi::Error AntialiasBwd(ffi::Buffer<ffi::F32> color, ffi::Buffer<ffi::S32> fid, 
     return e;
   return meshfit::Guarded("meshfit_antialias_bwd", [&] {
     Image im;
-    if (auto e = Setup(color, fid, depth, clip, faces, &im); e.failure()) return e;
+    if (auto e = Setup(color, fid, depth, clip, faces, neighbours, &im); e.failure()) return e;
     const float* go = g_out.typed_data();
     float* gc = g_color->typed_data();
     const int64_t C = im.channels;
@@ -277,6 +332,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitAntialiasFwd, AntialiasFwd,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitAntialiasBwd, AntialiasBwd,
@@ -285,6 +341,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MeshfitAntialiasBwd, AntialiasBwd,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()

@@ -120,13 +120,21 @@ def test_kernels_reject_face_ids_out_of_range():
             )
         color = jnp.ones((1, 4, 5, 3))
         with pytest.raises(Exception, match="outside -1"):
-            _ffi("meshfit_antialias_fwd", _sds((1, 4, 5, 3)), color, fid, jnp.ones((1, 4, 5)), clip, faces)
+            _ffi("meshfit_antialias_fwd", _sds((1, 4, 5, 3)), color, fid, jnp.ones((1, 4, 5)), clip, faces,
+                 jnp.full((F, 3), -1, jnp.int32))  # fmt: skip
+    # a face's neighbour (antialias.face_neighbours) outside the faces
+    for bad in (F, -2):
+        nbr = jnp.full((F, 3), bad, jnp.int32)
+        with pytest.raises(Exception, match="outside -1"):
+            _ffi("meshfit_antialias_fwd", _sds((1, 4, 5, 3)), jnp.ones((1, 4, 5, 3)), _fid,
+                 jnp.ones((1, 4, 5)), clip, faces, nbr)  # fmt: skip
 
 
 # (target, outputs, inputs) with exactly one buffer of the wrong size, and what the error names
 _fid = jnp.zeros((1, 4, 5), jnp.int32)
 _clip = jnp.ones((1, V, 4))
 _faces = jnp.zeros((F, 3), jnp.int32)
+_nbr = jnp.full((F, 3), -1, jnp.int32)
 WRONG_SIZES = {
     "bary_fwd bary": ("meshfit_bary_fwd", (_sds((1, 4, 5, 2)), _sds((1, 4, 5))),
                       (_clip, _faces, _fid), "bary"),
@@ -149,15 +157,19 @@ WRONG_SIZES = {
                           (jnp.ones((V, 2)), _faces, _fid, jnp.ones((1, 4, 5, 3)), jnp.ones((1, 4, 5, 2))),
                           "g_attr"),
     "antialias_fwd out": ("meshfit_antialias_fwd", _sds((1, 4, 5, 2)),
-                          (jnp.ones((1, 4, 5, 3)), _fid, jnp.ones((1, 4, 5)), _clip, _faces), "out"),
+                          (jnp.ones((1, 4, 5, 3)), _fid, jnp.ones((1, 4, 5)), _clip, _faces, _nbr), "out"),
     "antialias_fwd depth": ("meshfit_antialias_fwd", _sds((1, 4, 5, 3)),
-                            (jnp.ones((1, 4, 5, 3)), _fid, jnp.ones((1, 5, 4)), _clip, _faces), "depth"),
+                            (jnp.ones((1, 4, 5, 3)), _fid, jnp.ones((1, 5, 4)), _clip, _faces, _nbr),
+                            "depth"),
+    "antialias_fwd neighbours": ("meshfit_antialias_fwd", _sds((1, 4, 5, 3)),
+                                 (jnp.ones((1, 4, 5, 3)), _fid, jnp.ones((1, 4, 5)), _clip, _faces,
+                                  jnp.full((F, 2), -1, jnp.int32)), "neighbours"),
     "antialias_bwd g_out": ("meshfit_antialias_bwd", (_sds((1, 4, 5, 3)), _sds((1, V, 4))),
                             (jnp.ones((1, 4, 5, 3)), _fid, jnp.ones((1, 4, 5)), _clip, _faces,
-                             jnp.ones((1, 4, 5, 1))), "g_out"),
+                             _nbr, jnp.ones((1, 4, 5, 1))), "g_out"),
     "antialias_bwd g_clip": ("meshfit_antialias_bwd", (_sds((1, 4, 5, 3)), _sds((1, V, 3))),
                              (jnp.ones((1, 4, 5, 3)), _fid, jnp.ones((1, 4, 5)), _clip, _faces,
-                              jnp.ones((1, 4, 5, 3))), "g_clip"),
+                              _nbr, jnp.ones((1, 4, 5, 3))), "g_clip"),
     "visibility face_id": ("meshfit_rasterize_visibility", _sds((1, 4, 5), jnp.int32),
                            (jnp.ones((2, F, 15)), jnp.zeros((2, F, 4), jnp.int32)), "face_id"),
     "setup coeffs": ("meshfit_triangle_setup", (_sds((1, F, 14)), _sds((1, F, 4), jnp.int32)),

@@ -255,21 +255,23 @@ barycentrics.defvjp(_bary_fwd, _bary_bwd)
 
 
 @jax.custom_vjp
-def antialias(color, face_id, depth, clip, faces):
-    """Native twin of antialias.antialias on flat [B, H, W, C] / [B, V, 4] float32 arrays."""
+def antialias(color, face_id, depth, clip, faces, neighbours):
+    """Native twin of antialias.antialias on flat [B, H, W, C] / [B, V, 4] float32 arrays;
+    neighbours [F, 3] from antialias.face_neighbours."""
     out = jax.ShapeDtypeStruct(color.shape, jnp.float32)
-    return _call("meshfit_antialias_fwd", out, color, face_id, depth, clip, faces)
+    return _call("meshfit_antialias_fwd", out, color, face_id, depth, clip, faces, neighbours)
 
 
-def _aa_fwd(color, face_id, depth, clip, faces):
-    return antialias(color, face_id, depth, clip, faces), (color, face_id, depth, clip, faces)
+def _aa_fwd(color, face_id, depth, clip, faces, neighbours):
+    res = (color, face_id, depth, clip, faces, neighbours)
+    return antialias(color, face_id, depth, clip, faces, neighbours), res
 
 
 def _aa_bwd(res, g):
-    color, face_id, depth, clip, faces = res
+    color, face_id, depth, clip, faces, neighbours = res
     outs = (jax.ShapeDtypeStruct(color.shape, jnp.float32), jax.ShapeDtypeStruct(clip.shape, jnp.float32))
-    g_color, g_clip = _call("meshfit_antialias_bwd", outs, color, face_id, depth, clip, faces, g)
-    return g_color, None, None, g_clip, None
+    g_color, g_clip = _call("meshfit_antialias_bwd", outs, color, face_id, depth, clip, faces, neighbours, g)
+    return g_color, None, None, g_clip, None, None
 
 
 antialias.defvjp(_aa_fwd, _aa_bwd)

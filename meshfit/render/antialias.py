@@ -6,12 +6,19 @@ seeing different surfaces, it finds where the front triangle's edge crosses the 
 the two pixel centres (an analytic function of the vertex positions) and blends the two colours
 by the area of the pixel box on the wrong side of that crossing (1-D box filter along the pair,
 as in Laine et al. 2020, "Modular Primitives for High-Performance Differentiable Rendering").
+The edge must be a visibility edge: a boundary edge, or one whose neighbouring face turns away
+from the camera. Where the segment leaves the front face through an edge the surface continues
+across (near a silhouette the faces seen at grazing angles are slivers narrower than a pixel),
+the crossing is followed into the neighbouring faces, up to ``WALK`` of them, to the silhouette
+edge itself; blending at the first edge instead would leave every silhouette short by a
+fraction of a pixel, and silhouette fits would swell to make up for it.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from meshfit.render import _native
 from meshfit.render._backend import use_native
@@ -19,7 +26,41 @@ from meshfit.render._checks import check_faces
 from meshfit.render._pixels import pixel_ndc
 from meshfit.render.rasterize import Fragments
 
-__all__ = ["antialias", "soft_silhouette"]
+__all__ = ["antialias", "face_neighbours", "soft_silhouette"]
+
+# Faces crossed beyond the front one in search of the visibility edge (native kernel: the same).
+WALK = 16
+
+
+def face_neighbours(faces) -> jax.Array:
+    """[F, 3] int faces -> [F, 3] int32: the face across the edge opposite each corner (the edge
+    joining corners k+1 and k+2), -1 on a boundary. A non-manifold edge pairs the faces that use
+    it two by two in sorted order. Concrete faces are done in NumPy (inside a jit they would be
+    constant-folded by XLA, slowly); traced ones in jnp."""
+    xp = jnp if isinstance(faces, jax.core.Tracer) else np
+    faces = xp.asarray(faces).astype(xp.int32)
+    nf = faces.shape[0]
+    a = xp.roll(faces, -1, axis=1).reshape(-1)  # corner k+1
+    b = xp.roll(faces, -2, axis=1).reshape(-1)  # corner k+2
+    lo, hi = xp.minimum(a, b), xp.maximum(a, b)
+    order = xp.lexsort((hi, lo)).astype(xp.int32)
+    slo, shi = lo[order], hi[order]
+    same = (slo[1:] == slo[:-1]) & (shi[1:] == shi[:-1])  # sorted half-edge i matches i+1
+    # Pair each run's members two by two: a half-edge pairs with its successor when its rank in
+    # the run is even, with its predecessor when odd.
+    idx = xp.arange(order.shape[0], dtype=xp.int32)
+    first = xp.concatenate([xp.ones((1,), bool), ~same])
+    run_start = (jax.lax.cummax if xp is jnp else np.maximum.accumulate)(xp.where(first, idx, 0))
+    even = (idx - run_start) % 2 == 0
+    nxt = xp.concatenate([same, xp.zeros((1,), bool)])
+    prv = xp.concatenate([xp.zeros((1,), bool), same])
+    partner = xp.where(even & nxt, xp.roll(order, -1), xp.where(~even & prv, xp.roll(order, 1), -1))
+    face_of = xp.where(partner >= 0, partner // 3, -1).astype(xp.int32)
+    if xp is np:
+        out = np.full(3 * nf, -1, np.int32)
+        out[order] = face_of
+        return jnp.asarray(out.reshape(nf, 3))
+    return jnp.full((3 * nf,), -1, jnp.int32).at[order].set(face_of).reshape(nf, 3)
 
 
 def _edge_values(corners: jax.Array, px: jax.Array, py: jax.Array) -> jax.Array:
@@ -29,45 +70,89 @@ def _edge_values(corners: jax.Array, px: jax.Array, py: jax.Array) -> jax.Array:
     return jnp.cross(a, b)
 
 
-def _pair_deltas(color_p, color_q, fid_p, fid_q, depth_p, depth_q, clip, faces, p_xy, q_xy, horizontal, size):
+def _orientation(clip: jax.Array, faces: jax.Array) -> jax.Array:
+    """[B, F] sign of each face's projected winding: det of its corners' (x, y, w) rows."""
+    c = clip[:, faces][..., jnp.array([0, 1, 3])]  # [B, F, 3, 3]
+    return jnp.sign(jnp.sum(c[..., 0, :] * jnp.cross(c[..., 1, :], c[..., 2, :]), -1))
+
+
+def _gather_corners(clip, tri):
+    return jax.vmap(lambda c, t: c[t])(clip, tri)  # [B, N, 3, 4]
+
+
+def _pair_deltas(
+    color_p, color_q, fid_p, fid_q, depth_p, depth_q, clip, faces, nbr, orient, p_xy, q_xy, horizontal, size
+):
     """Colour changes of the two pixels of each pair [..., N] (see the module docstring)."""
     cov_p, cov_q = fid_p >= 0, fid_q >= 0
     differ = fid_p != fid_q
     front_p = cov_p & (~cov_q | (depth_p <= depth_q))
-    front = jnp.where(front_p, fid_p, fid_q)
+    front = jnp.maximum(jnp.where(front_p, fid_p, fid_q), 0)
     other = jnp.where(front_p, fid_q, fid_p)
-    tri = faces[jnp.maximum(front, 0)]  # [..., N, 3]
-    corners = jax.vmap(lambda c, t: c[t])(clip, tri)  # [B, N, 3, 4]
     fx, fy = jnp.where(front_p, p_xy[0], q_xy[0]), jnp.where(front_p, p_xy[1], q_xy[1])
     ox, oy = jnp.where(front_p, q_xy[0], p_xy[0]), jnp.where(front_p, q_xy[1], p_xy[1])
-    u_f = _edge_values(corners, fx, fy)
-    u_o = _edge_values(corners, ox, oy)
-    sign = jnp.sign(jax.lax.stop_gradient(jnp.sum(u_f, -1, keepdims=True)))
-    u_f, u_o = u_f * sign, u_o * sign
-    uf_ng, uo_ng = jax.lax.stop_gradient(u_f), jax.lax.stop_gradient(u_o)
-    # An edge exactly through the other pixel's centre counts (t = 1): the fill rule gave that
-    # pixel away, yet half of its box is covered.
-    crosses = (uo_ng <= 0) & (uf_ng >= 0) & (uf_ng - uo_ng > 0)
-    denom = jnp.where(crosses, u_f - u_o, 1.0)
-    t = jnp.where(crosses, u_f / denom, 2.0)  # crossing position from the front pixel, in [0, 1]
-    k = jnp.argmin(jax.lax.stop_gradient(t), -1)
-    t_edge = jnp.take_along_axis(t, k[..., None], -1)[..., 0]
-    # The edge opposite corner k joins corners k+1 and k+2. If the other pixel sees a face that
-    # shares it, the surface continues across: not a visibility edge.
-    ea = jnp.take_along_axis(tri, ((k + 1) % 3)[..., None], -1)[..., 0]
-    eb = jnp.take_along_axis(tri, ((k + 2) % 3)[..., None], -1)[..., 0]
+    cs = jax.lax.stop_gradient(clip)
     otri = faces[jnp.maximum(other, 0)]
-    shared = (other >= 0) & jnp.any(otri == ea[..., None], -1) & jnp.any(otri == eb[..., None], -1)
+
+    def crossings(face, first):
+        """Where the segment from the front pixel's centre (t = 0) to the other's (t = 1)
+        leaves ``face``: (edge index k, t); t = 2 if it does not."""
+        corners = _gather_corners(cs, faces[face])
+        u_f, u_o = _edge_values(corners, fx, fy), _edge_values(corners, ox, oy)
+        if first:  # the front face holds the front pixel's centre: all u_f share its sign
+            sign = jnp.sign(jnp.sum(u_f, -1, keepdims=True))
+        else:
+            sign = jnp.take_along_axis(orient, face, -1)[..., None]
+        u_f, u_o = u_f * sign, u_o * sign
+        # An edge exactly through the other pixel's centre counts (t = 1): the fill rule gave
+        # that pixel away, yet half of its box is covered.
+        leaves = (u_f - u_o > 0) & ((u_o <= 0) & (u_f >= 0) if first else True)
+        t = jnp.where(leaves, u_f / jnp.where(leaves, u_f - u_o, 1.0), 2.0)
+        k = jnp.argmin(t, -1)
+        return k, jnp.take_along_axis(t, k[..., None], -1)[..., 0]
+
+    # Follow the segment across edges the surface continues over, to the visibility edge (after
+    # WALK faces, the edge reached: the closest to it known).
+    def body(state):
+        step, face, k, t_ng, o_face, searching, found = state
+        tri = faces[face]
+        ea = jnp.take_along_axis(tri, ((k + 1) % 3)[..., None], -1)[..., 0]
+        eb = jnp.take_along_axis(tri, ((k + 2) % 3)[..., None], -1)[..., 0]
+        # Shared with the face the other pixel sees: the surface continues there, no edge.
+        shared = (other >= 0) & jnp.any(otri == ea[..., None], -1) & jnp.any(otri == eb[..., None], -1)
+        searching = searching & ~shared
+        nb = jnp.take_along_axis(nbr[face], k[..., None], -1)[..., 0]
+        o_nb = jnp.take_along_axis(orient, jnp.maximum(nb, 0), -1)
+        visible_edge = (nb < 0) | (o_nb != o_face) | (o_nb == 0) | (step == WALK)
+        found = found | (searching & visible_edge)
+        searching = searching & ~visible_edge
+        k_nb, t_nb = crossings(jnp.maximum(nb, 0), False)
+        t_nb = jnp.maximum(t_nb, t_ng)
+        face = jnp.where(searching, nb, face)
+        k = jnp.where(searching, k_nb, k)
+        t_ng = jnp.where(searching, t_nb, t_ng)
+        o_face = jnp.where(searching, o_nb, o_face)
+        return step + 1, face, k, t_ng, o_face, searching & (t_nb <= 1.0), found
+
+    k, t_ng = crossings(front, True)
+    searching = differ & (cov_p | cov_q) & (t_ng <= 1.0)
+    state = (0, front, k, t_ng, jnp.take_along_axis(orient, front, -1), searching, jnp.zeros_like(searching))
+    _, face, k, t_ng, _, _, found = jax.lax.while_loop(lambda s: jnp.any(s[5]), body, state)
+    # The crossing with the edge's corners differentiable: t = f / (f - o) for its edge values.
+    corners = _gather_corners(clip, faces[face])
+    u_f = jnp.take_along_axis(_edge_values(corners, fx, fy), k[..., None], -1)[..., 0]
+    u_o = jnp.take_along_axis(_edge_values(corners, ox, oy), k[..., None], -1)[..., 0]
+    t_edge = jnp.where(found, u_f / jnp.where(found & (u_f != u_o), u_f - u_o, 1.0), 2.0)
     # Each edge is handled by the pairs across it that it cuts most squarely (horizontal pairs
     # for steep edges, vertical pairs for flat ones), so no edge is blended twice and the
     # coverage gradient integrates to the true area change.
-    cs = jax.lax.stop_gradient(corners)
-    cj = jnp.take_along_axis(cs, ((k + 1) % 3)[..., None, None], -2)[..., 0, :]
-    ck = jnp.take_along_axis(cs, ((k + 2) % 3)[..., None, None], -2)[..., 0, :]
+    cc = _gather_corners(cs, faces[face])
+    cj = jnp.take_along_axis(cc, ((k + 1) % 3)[..., None, None], -2)[..., 0, :]
+    ck = jnp.take_along_axis(cc, ((k + 2) % 3)[..., None, None], -2)[..., 0, :]
     nx = jnp.abs(ck[..., 3] * cj[..., 1] - cj[..., 3] * ck[..., 1]) / size[1]  # |A| / W (pixel units)
     ny = jnp.abs(cj[..., 3] * ck[..., 0] - ck[..., 3] * cj[..., 0]) / size[0]  # |B| / H
     steep = nx >= ny
-    active = differ & (cov_p | cov_q) & (t_edge <= 1.0) & ~shared & (steep if horizontal else ~steep)
+    active = found & (t_ng <= 1.0) & (steep if horizontal else ~steep)
     c_front = jnp.where(front_p[..., None], color_p, color_q)
     c_other = jnp.where(front_p[..., None], color_q, color_p)
     # t > 1/2: the front surface reaches into the other pixel's box; t < 1/2: it leaves part of
@@ -112,9 +197,11 @@ def antialias(
     dep = jax.lax.stop_gradient(fragments.depth).reshape((-1, H, W))
     cl = clip.reshape((-1,) + clip.shape[-2:])
     if use_native(backend, col, cl):
-        out = _native.antialias(col, fid, dep, cl, faces.astype(jnp.int32))
+        out = _native.antialias(col, fid, dep, cl, faces.astype(jnp.int32), face_neighbours(faces))
         return out.reshape(color.shape)
     nb = col.shape[0]
+    nbr = face_neighbours(faces)
+    orient = jax.lax.stop_gradient(_orientation(cl, faces))
     xs, ys = pixel_ndc(H, W, cl.dtype)
     gx = jnp.broadcast_to(xs[None, None, :], (nb, H, W))
     gy = jnp.broadcast_to(ys[None, :, None], (nb, H, W))
@@ -131,7 +218,7 @@ def antialias(
         q_xy = (flat(gx, sl_q), flat(gy, sl_q))
         d_p, d_q = _pair_deltas(
             flat(col, sl_p), flat(col, sl_q), flat(fid, sl_p), flat(fid, sl_q),
-            flat(dep, sl_p), flat(dep, sl_q), cl, faces, p_xy, q_xy, horizontal, (H, W),
+            flat(dep, sl_p), flat(dep, sl_q), cl, faces, nbr, orient, p_xy, q_xy, horizontal, (H, W),
         )  # fmt: skip
         shape = out[sl_p].shape
         out = out.at[sl_p].add(d_p.reshape(shape)).at[sl_q].add(d_q.reshape(shape))
