@@ -423,8 +423,9 @@ def test_free_mesh_rgb_keys_its_masks_from_background_plates(tmp_path, capsys):
     assert keyed.shape == views.mask.shape and iou.min() > 0.95
     shutil.rmtree(data / "depth")
     steps = ["--set", "stages.0.steps=40", "--set", "stages.1.steps=60", "--set", "stages.2.steps=10",
-             "--set", "stages.1.views_per_step=4", "--set", "stages.2.remesh=0.1",
-             "--set", "init.hull_resolution=48", "--set", "init.hull_edge=0.1"]  # fmt: skip
+             "--set", "stages.1.views_per_step=4", "--set", "stages.2.views_per_step=null",
+             "--set", "stages.2.remesh=0.1", "--set", "init.hull_resolution=48",
+             "--set", "init.hull_edge=0.1"]  # fmt: skip
 
     shutil.rmtree(data / "mask")
     out = tmp_path / "fit"
