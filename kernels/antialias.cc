@@ -10,9 +10,9 @@
 // across (slivers seen at grazing angles, narrower than a pixel), the crossing is followed into
 // the neighbours (faces [F, 3] -> neighbours [F, 3], up to kWalk of them) to the visibility edge.
 // After kWalk faces the edge reached stands in. Skipped: edges shared with the face seen in the
-// other pixel (the surface continues), walks that pass the other pixel's centre, and edges cut more squarely by the other
-// pair direction (steep edges by horizontal pairs, flat ones by vertical pairs), so each edge is
-// blended once. Mirrors antialias.py:_pair_deltas.
+// other pixel (the surface continues), walks that pass the other pixel's centre, and edges cut
+// more squarely by the other pair direction (steep edges by horizontal pairs, flat ones by
+// vertical pairs), so each edge is blended once. Mirrors antialias.py:_pair_deltas.
 //
 // Each work item owns one image row and recomputes the pairs that touch it, so colour outputs
 // need no synchronisation; vertex gradients go to per-worker buffers, each pair counted once
@@ -20,9 +20,9 @@
 // view's vertices), so its scratch is min(workers, H) x V x 4 floats.
 //
 // Buffers: color [B, H, W, C] f32; face_id [B, H, W] s32; depth [B, H, W] f32; clip [B, V, 4]
-// f32; faces [F, 3] s32; neighbours [F, 3] s32 (-1: boundary). Outputs: out [B, H, W, C]; backward: g_out [B, H, W, C] in,
-// g_color [B, H, W, C] and g_clip [B, V, 4] out. Every buffer's dimensions, every face index and
-// every face id are checked before use.
+// f32; faces [F, 3] s32; neighbours [F, 3] s32 (-1: boundary). Outputs: out [B, H, W, C];
+// backward: g_out [B, H, W, C] in, g_color [B, H, W, C] and g_clip [B, V, 4] out. Every
+// buffer's dimensions, every face index, face id and neighbour are checked before use.
 
 #include <algorithm>
 #include <cmath>

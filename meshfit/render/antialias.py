@@ -146,13 +146,13 @@ def _pair_deltas(
     # Each edge is handled by the pairs across it that it cuts most squarely (horizontal pairs
     # for steep edges, vertical pairs for flat ones), so no edge is blended twice and the
     # coverage gradient integrates to the true area change.
-    cc = _gather_corners(cs, faces[face])
+    cc = jax.lax.stop_gradient(corners)
     cj = jnp.take_along_axis(cc, ((k + 1) % 3)[..., None, None], -2)[..., 0, :]
     ck = jnp.take_along_axis(cc, ((k + 2) % 3)[..., None, None], -2)[..., 0, :]
     nx = jnp.abs(ck[..., 3] * cj[..., 1] - cj[..., 3] * ck[..., 1]) / size[1]  # |A| / W (pixel units)
     ny = jnp.abs(cj[..., 3] * ck[..., 0] - ck[..., 3] * cj[..., 0]) / size[0]  # |B| / H
     steep = nx >= ny
-    active = found & (t_ng <= 1.0) & (steep if horizontal else ~steep)
+    active = found & (steep if horizontal else ~steep)  # found: the walk kept t <= 1
     c_front = jnp.where(front_p[..., None], color_p, color_q)
     c_other = jnp.where(front_p[..., None], color_q, color_p)
     # t > 1/2: the front surface reaches into the other pixel's box; t < 1/2: it leaves part of
