@@ -117,25 +117,29 @@ PART_COLOURS = {
 }  # fmt: skip
 
 
-def coloured_head(path: Path) -> meshfit.Mesh:
-    """The ICT full head with its parts in ``PART_COLOURS`` (vertex colours) and without the
-    parts that have none; the vertices keep their order (the face region first)."""
-    vertices, faces, colours = [], [], {}
+def head_mesh(path: Path, *, colours: bool = False, leave_out=()) -> meshfit.Mesh:
+    """The ICT full head from its OBJ, the vertices in their order (the face region first):
+    with ``colours``, the parts in ``PART_COLOURS`` as vertex colours (the others left out);
+    without, every part, uncoloured (synth's grey). ``leave_out``: materials to drop as well."""
+    vertices, faces, colour_of = [], [], {}
     material = None
+    drawn = lambda m: m not in leave_out and (not colours or m in PART_COLOURS)  # noqa: E731
     for line in path.read_text().splitlines():
         if line.startswith("v "):
             vertices.append([float(x) for x in line.split()[1:4]])
         elif line.startswith("usemtl"):
             material = line.split()[1]
-        elif line.startswith("f ") and material in PART_COLOURS:
+        elif line.startswith("f ") and drawn(material):
             idx = [int(t.split("/")[0]) - 1 for t in line.split()[1:]]
             faces += [(idx[0], idx[k], idx[k + 1]) for k in range(1, len(idx) - 1)]
-            colours.update(dict.fromkeys(idx, PART_COLOURS[material]))
-    rgb = np.full((len(vertices), 3), PART_COLOURS["M_Face"])
-    rgb[list(colours)] = list(colours.values())
-    return meshfit.Mesh(
-        np.asarray(vertices, np.float32), np.asarray(faces, np.int32), colors=rgb.astype(np.float32)
-    )
+            if colours:
+                colour_of.update(dict.fromkeys(idx, PART_COLOURS[material]))
+    rgb = None
+    if colours:
+        rgb = np.full((len(vertices), 3), PART_COLOURS["M_Face"])
+        rgb[list(colour_of)] = list(colour_of.values())
+        rgb = rgb.astype(np.float32)
+    return meshfit.Mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.int32), colors=rgb)
 
 
 def _weight(text: str) -> float | None:
@@ -158,6 +162,8 @@ def main(argv=None) -> int:
         action="store_true",
         help="with --head: colour its parts (skin, eyes, lashes, mouth) instead of uniform grey",
     )
+    p.add_argument("--leave-out", nargs="+", default=[], metavar="MATERIAL",
+                   help="with --head: drop these parts (the OBJ's materials, e.g. M_EyeLashes)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--only", choices=("in", "out"), help="only the in-basis or the out-of-basis case")
@@ -176,7 +182,7 @@ def main(argv=None) -> int:
         model = BlendshapeModel.load(spec)
         diag = float(np.linalg.norm(np.ptp(np.asarray(model.neutral), 0)))
         base, _ = load_config(args.config, args.set)
-        head = (coloured_head(HEAD) if args.colours else meshfit.load_mesh(HEAD)) if args.head else None
+        head = head_mesh(HEAD, colours=args.colours, leave_out=args.leave_out) if args.head else None
         cases = {None: ("in basis", "out of basis"), "in": ("in basis",), "out": ("out of basis",)}[args.only]
         for case in cases:
             if case == "out of basis" and args.only == "out":

@@ -268,6 +268,25 @@ def test_lr_decay_ends_the_stage_at_its_fraction():
         StageConfig(lr_decay=0.0)
 
 
+def test_lr_warmup_rises_linearly_then_decays():
+    from meshfit.fitting import StageConfig
+    from meshfit.fitting.stage import stage_optimizer
+
+    stage = StageConfig(steps=8, lr=0.1, optimizer="sgd", lr_warmup=4, lr_decay=0.5)
+    opt = stage_optimizer(stage, radius=1.0)
+    params = {"x": jnp.zeros(())}
+    state = opt.init(params)
+    steps = []
+    for _ in range(8):
+        u, state = opt.update({"x": jnp.ones(())}, state, params)
+        steps.append(-float(u["x"]))
+    decay = [0.5 + 0.25 * (1 + np.cos(np.pi * i / 7)) for i in range(8)]
+    ramp = [min((i + 1) / 4, 1.0) for i in range(8)]
+    np.testing.assert_allclose(steps, 0.1 * np.asarray(decay) * ramp, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"lr_warmup is a number of steps \(>= 0\); got -1"):
+        StageConfig(lr_warmup=-1)
+
+
 def _rgb_dataset(tmp_path, mesh, *, views=6, size=64, gain=None):
     """meshfit's own render of ``mesh`` (vertex albedo under _SH light, optional per-camera gains)
     as a dataset folder with masks."""

@@ -58,6 +58,11 @@ class StageConfig:
         rotations, plain for coefficients.
     lr_decay: the last step's learning rate as a fraction of ``lr`` (cosine from ``lr``; 1 =
         constant): a final stage that settles instead of jittering at its step size.
+    lr_warmup: steps over which the learning rate rises linearly to ``lr`` (0 = none). A stage
+        starts Adam afresh, whose first steps move every parameter by about ``lr`` whatever its
+        gradient: a stage that starts near the answer (a last refinement, one that frees a new
+        parameter such as an albedo) is kicked off it, and its early stop may end it before it
+        gets back (keeping its start). A stage shorter than its warm-up never reaches ``lr``.
     lr_scale: per-parameter factors on ``lr`` (e.g. ``{rotation: 0.2}``).
     optimizer: "adam", "adam_uniform" (Nicolet et al.; for free meshes), "sgd", or
         "gauss_newton" (Levenberg–Marquardt for rigid and blendshape fits, close to the answer:
@@ -92,6 +97,7 @@ class StageConfig:
     steps: int = 200
     lr: float = 0.01
     lr_decay: float = 1.0
+    lr_warmup: int = 0
     lr_scale: dict[str, float] = dataclasses.field(default_factory=dict)
     optimizer: Literal["adam", "adam_uniform", "sgd", "gauss_newton"] = "adam"
     resolution: int | None = None
@@ -114,6 +120,8 @@ class StageConfig:
             raise ValueError(
                 f"lr_decay is the last step's lr as a fraction of lr, in (0, 1]; got {self.lr_decay}"
             )
+        if self.lr_warmup < 0:
+            raise ValueError(f"lr_warmup is a number of steps (>= 0); got {self.lr_warmup}")
         for k, v in self.lr_scale.items():
             _finite(v, f"lr_scale.{k}", positive=True)
         if self.resolution is not None and not 8 <= self.resolution <= MAX_RESOLUTION:

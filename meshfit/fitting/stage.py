@@ -106,7 +106,8 @@ def stage_optimizer(
     stage: StageConfig, radius: float, bounds: dict | None = None
 ) -> optax.GradientTransformation:
     """The stage's optimiser, its updates scaled per parameter: positions by the radius, then
-    ``lr_scale``, and over the steps by the cosine decay to ``lr_decay``; parameters named in
+    ``lr_scale``, and over the steps by the linear warm-up (``lr_warmup``) and the cosine decay
+    to ``lr_decay``; parameters named in
     ``bounds`` are projected back into their box after each step. The inner state stays the
     inject_hyperparams one, so divergence recovery can lower lr."""
     scales = {"translation": radius, "u": radius}
@@ -118,6 +119,8 @@ def stage_optimizer(
         # Cosine from 1 to lr_decay over the stage's steps (inject_hyperparams counts them).
         t = jnp.minimum(state.count.astype(jnp.float32) / max(stage.steps - 1, 1), 1.0)
         decay = stage.lr_decay + (1.0 - stage.lr_decay) * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+        if stage.lr_warmup:
+            decay = decay * jnp.minimum((state.count.astype(jnp.float32) + 1.0) / stage.lr_warmup, 1.0)
         updates, state = inner.update(updates, state, params)
         out = {}
         for k, u in updates.items():
