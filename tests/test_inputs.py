@@ -109,7 +109,11 @@ def test_stale_partial_outputs_are_removed_and_the_umask_is_honoured(tmp_path):
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, spot_data):
-    cmd = [sys.executable, "-m", "meshfit.cli", *_tiny_fit(spot_data, tmp_path / "out")]
+    # A shell's background job ignores SIGINT and its children inherit that (pytest started with
+    # `&` in a script), so the fit is given Python's own handler, as a terminal's Ctrl-C finds it.
+    run = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    run += "runpy.run_module('meshfit.cli', run_name='__main__')"
+    cmd = [sys.executable, "-c", run, *_tiny_fit(spot_data, tmp_path / "out")]
     cmd[cmd.index("stages.0.steps=2")] = "stages.0.steps=100000"
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     time.sleep(12)  # importing jax and compiling the first stage takes a few seconds
