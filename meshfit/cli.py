@@ -47,6 +47,22 @@ def _light(text: str) -> tuple[list[float], float]:
     return d, i
 
 
+def _mesh_file(text: str) -> str:
+    """A MESH argument: a mesh file, or ``spot`` for the Spot packaged with meshfit (the demo's)
+    when no file of that name is at hand."""
+    from pathlib import Path
+
+    if text == "spot" and not Path(text).exists():
+        return str(_packaged_spot())
+    return text
+
+
+def _packaged_spot():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "data" / "spot.obj"
+
+
 def _cmd_synth(args: argparse.Namespace) -> None:
     from meshfit import synth
     from meshfit.synth import synthesize
@@ -333,7 +349,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     config_data, config_path = load_config("free_mesh", [*fewer, *args.set])
     if args.views < 2:
         raise ValueError(f"--views {args.views}: the demo needs at least two views to place the object")
-    mesh = Path(__file__).resolve().parent / "data" / "spot.obj"
+    mesh = _packaged_spot()
     out = Path(args.out)
     data = out.parent / (out.name + "_data")
     check_output_dir(out, overwrite=args.overwrite, inputs=[data])
@@ -360,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="render reference views of a mesh with pyrender (OpenGL)")
-    p.add_argument("mesh", help="mesh file (OBJ, PLY, STL, OFF, GLB/glTF)")
+    p.add_argument("mesh", type=_mesh_file,
+                   help="mesh file (OBJ, PLY, STL, OFF, GLB/glTF), or 'spot' (packaged)")  # fmt: skip
     p.add_argument("--views", type=_count, default=None, help="number of cameras (default 16)")
     p.add_argument("--size", type=_size, default=None, help="image size W or WxH (default 256)")
     p.add_argument("--cameras", default=None, metavar="RIG",
@@ -394,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("render", help="render a mesh with meshfit's rasterizer for the cameras of a dataset")
-    p.add_argument("mesh", help="mesh file (OBJ, PLY, STL, OFF, GLB/glTF)")
+    p.add_argument("mesh", type=_mesh_file,
+                   help="mesh file (OBJ, PLY, STL, OFF, GLB/glTF), or 'spot' (packaged)")  # fmt: skip
     p.add_argument("--cameras", required=True, help="cameras.json, transforms.json or a COLMAP model folder")
     p.add_argument(
         "--out", required=True, help="folder to create: rgb/, mask/, depth/, normal/, cameras.json"

@@ -80,6 +80,13 @@ def test_synth_overwrite_keeps_the_source_mesh(tmp_path, capsys):
     assert (d / "spot.obj").read_bytes() == SPOT.read_bytes()
 
 
+def test_synth_renders_the_packaged_spot_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file called spot here
+    assert main(["synth", "spot", "--out", "s", "--views", "2", "--size", "16"]) == 0
+    written = meshfit.load_mesh(tmp_path / "s" / "mesh.obj")
+    assert len(written.vertices) == len(meshfit.load_mesh(SPOT).vertices)
+
+
 def test_output_is_checked_before_any_work(tmp_path, spot_data, capsys):
     (tmp_path / "file").write_text("x")
     t = time.perf_counter()
