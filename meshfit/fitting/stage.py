@@ -107,9 +107,8 @@ def stage_optimizer(
 ) -> optax.GradientTransformation:
     """The stage's optimiser, its updates scaled per parameter: positions by the radius, then
     ``lr_scale``, and over the steps by the linear warm-up (``lr_warmup``) and the cosine decay
-    to ``lr_decay``; parameters named in
-    ``bounds`` are projected back into their box after each step. The inner state stays the
-    inject_hyperparams one, so divergence recovery can lower lr."""
+    to ``lr_decay``; parameters named in ``bounds`` are projected back into their box after each
+    step. The inner state stays the inject_hyperparams one, so divergence recovery can lower lr."""
     scales = {"translation": radius, "u": radius}
     scales = {k: scales.get(k, 1.0) * stage.lr_scale.get(k, 1.0) for k in {*scales, *stage.lr_scale}}
     inner = make_optimizer(stage.optimizer, stage.lr)
