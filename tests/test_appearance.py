@@ -250,18 +250,24 @@ def test_adam_uniform_is_uniform_for_vertices_only():
     np.testing.assert_allclose(updates["albedo"], [-0.1, -0.1], rtol=1e-3)
 
 
-def test_lr_decay_ends_the_stage_at_its_fraction():
-    from meshfit.fitting import StageConfig
+def _sgd_step_sizes(stage) -> list[float]:
+    """The sizes of a stage optimiser's steps on a unit gradient, one per step of the stage."""
     from meshfit.fitting.stage import stage_optimizer
 
-    stage = StageConfig(steps=5, lr=0.1, optimizer="sgd", lr_decay=0.2)
     opt = stage_optimizer(stage, radius=1.0)
     params = {"x": jnp.zeros(())}
     state = opt.init(params)
     steps = []
-    for _ in range(5):
+    for _ in range(stage.steps):
         u, state = opt.update({"x": jnp.ones(())}, state, params)
         steps.append(-float(u["x"]))
+    return steps
+
+
+def test_lr_decay_ends_the_stage_at_its_fraction():
+    from meshfit.fitting import StageConfig
+
+    steps = _sgd_step_sizes(StageConfig(steps=5, lr=0.1, optimizer="sgd", lr_decay=0.2))
     np.testing.assert_allclose([steps[0], steps[-1]], [0.1, 0.02], rtol=1e-5)
     assert all(a > b for a, b in zip(steps, steps[1:]))
     with pytest.raises(ValueError, match=r"lr_decay is the last step's lr as a fraction of lr, in \(0, 1\]"):
@@ -270,16 +276,8 @@ def test_lr_decay_ends_the_stage_at_its_fraction():
 
 def test_lr_warmup_rises_linearly_then_decays():
     from meshfit.fitting import StageConfig
-    from meshfit.fitting.stage import stage_optimizer
 
-    stage = StageConfig(steps=8, lr=0.1, optimizer="sgd", lr_warmup=4, lr_decay=0.5)
-    opt = stage_optimizer(stage, radius=1.0)
-    params = {"x": jnp.zeros(())}
-    state = opt.init(params)
-    steps = []
-    for _ in range(8):
-        u, state = opt.update({"x": jnp.ones(())}, state, params)
-        steps.append(-float(u["x"]))
+    steps = _sgd_step_sizes(StageConfig(steps=8, lr=0.1, optimizer="sgd", lr_warmup=4, lr_decay=0.5))
     decay = [0.5 + 0.25 * (1 + np.cos(np.pi * i / 7)) for i in range(8)]
     ramp = [min((i + 1) / 4, 1.0) for i in range(8)]
     np.testing.assert_allclose(steps, 0.1 * np.asarray(decay) * ramp, rtol=1e-5)
